@@ -1,0 +1,255 @@
+/**
+ * The HTTP client of the unum API, used by the CLI, the agent and the SDK. Errors come back as the
+ * same classes the server threw (src/core/errors.ts); a server that cannot be reached is an
+ * UnavailableError whose message says what to do.
+ */
+import { UnavailableError, errorFromWire, type ErrorDetails } from '../core/errors.ts';
+import type { Allocation, ClusterEvent, Evaluation, Node } from '../core/types.ts';
+import type {
+  AllocStatusUpdate,
+  BlockingOptions,
+  EventsPage,
+  JobDetail,
+  JobListItem,
+  Listed,
+  NodeRegistration,
+  PlanJobResponse,
+  RegisterNodeResponse,
+  ServerStatus,
+  SubmitJobResponse,
+} from './types.ts';
+
+export const DEFAULT_ADDR = 'http://127.0.0.1:8686';
+
+export interface ClientOptions {
+  /** Server address; default `UNUM_ADDR` or http://127.0.0.1:8686. */
+  addr?: string;
+  token?: string;
+  /** Per-request timeout for non-streaming calls (blocking queries add their wait). Default 30 s. */
+  timeoutMs?: number;
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+export function resolveAddr(addr?: string): string {
+  const raw = addr ?? process.env['UNUM_ADDR'] ?? DEFAULT_ADDR;
+  const withScheme = /^https?:\/\//.test(raw) ? raw : `http://${raw}`;
+  return withScheme.replace(/\/+$/, '');
+}
+
+export class UnumClient {
+  readonly addr: string;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(options: ClientOptions = {}) {
+    this.addr = resolveAddr(options.addr);
+    this.token = options.token ?? process.env['UNUM_TOKEN'];
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  // --- jobs -------------------------------------------------------------------------------------
+
+  submitJob(job: unknown): Promise<SubmitJobResponse> {
+    return this.request('POST', '/v1/jobs', { body: { job } });
+  }
+  planJob(job: unknown): Promise<PlanJobResponse> {
+    return this.request('POST', '/v1/jobs/plan', { body: { job } });
+  }
+  listJobs(q: { namespace?: string } = {}): Promise<Listed<JobListItem>> {
+    return this.request('GET', '/v1/jobs', { query: q });
+  }
+  getJob(id: string, q: { namespace?: string } = {}): Promise<JobDetail> {
+    return this.request('GET', `/v1/jobs/${enc(id)}`, { query: q });
+  }
+  stopJob(id: string, q: { namespace?: string; purge?: boolean } = {}): Promise<{ evalId: string }> {
+    return this.request('DELETE', `/v1/jobs/${enc(id)}`, { query: q });
+  }
+  jobAllocations(id: string, q: { namespace?: string } & BlockingOptions = {}): Promise<Listed<Allocation>> {
+    return this.request('GET', `/v1/jobs/${enc(id)}/allocations`, { query: q, wait: q.waitMs });
+  }
+  jobEvaluations(id: string, q: { namespace?: string } = {}): Promise<Listed<Evaluation>> {
+    return this.request('GET', `/v1/jobs/${enc(id)}/evaluations`, { query: q });
+  }
+
+  // --- allocations ------------------------------------------------------------------------------
+
+  listAllocations(
+    q: { namespace?: string; job?: string; node?: string; all?: boolean } & BlockingOptions = {},
+  ): Promise<Listed<Allocation>> {
+    return this.request('GET', '/v1/allocations', { query: q, wait: q.waitMs });
+  }
+  /** By full id or a unique prefix (as shown in tables). */
+  getAllocation(id: string): Promise<Allocation> {
+    return this.request('GET', `/v1/allocations/${enc(id)}`);
+  }
+  /**
+   * Streams a task's log as text chunks. With `follow` the stream stays open for new output until
+   * `signal` aborts or the task's allocation stops for good.
+   */
+  allocLogs(
+    allocId: string,
+    q: { task: string; stream?: 'stdout' | 'stderr'; follow?: boolean; offset?: number; tail?: number },
+    signal?: AbortSignal,
+  ): AsyncIterable<string> {
+    return this.textStream(`/v1/allocations/${enc(allocId)}/logs`, q, signal);
+  }
+
+  // --- nodes (and the agent's calls) -----------------------------------------------------------
+
+  listNodes(q: BlockingOptions = {}): Promise<Listed<Node>> {
+    return this.request('GET', '/v1/nodes', { query: q, wait: q.waitMs });
+  }
+  getNode(id: string): Promise<Node> {
+    return this.request('GET', `/v1/nodes/${enc(id)}`);
+  }
+  registerNode(node: NodeRegistration): Promise<RegisterNodeResponse> {
+    return this.request('POST', '/v1/nodes/register', { body: node });
+  }
+  /** NotFoundError when the server no longer knows the node (its lease expired): register again. */
+  heartbeat(nodeId: string): Promise<{ ttlSeconds: number }> {
+    return this.request('POST', `/v1/nodes/${enc(nodeId)}/heartbeat`, { body: {} });
+  }
+  nodeAllocations(nodeId: string, q: BlockingOptions = {}): Promise<Listed<Allocation>> {
+    return this.request('GET', `/v1/nodes/${enc(nodeId)}/allocations`, { query: q, wait: q.waitMs });
+  }
+  updateAllocations(nodeId: string, updates: AllocStatusUpdate[]): Promise<{ index: number }> {
+    return this.request('POST', `/v1/nodes/${enc(nodeId)}/allocations/status`, { body: { updates } });
+  }
+
+  // --- evaluations, events, status -------------------------------------------------------------
+
+  listEvaluations(q: { namespace?: string; job?: string } = {}): Promise<Listed<Evaluation>> {
+    return this.request('GET', '/v1/evaluations', { query: q });
+  }
+  getEvaluation(id: string): Promise<Evaluation> {
+    return this.request('GET', `/v1/evaluations/${enc(id)}`);
+  }
+  /** Events after `index` (oldest first), at most `limit`. */
+  events(q: { index?: number; limit?: number; namespace?: string; job?: string } = {}): Promise<EventsPage> {
+    return this.request('GET', '/v1/events', { query: q });
+  }
+  /** Follows events after `index` as they happen (Server-Sent Events). */
+  async *streamEvents(
+    q: { index?: number; namespace?: string; job?: string } = {},
+    signal?: AbortSignal,
+  ): AsyncIterable<ClusterEvent> {
+    let buffer = '';
+    for await (const chunk of this.textStream('/v1/events/stream', q, signal)) {
+      buffer += chunk;
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = frame
+          .split('\n')
+          .filter((l) => l.startsWith('data:'))
+          .map((l) => l.slice(5).trimStart())
+          .join('\n');
+        const kind = /^event:\s*(.*)$/m.exec(frame)?.[1];
+        if (kind === 'error') {
+          const body = JSON.parse(data) as {
+            error: { code: string; message: string; details?: ErrorDetails };
+          };
+          throw errorFromWire(body.error.code, body.error.message, body.error.details);
+        }
+        if (data !== '') yield JSON.parse(data) as ClusterEvent;
+      }
+    }
+  }
+  status(): Promise<ServerStatus> {
+    return this.request('GET', '/v1/status');
+  }
+
+  // --- plumbing --------------------------------------------------------------------------------
+
+  private url(path: string, query?: Query): string {
+    const u = new URL(this.addr + path);
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v === undefined || k === 'waitMs') continue;
+      u.searchParams.set(k, String(v));
+    }
+    if (query?.['waitMs'] !== undefined) u.searchParams.set('wait', `${query['waitMs']}ms`);
+    return u.toString();
+  }
+
+  private headers(json: boolean): Record<string, string> {
+    const h: Record<string, string> = { accept: 'application/json' };
+    if (json) h['content-type'] = 'application/json';
+    if (this.token) h['authorization'] = `Bearer ${this.token}`;
+    return h;
+  }
+
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; query?: Query | object; wait?: number | undefined } = {},
+  ): Promise<T> {
+    const url = this.url(path, opts.query as Query | undefined);
+    const timeout = this.timeoutMs + (opts.wait ?? 0);
+    let res: Response;
+    try {
+      const init: RequestInit = {
+        method,
+        headers: this.headers(opts.body !== undefined),
+        signal: AbortSignal.timeout(timeout),
+      };
+      if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
+      res = await fetch(url, init);
+    } catch (err) {
+      throw this.unreachable(err);
+    }
+    const text = await res.text();
+    if (!res.ok) throw this.wireError(res.status, text);
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+
+  private async *textStream(path: string, query: object, signal?: AbortSignal): AsyncIterable<string> {
+    let res: Response;
+    try {
+      const init: RequestInit = { headers: this.headers(false) };
+      if (signal) init.signal = signal;
+      res = await fetch(this.url(path, query as Query), init);
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw this.unreachable(err);
+    }
+    if (!res.ok) throw this.wireError(res.status, await res.text());
+    if (!res.body) return;
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body) yield decoder.decode(chunk as Uint8Array, { stream: true });
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw this.unreachable(err);
+    }
+  }
+
+  private unreachable(err: unknown): Error {
+    const cause = err as { name?: string; cause?: { code?: string; message?: string } };
+    if (cause.name === 'TimeoutError')
+      return new UnavailableError(`the unum server at ${this.addr} did not answer in time`, { cause: err });
+    const why = cause.cause?.code ?? cause.cause?.message ?? String(err);
+    return new UnavailableError(
+      `cannot reach the unum server at ${this.addr} (${why}). Is it running? Start one with "unum up", or point UNUM_ADDR or --addr at it.`,
+      { cause: err },
+    );
+  }
+
+  private wireError(status: number, text: string): Error {
+    try {
+      const body = JSON.parse(text) as {
+        error?: { code?: string; message?: string; details?: ErrorDetails };
+      };
+      if (body.error?.code && body.error.message)
+        return errorFromWire(body.error.code, body.error.message, body.error.details);
+    } catch {
+      // not JSON: fall through
+    }
+    return errorFromWire(status >= 500 ? 'internal' : 'invalid', `HTTP ${status}: ${text.slice(0, 200)}`);
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}

@@ -1,0 +1,127 @@
+/** Request and response bodies of the HTTP API (v1). See docs/api.md and /v1/openapi.json. */
+import type {
+  AllocClientStatus,
+  Allocation,
+  ClusterEvent,
+  DriverInfo,
+  Evaluation,
+  Job,
+  Node,
+  NodeResources,
+  PlacementFailure,
+  TaskState,
+} from '../core/types.ts';
+import type { TaskResources } from '../core/job-spec.ts';
+
+/** POST /v1/jobs: submit or update a job. `job` is a job document (YAML decoded, or JSON). */
+export interface SubmitJobRequest {
+  job: unknown;
+}
+export interface SubmitJobResponse {
+  job: Job;
+  /** False when the spec equals the current version (nothing changes). */
+  changed: boolean;
+  evalId?: string;
+}
+
+/** Counts of a job's allocations by client status. */
+export interface JobSummary {
+  desired: number;
+  pending: number;
+  running: number;
+  complete: number;
+  failed: number;
+  lost: number;
+}
+
+export interface JobListItem {
+  job: Job;
+  summary: JobSummary;
+}
+
+export interface JobDetail {
+  job: Job;
+  summary: JobSummary;
+  /** Latest evaluation's placement failures per group: why instances are pending. */
+  placementFailures: Record<string, PlacementFailure>;
+}
+
+/** POST /v1/jobs/plan: a dry run. */
+export interface PlanJobResponse {
+  job: Job;
+  /** Field-level differences from the current version; empty for a new job. */
+  diff: FieldDiff[];
+  isNew: boolean;
+  /** What the scheduler would do now. */
+  placements: {
+    group: string;
+    name: string;
+    nodeId: string;
+    nodeName: string;
+    ports: { name: string; value: number }[];
+  }[];
+  stops: { allocId: string; name: string; description: string }[];
+  failedGroups: Record<string, PlacementFailure>;
+}
+
+export interface FieldDiff {
+  path: string;
+  type: 'added' | 'removed' | 'changed';
+  before?: unknown;
+  after?: unknown;
+}
+
+export interface Listed<T> {
+  items: T[];
+  /** Cache index of this answer: pass it back as `index` to block until something changes. */
+  index: number;
+}
+
+/** A blocking query: return when the index moves past `index`, or after `waitMs`. */
+export interface BlockingOptions {
+  index?: number;
+  waitMs?: number;
+}
+
+export interface NodeRegistration {
+  /** Kept across agent restarts (from the agent's data dir) so the node keeps its allocations. */
+  id: string;
+  name: string;
+  address: string;
+  resources: NodeResources;
+  reserved: TaskResources;
+  attributes: Record<string, string>;
+  drivers: Record<string, DriverInfo>;
+  portRange: { min: number; max: number };
+}
+
+export interface RegisterNodeResponse {
+  node: Node;
+  heartbeatTtlSeconds: number;
+}
+
+/** What an agent reports of one allocation. */
+export interface AllocStatusUpdate {
+  allocId: string;
+  clientStatus: AllocClientStatus;
+  clientDescription?: string;
+  taskStates: Record<string, TaskState>;
+  healthy?: boolean;
+}
+
+export interface ServerStatus {
+  version: string;
+  leader: boolean;
+  revision: number;
+  backend: string;
+  nodes: number;
+  addr: string;
+}
+
+export interface EventsPage {
+  events: ClusterEvent[];
+  /** Resume after this index. */
+  index: number;
+}
+
+export type { Allocation, ClusterEvent, Evaluation, Job, Node };

@@ -1,0 +1,214 @@
+/**
+ * The shared vocabulary (DESIGN.md §3). These are the objects kept in the Store and sent on the wire.
+ * Times are milliseconds since the epoch; sizes are millicores and MiB.
+ */
+import type { GroupSpec, JobSpec, TaskResources } from './job-spec.ts';
+
+export type JobStatus = 'pending' | 'running' | 'complete' | 'dead';
+
+/** A submitted job: the user's intent at one version. */
+export interface Job {
+  id: string;
+  namespace: string;
+  /** Starts at 0; every change of the spec makes a new version. */
+  version: number;
+  /** Set by `unum stop`: every allocation is to stop. */
+  stop: boolean;
+  status: JobStatus;
+  submittedAt: number;
+  spec: JobSpec;
+}
+
+export type AllocDesiredStatus = 'run' | 'stop';
+export type AllocClientStatus = 'pending' | 'running' | 'complete' | 'failed' | 'lost';
+export type TaskRunState = 'pending' | 'running' | 'dead';
+
+export type TaskEventType =
+  | 'received'
+  | 'started'
+  | 'terminated'
+  | 'restarting'
+  | 'not-restarting'
+  | 'driver-failure'
+  | 'killing'
+  | 'killed'
+  | 'health';
+
+export interface TaskEvent {
+  time: number;
+  type: TaskEventType;
+  message: string;
+  exitCode?: number;
+  signal?: string;
+}
+
+export interface TaskState {
+  state: TaskRunState;
+  /** The task ended in failure (non-zero exit, signal, exec error, OOM). */
+  failed: boolean;
+  restarts: number;
+  pid?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  exitCode?: number;
+  signal?: string;
+  oomKilled?: boolean;
+  /** Most recent last; capped by the agent. */
+  events: TaskEvent[];
+}
+
+export interface AllocatedPort {
+  name: string;
+  value: number;
+}
+
+export interface AllocatedResources {
+  cpu: number;
+  memory: number;
+  ports: AllocatedPort[];
+}
+
+export interface RescheduleEvent {
+  time: number;
+  prevAllocId: string;
+  delayMs: number;
+}
+
+/** One instance of a group on one node. */
+export interface Allocation {
+  id: string;
+  namespace: string;
+  jobId: string;
+  jobVersion: number;
+  jobType: JobSpec['type'];
+  /** `web.web[2]`: job, group and instance index. */
+  name: string;
+  group: string;
+  index: number;
+  nodeId: string;
+  /** The group as it was at `jobVersion`: what the agent runs. */
+  groupSpec: GroupSpec;
+  resources: AllocatedResources;
+  desiredStatus: AllocDesiredStatus;
+  desiredDescription?: string;
+  clientStatus: AllocClientStatus;
+  clientDescription?: string;
+  taskStates: Record<string, TaskState>;
+  /** Set by the agent from the services' health checks; absent when the group has none. */
+  healthy?: boolean;
+  evalId: string;
+  previousAllocId?: string;
+  nextAllocId?: string;
+  rescheduleEvents: RescheduleEvent[];
+  createdAt: number;
+  modifiedAt: number;
+}
+
+export type NodeStatus = 'initializing' | 'ready' | 'down';
+
+export interface NodeResources extends TaskResources {
+  disk: number;
+}
+
+export interface DriverInfo {
+  detected: boolean;
+  healthy: boolean;
+  description?: string;
+}
+
+export interface Node {
+  id: string;
+  name: string;
+  /** Where the agent serves logs and other node-local calls, e.g. `http://127.0.0.1:8687`. */
+  address: string;
+  status: NodeStatus;
+  statusDescription?: string;
+  /** When true the scheduler places nothing new here. */
+  drain: boolean;
+  resources: NodeResources;
+  /** Kept for the host: the scheduler never hands these out. */
+  reserved: TaskResources;
+  /** os, arch, hostname, kernel, cpu.cores, cgroup.version, driver.exec, … */
+  attributes: Record<string, string>;
+  drivers: Record<string, DriverInfo>;
+  /** Dynamic ports are taken from this range. */
+  portRange: { min: number; max: number };
+  registeredAt: number;
+  lastHeartbeat: number;
+}
+
+export type EvalTrigger =
+  | 'job-register'
+  | 'job-deregister'
+  | 'alloc-failure'
+  | 'alloc-stop'
+  | 'node-update'
+  | 'reschedule'
+  | 'blocked-retry';
+
+export type EvalStatus = 'pending' | 'complete' | 'blocked' | 'failed' | 'canceled';
+
+/** Why the scheduler could not place an instance of a group: kept for `unum status` and `unum why`. */
+export interface PlacementFailure {
+  /** How many instances could not be placed. */
+  unplaced: number;
+  nodesEvaluated: number;
+  /** Filter name → nodes it rejected (e.g. `constraint os = windows`: 3). */
+  nodesFiltered: Record<string, number>;
+  /** Dimension → nodes that lacked it (cpu, memory, ports). */
+  nodesExhausted: Record<string, number>;
+  /** One sentence for people. */
+  summary: string;
+}
+
+/** A reason to look at a job again. */
+export interface Evaluation {
+  id: string;
+  namespace: string;
+  jobId: string;
+  priority: number;
+  triggeredBy: EvalTrigger;
+  status: EvalStatus;
+  statusDescription?: string;
+  /** Not before this time (used for delayed rescheduling). */
+  waitUntil?: number;
+  nodeId?: string;
+  failedGroups?: Record<string, PlacementFailure>;
+  /** For a blocked evaluation: the evaluation it continues. */
+  previousEvalId?: string;
+  createdAt: number;
+  modifiedAt: number;
+}
+
+/** What a scheduler proposes for one evaluation; the plan applier re-checks and commits it. */
+export interface Plan {
+  evalId: string;
+  namespace: string;
+  jobId: string;
+  jobVersion: number;
+  /** New or updated allocations to write. */
+  place: Allocation[];
+  /** Allocations to stop, with the reason. */
+  stop: { allocId: string; description: string }[];
+  failedGroups: Record<string, PlacementFailure>;
+  /** Evaluations to create (delayed reschedules). */
+  followups: Evaluation[];
+}
+
+export type EventTopic = 'job' | 'allocation' | 'evaluation' | 'node' | 'task';
+
+/** An entry of the cluster's append-only history, as `unum events` shows it. */
+export interface ClusterEvent {
+  /** Store revision at which it was written: resume a stream from here. */
+  index: number;
+  time: number;
+  topic: EventTopic;
+  type: string;
+  namespace?: string;
+  jobId?: string;
+  allocId?: string;
+  nodeId?: string;
+  evalId?: string;
+  task?: string;
+  message: string;
+}
