@@ -65,8 +65,13 @@ export class UnumClient {
   stopJob(id: string, q: { namespace?: string; purge?: boolean } = {}): Promise<{ evalId: string }> {
     return this.request('DELETE', `/v1/jobs/${enc(id)}`, { query: q });
   }
-  jobAllocations(id: string, q: { namespace?: string } & BlockingOptions = {}): Promise<Listed<Allocation>> {
-    return this.request('GET', `/v1/jobs/${enc(id)}/allocations`, { query: q, wait: q.waitMs });
+  /** `signal` cancels a blocking query early (the call then rejects with the signal's reason). */
+  jobAllocations(
+    id: string,
+    q: { namespace?: string } & BlockingOptions = {},
+    signal?: AbortSignal,
+  ): Promise<Listed<Allocation>> {
+    return this.request('GET', `/v1/jobs/${enc(id)}/allocations`, { query: q, wait: q.waitMs, signal });
   }
   jobEvaluations(id: string, q: { namespace?: string } = {}): Promise<Listed<Evaluation>> {
     return this.request('GET', `/v1/jobs/${enc(id)}/evaluations`, { query: q });
@@ -76,8 +81,9 @@ export class UnumClient {
 
   listAllocations(
     q: { namespace?: string; job?: string; node?: string; all?: boolean } & BlockingOptions = {},
+    signal?: AbortSignal,
   ): Promise<Listed<Allocation>> {
-    return this.request('GET', '/v1/allocations', { query: q, wait: q.waitMs });
+    return this.request('GET', '/v1/allocations', { query: q, wait: q.waitMs, signal });
   }
   /** By full id or a unique prefix (as shown in tables). */
   getAllocation(id: string): Promise<Allocation> {
@@ -110,8 +116,13 @@ export class UnumClient {
   heartbeat(nodeId: string): Promise<{ ttlSeconds: number }> {
     return this.request('POST', `/v1/nodes/${enc(nodeId)}/heartbeat`, { body: {} });
   }
-  nodeAllocations(nodeId: string, q: BlockingOptions = {}): Promise<Listed<Allocation>> {
-    return this.request('GET', `/v1/nodes/${enc(nodeId)}/allocations`, { query: q, wait: q.waitMs });
+  /** `signal` cancels the blocking query early, e.g. when the agent shuts down. */
+  nodeAllocations(
+    nodeId: string,
+    q: BlockingOptions = {},
+    signal?: AbortSignal,
+  ): Promise<Listed<Allocation>> {
+    return this.request('GET', `/v1/nodes/${enc(nodeId)}/allocations`, { query: q, wait: q.waitMs, signal });
   }
   updateAllocations(nodeId: string, updates: AllocStatusUpdate[]): Promise<{ index: number }> {
     return this.request('POST', `/v1/nodes/${enc(nodeId)}/allocations/status`, { body: { updates } });
@@ -183,20 +194,26 @@ export class UnumClient {
   async request<T>(
     method: string,
     path: string,
-    opts: { body?: unknown; query?: Query | object; wait?: number | undefined } = {},
+    opts: {
+      body?: unknown;
+      query?: Query | object;
+      wait?: number | undefined;
+      signal?: AbortSignal | undefined;
+    } = {},
   ): Promise<T> {
     const url = this.url(path, opts.query as Query | undefined);
-    const timeout = this.timeoutMs + (opts.wait ?? 0);
+    const timeout = AbortSignal.timeout(this.timeoutMs + (opts.wait ?? 0));
     let res: Response;
     try {
       const init: RequestInit = {
         method,
         headers: this.headers(opts.body !== undefined),
-        signal: AbortSignal.timeout(timeout),
+        signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
       };
       if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
       res = await fetch(url, init);
     } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
       throw this.unreachable(err);
     }
     const text = await res.text();

@@ -221,6 +221,12 @@ export const JobSpecSchema = JobSchemaRaw.superRefine((job, ctx) => {
     seenGroups.add(g.name);
     const tasks = new Set<string>();
     g.tasks.forEach((t, ti) => {
+      if (t.name === 'alloc')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['groups', gi, 'tasks', ti, 'name'],
+          message: '"alloc" is reserved (the directory the group\'s tasks share); choose another task name',
+        });
       if (tasks.has(t.name))
         ctx.addIssue({
           code: 'custom',

@@ -1,5 +1,23 @@
-/** Starts the control plane: API server, watch-fed cache, and (as leader) broker, scheduler workers, plan applier, controllers. */
-import type { Logger } from '../core/log.ts';
+/**
+ * Starts the control plane: the Store, the watch-fed cache, the HTTP API, and the leadership loop
+ * (broker, scheduler workers, plan applier, controllers) that runs while this server leads.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { UnavailableError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { silentLogger, type Logger } from '../core/log.ts';
+import { unumVersion } from '../core/version.ts';
+import { createStore } from '../store/index.ts';
+import { allowAll, type Authorizer } from './auth.ts';
+import { StateCache } from './cache.ts';
+import { Router, sendJson } from './http.ts';
+import { Leadership } from './leader.ts';
+import { openApiDocument } from './openapi.ts';
+import { apiRoutes } from './routes.ts';
+import { uiPage } from './ui.ts';
 
 export interface ServerOptions {
   /** Server state goes under `<dataDir>/server`. */
@@ -9,6 +27,9 @@ export interface ServerOptions {
   /** Store URL: `sqlite:PATH` (default `sqlite:<dataDir>/server/state.db`) or `memory:`. */
   store?: string;
   logger?: Logger;
+  authorizer?: Authorizer;
+  /** Scheduler workers on the leader (default 1). */
+  workers?: number;
 }
 
 export interface RunningServer {
@@ -17,6 +38,85 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(_options: ServerOptions): Promise<RunningServer> {
-  throw new Error('server: being built');
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.logger ?? silentLogger();
+  const dir = join(options.dataDir, 'server');
+  mkdirSync(dir, { recursive: true });
+  const serverId = persistentId(join(dir, 'server-id'));
+  const store = await createStore(options.store ?? `sqlite:${join(dir, 'state.db')}`);
+  const cache = new StateCache(store, log);
+  await cache.start();
+  const leadership = new Leadership({ store, cache, log, serverId, workers: options.workers ?? 1 });
+  const authorizer = options.authorizer ?? allowAll;
+  const router = new Router(authorizer, log);
+  let addr = '';
+  const version = unumVersion();
+  router.add(...apiRoutes({ store, cache, leadership, authorizer, log, version, addr: () => addr }));
+  router.add({
+    method: 'GET',
+    path: '/v1/openapi.json',
+    capability: 'operator:read',
+    summary: 'This document.',
+    handler: () => openApiDocument(router.routes, version),
+  });
+  const http = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/' || req.url === '/ui' || req.url?.startsWith('/ui/'))) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(uiPage(version));
+      return;
+    }
+    if (req.url === '/healthz') return sendJson(res, 200, { ok: true });
+    router.handle(req, res);
+  });
+  http.keepAliveTimeout = 65_000;
+  const { host, port } = splitAddr(options.addr ?? '127.0.0.1:8686');
+  await listen(http, host, port);
+  const a = http.address() as AddressInfo;
+  addr = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  leadership.start();
+  log.info({ addr, serverId, store: store.backend }, 'server started');
+  return {
+    addr,
+    async stop() {
+      await leadership.stop();
+      cache.stop();
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+      await store.close();
+      log.info({ serverId }, 'server stopped');
+    },
+  };
+}
+
+function persistentId(path: string): string {
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const id = newId();
+  writeFileSync(path, `${id}\n`);
+  return id;
+}
+
+export function splitAddr(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
+  if (!m) throw new UnavailableError(`cannot listen on "${addr}": expected host:port, e.g. 127.0.0.1:8686`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port: Number(m[3]) };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(
+        new UnavailableError(
+          err.code === 'EADDRINUSE'
+            ? `cannot listen on ${host}:${port}: the address is in use (is another unum running? pick another with --addr)`
+            : `cannot listen on ${host}:${port}: ${err.message}`,
+          { cause: err },
+        ),
+      );
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }

@@ -1,0 +1,316 @@
+/**
+ * The agent's loops against a small fake of the four node routes of our own API (register,
+ * heartbeat, the blocking allocation list, status updates). The end-to-end test against the real
+ * server lives under test/.
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, test } from 'node:test';
+import type { AllocStatusUpdate, NodeRegistration } from '../api/types.ts';
+import { silentLogger } from '../core/log.ts';
+import type { Allocation } from '../core/types.ts';
+import { waitFor } from '../testing/wait.ts';
+import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
+import { startAgent, type AgentOptions, type RunningAgent } from './index.ts';
+
+class FakeServer {
+  readonly registrations: NodeRegistration[] = [];
+  readonly batches: AllocStatusUpdate[][] = [];
+  readonly known = new Set<string>();
+  readonly allocs = new Map<string, Allocation>();
+  heartbeats = 0;
+  index = 1;
+  private waiters: (() => void)[] = [];
+  private server: Server | undefined;
+  url = '';
+
+  async listen(port = 0): Promise<void> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        res.statusCode = 500;
+        res.end(JSON.stringify({ error: { code: 'internal', message: String(err) } }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    this.server = server;
+    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (server === undefined) return;
+    this.server = undefined;
+    for (const w of this.waiters.splice(0)) w();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+
+  put(alloc: Allocation): void {
+    this.allocs.set(alloc.id, alloc);
+    this.bump();
+  }
+
+  remove(id: string): void {
+    this.allocs.delete(id);
+    this.bump();
+  }
+
+  /** The latest status the agent reported for an allocation. */
+  latest(allocId: string): AllocStatusUpdate | undefined {
+    for (let i = this.batches.length - 1; i >= 0; i--) {
+      const u = this.batches[i]?.find((x) => x.allocId === allocId);
+      if (u !== undefined) return u;
+    }
+    return undefined;
+  }
+
+  private bump(): void {
+    this.index += 1;
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = chunks.length > 0 ? (JSON.parse(Buffer.concat(chunks).toString()) as unknown) : undefined;
+    const send = (status: number, value: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(value));
+    };
+    const notFound = (): void => send(404, { error: { code: 'not_found', message: 'node not found' } });
+    let m: RegExpExecArray | null;
+    if (req.method === 'POST' && url.pathname === '/v1/nodes/register') {
+      const reg = body as NodeRegistration;
+      this.registrations.push(reg);
+      this.known.add(reg.id);
+      send(200, { node: { ...reg, status: 'ready' }, heartbeatTtlSeconds: 1 });
+    } else if (req.method === 'POST' && (m = /^\/v1\/nodes\/([^/]+)\/heartbeat$/.exec(url.pathname))) {
+      if (!this.known.has(m[1]!)) return notFound();
+      this.heartbeats += 1;
+      send(200, { ttlSeconds: 1 });
+    } else if (req.method === 'GET' && (m = /^\/v1\/nodes\/([^/]+)\/allocations$/.exec(url.pathname))) {
+      const nodeId = m[1]!;
+      if (!this.known.has(nodeId)) return notFound();
+      const index = Number(url.searchParams.get('index') ?? 0);
+      const waitMs = Number((url.searchParams.get('wait') ?? '0ms').replace('ms', ''));
+      if (index >= this.index)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, waitMs);
+          this.waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      send(200, { items: [...this.allocs.values()].filter((a) => a.nodeId === nodeId), index: this.index });
+    } else if (
+      req.method === 'POST' &&
+      (m = /^\/v1\/nodes\/([^/]+)\/allocations\/status$/.exec(url.pathname))
+    ) {
+      if (!this.known.has(m[1]!)) return notFound();
+      const { updates } = body as { updates: AllocStatusUpdate[] };
+      this.batches.push(updates);
+      for (const u of updates) {
+        const a = this.allocs.get(u.allocId);
+        if (a !== undefined)
+          this.allocs.set(a.id, { ...a, clientStatus: u.clientStatus, taskStates: u.taskStates });
+      }
+      // Like the real server, a status change is a change of the node's allocations.
+      this.bump();
+      send(200, { index: this.index });
+    } else send(404, { error: { code: 'not_found', message: `no route ${req.method} ${url.pathname}` } });
+  }
+}
+
+void describe('agent', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let fake: FakeServer;
+  const agents: RunningAgent[] = [];
+
+  before(async () => {
+    dir = await tempDir();
+  });
+  afterEach(async () => {
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+    await fake.close();
+  });
+  after(async () => {
+    await dir.cleanup();
+  });
+
+  async function start(over: Partial<AgentOptions> = {}): Promise<RunningAgent> {
+    fake = new FakeServer();
+    await fake.listen();
+    const agent = await startAgent({
+      dataDir: join(dir.path, 'data'),
+      servers: [fake.url],
+      httpAddr: '127.0.0.1:0',
+      logger: silentLogger(),
+      ...over,
+    });
+    agents.push(agent);
+    return agent;
+  }
+
+  function place(agent: RunningAgent, opts: Omit<TestAllocOptions, 'nodeId'>): Allocation {
+    const alloc = testAlloc({ ...opts, nodeId: agent.nodeId });
+    fake.put(alloc);
+    return alloc;
+  }
+
+  const runningPid = (allocId: string): Promise<number> =>
+    waitFor(
+      () => {
+        const u = fake.latest(allocId);
+        return u?.clientStatus === 'running' ? Object.values(u.taskStates)[0]?.pid : undefined;
+      },
+      { description: 'the allocation to be reported running' },
+    );
+
+  void test('registers the node with its fingerprint and keeps the node id across restarts', async () => {
+    const agent = await start({ name: 'box-1', reserved: { cpu: 500, memory: 256 } });
+    const reg = fake.registrations[0]!;
+    assert.equal(reg.id, agent.nodeId);
+    assert.equal(reg.name, 'box-1');
+    assert.equal(reg.address, agent.address);
+    assert.match(agent.address, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(reg.resources.cpu, os.cpus().length * 1000);
+    assert.equal(reg.resources.memory, Math.floor(os.totalmem() / 1024 / 1024));
+    assert.ok(reg.resources.disk > 0);
+    assert.deepEqual(reg.reserved, { cpu: 500, memory: 256 });
+    assert.deepEqual(reg.portRange, { min: 20000, max: 32000 });
+    assert.equal(reg.attributes['os'], process.platform);
+    assert.equal(reg.attributes['arch'], process.arch);
+    assert.equal(reg.attributes['kernel'], os.release());
+    assert.equal(reg.attributes['cpu.cores'], String(os.cpus().length));
+    assert.ok(['v1', 'v2', 'none'].includes(reg.attributes['cgroup.version'] ?? ''));
+    assert.equal(reg.attributes['driver.exec'], '1');
+    assert.equal(reg.attributes['driver.raw_exec'], undefined, 'raw_exec is off unless enabled');
+    assert.equal(reg.drivers['exec']?.healthy, true);
+    assert.equal(reg.drivers['raw_exec']?.healthy, false);
+    const health = (await (await fetch(`${agent.address}/v1/agent/health`)).json()) as { nodeId: string };
+    assert.equal(health.nodeId, agent.nodeId);
+    await waitFor(() => fake.heartbeats > 0, { description: 'a heartbeat' });
+    assert.equal((await readFile(join(dir.path, 'data', 'agent', 'node-id'), 'utf8')).trim(), agent.nodeId);
+
+    await agent.stop();
+    await fake.close();
+    const again = await start({ enableRawExec: true });
+    assert.equal(again.nodeId, agent.nodeId);
+    assert.equal(fake.registrations[0]?.attributes['driver.raw_exec'], '1');
+  });
+
+  void test('runs an allocation, reports it running, serves its logs, and stops it when the server says so', async () => {
+    const agent = await start();
+    const alloc = place(agent, {
+      tasks: [{ name: 'web', command: 'sh', args: ['-c', 'echo hello; exec sleep 300'] }],
+    });
+    const pid = await runningPid(alloc.id);
+    assert.equal(fake.latest(alloc.id)?.taskStates['web']?.state, 'running');
+
+    const logs = await waitFor(async () => {
+      const text = await (
+        await fetch(`${agent.address}/v1/agent/allocations/${alloc.id}/logs?task=web`)
+      ).text();
+      return text === 'hello\n' && text;
+    });
+    assert.equal(logs, 'hello\n');
+
+    fake.put({
+      ...fake.allocs.get(alloc.id)!,
+      desiredStatus: 'stop',
+      desiredDescription: 'job stopped by user',
+    });
+    const done = await waitFor(() =>
+      fake.latest(alloc.id)?.clientStatus === 'complete' ? fake.latest(alloc.id) : undefined,
+    );
+    assert.equal(done.clientDescription, 'stopped by server: job stopped by user');
+    assert.equal(isAlive(pid), false);
+    // Every status report made the server answer the watch again with the same allocation: still one start.
+    assert.ok(fake.batches.length >= 3);
+    assert.equal(done.taskStates['web']?.events.filter((e) => e.type === 'started').length, 1);
+  });
+
+  void test('an allocation that vanishes from the server is stopped', async () => {
+    const agent = await start();
+    const alloc = place(agent, { tasks: [{ name: 'web', command: 'sleep', args: ['300'] }] });
+    const pid = await runningPid(alloc.id);
+    fake.remove(alloc.id);
+    await waitFor(() => !isAlive(pid), { description: 'the task to be stopped' });
+  });
+
+  void test('does not start allocations that are stopped or already finished', async () => {
+    const agent = await start();
+    const stopped = testAlloc({
+      nodeId: agent.nodeId,
+      tasks: [{ name: 't', command: 'sleep', args: ['300'] }],
+    });
+    fake.put({ ...stopped, desiredStatus: 'stop' });
+    const finished = testAlloc({
+      nodeId: agent.nodeId,
+      tasks: [{ name: 't', command: 'sleep', args: ['300'] }],
+    });
+    fake.put({ ...finished, clientStatus: 'complete' });
+    const marker = place(agent, { type: 'batch', tasks: [{ name: 't', command: 'true' }] });
+    await waitFor(() => fake.latest(marker.id)?.clientStatus === 'complete');
+    assert.equal(fake.latest(stopped.id), undefined);
+    assert.equal(fake.latest(finished.id), undefined);
+  });
+
+  void test('registers again when the server forgets the node, and re-sends the current status', async () => {
+    const agent = await start();
+    const alloc = place(agent, { tasks: [{ name: 'web', command: 'sleep', args: ['300'] }] });
+    const pid = await runningPid(alloc.id);
+    const batchesBefore = fake.batches.length;
+    fake.known.clear();
+    await waitFor(() => fake.registrations.length === 2, { description: 'a second registration' });
+    await waitFor(() => fake.batches.slice(batchesBefore).some((b) => b.some((u) => u.allocId === alloc.id)));
+    assert.equal(isAlive(pid), true, 'tasks keep running meanwhile');
+  });
+
+  void test('keeps trying to register until a server answers, failing over between servers', async () => {
+    const down = new FakeServer();
+    await down.listen();
+    const deadUrl = down.url;
+    await down.close();
+    fake = new FakeServer();
+    await fake.listen();
+    const agent = await startAgent({
+      dataDir: join(dir.path, 'failover'),
+      servers: [deadUrl, fake.url],
+      httpAddr: '127.0.0.1:0',
+      logger: silentLogger(),
+    });
+    agents.push(agent);
+    await waitFor(() => fake.registrations.length > 0, {
+      description: 'registration through the second server',
+    });
+    assert.equal(fake.registrations[0]?.id, agent.nodeId);
+  });
+
+  void test('stop() stops every task and reports nothing for them (the next agent takes over)', async () => {
+    const agent = await start();
+    const alloc = place(agent, { tasks: [{ name: 'web', command: 'sh', args: ['-c', 'sleep 300 & wait'] }] });
+    const pid = await runningPid(alloc.id);
+    await agent.stop();
+    assert.equal(isAlive(pid), false);
+    assert.equal(fake.latest(alloc.id)?.clientStatus, 'running');
+  });
+
+  void test('rejects bad options naming the field', async () => {
+    await assert.rejects(
+      startAgent({ dataDir: dir.path, servers: [], httpAddr: 'nonsense', portRange: { min: 5, max: 1 } }),
+      (err: Error) => {
+        assert.match(err.message, /httpAddr: expected host:port/);
+        assert.match(err.message, /servers: expected at least one server address/);
+        assert.match(err.message, /portRange: expected 1 <= min <= max <= 65535, got 5-1/);
+        return true;
+      },
+    );
+    fake = new FakeServer();
+  });
+});

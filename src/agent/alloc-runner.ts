@@ -1,0 +1,234 @@
+/**
+ * Runs one allocation: sets up its directories, runs each task of the group through a TaskRunner,
+ * runs the group's health checks, and derives the allocation's client status from its tasks:
+ *
+ *   pending ──(every task started)──▶ running ──(every task done, none failed)──▶ complete
+ *      │                                 │
+ *      └──────(a task failed for good: the others are stopped)──────────────────▶ failed
+ *   a stop asked by the server (desiredStatus stop) ends as complete: "stopped by server: <why>"
+ *
+ * A terminal status (complete, failed) is reported only once no process of the allocation is left,
+ * so that the server may hand its resources and ports to someone else as soon as it sees it.
+ */
+import type { Logger } from '../core/log.ts';
+import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
+import type { AllocStatusUpdate } from '../api/types.ts';
+import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
+import type { Driver, TaskConfig } from './drivers/types.ts';
+import { HealthWatcher, checkTargets, type HealthSnapshot } from './health.ts';
+import { TaskRunner } from './task-runner.ts';
+import { buildTaskEnv, interpolateCommand } from './task-env.ts';
+
+export interface AllocRunnerOptions {
+  alloc: Allocation;
+  /** `<dataDir>/agent/allocs` */
+  allocsDir: string;
+  nodeId: string;
+  /** The driver for a task's `driver` name, or why it can not run here. */
+  driverFor: (name: string) => Driver | { unavailable: string };
+  logger: Logger;
+  /** Called with the allocation's full status after every change (synchronously; coalesce downstream). */
+  onUpdate: (update: AllocStatusUpdate) => void;
+}
+
+const TERMINAL: ReadonlySet<AllocClientStatus> = new Set(['complete', 'failed', 'lost']);
+
+export function isTerminal(status: AllocClientStatus): boolean {
+  return TERMINAL.has(status);
+}
+
+export class AllocRunner {
+  readonly id: string;
+  private alloc: Allocation;
+  private readonly opts: AllocRunnerOptions;
+  private readonly logger: Logger;
+  private readonly tasks: TaskRunner[];
+  private readonly health: HealthWatcher | undefined;
+  private healthSnap: HealthSnapshot | undefined;
+  private clientStatus: AllocClientStatus = 'pending';
+  private description = 'starting tasks';
+  /** Why the allocation is being stopped (by the server, by the agent); undefined while it runs. */
+  private stopReason: string | undefined;
+  private failedTask: string | undefined;
+  /** When set, nothing more is reported (agent shutdown: the next agent process takes over). */
+  private silent = false;
+  private runPromise: Promise<void> | undefined;
+
+  constructor(opts: AllocRunnerOptions) {
+    this.opts = opts;
+    this.alloc = opts.alloc;
+    this.id = opts.alloc.id;
+    this.logger = opts.logger.child({ allocId: this.id, alloc: opts.alloc.name });
+    const allocDir = allocDirPaths(opts.allocsDir, this.id);
+    this.tasks = opts.alloc.groupSpec.tasks.map((task) => {
+      const taskDir = taskDirPaths(opts.allocsDir, this.id, task.name);
+      const env = buildTaskEnv(opts.alloc, task, { alloc: allocDir, task: taskDir }, opts.nodeId);
+      const { command, args } = interpolateCommand(task, env);
+      const config: TaskConfig = {
+        allocId: this.id,
+        task: task.name,
+        command,
+        args,
+        env,
+        cwd: taskDir.dir,
+        stdoutPath: taskDir.stdout,
+        stderrPath: taskDir.stderr,
+        resources: { cpu: task.resources.cpu, memory: task.resources.memory },
+      };
+      if (task.user !== undefined) {
+        config.user = task.user;
+        this.logger.warn(
+          { task: task.name, user: task.user },
+          'task user is not enforced yet: runs as the agent user',
+        );
+      }
+      return new TaskRunner({
+        alloc: opts.alloc,
+        task,
+        driver: opts.driverFor(task.driver),
+        config,
+        logger: this.logger.child({ task: task.name }),
+        onChange: () => this.recompute(),
+      });
+    });
+    const targets = checkTargets(opts.alloc.groupSpec.services, opts.alloc.resources.ports);
+    if (targets.length > 0) {
+      this.healthSnap = { healthy: false };
+      this.health = new HealthWatcher(
+        targets,
+        (snap) => {
+          this.healthSnap = snap;
+          this.recompute();
+        },
+        this.logger,
+      );
+    }
+  }
+
+  /** The allocation as the server last sent it. */
+  get allocation(): Allocation {
+    return this.alloc;
+  }
+
+  /** True once every task is dead and the final status is known. */
+  get finished(): boolean {
+    return isTerminal(this.clientStatus);
+  }
+
+  /** Whether the group has a task of that name. */
+  hasTask(name: string): boolean {
+    return this.tasks.some((t) => t.name === name);
+  }
+
+  get taskNames(): string[] {
+    return this.tasks.map((t) => t.name);
+  }
+
+  /** Sets up the directories and starts every task. Resolves when the allocation is finished. Idempotent. */
+  run(): Promise<void> {
+    this.runPromise ??= this.runAll();
+    return this.runPromise;
+  }
+
+  private async runAll(): Promise<void> {
+    this.logger.info({ tasks: this.taskNames }, 'starting allocation');
+    this.report();
+    try {
+      await buildAllocDir(this.opts.allocsDir, this.id, this.taskNames);
+    } catch (err) {
+      this.logger.error({ err }, 'could not set up the allocation directory');
+      const why = `could not set up the allocation directory: ${err instanceof Error ? err.message : String(err)}`;
+      for (const t of this.tasks) t.failWithoutRunning(why);
+      this.recompute();
+      return;
+    }
+    // A stop that arrived while the directories were being made.
+    if (this.stopReason !== undefined) for (const t of this.tasks) void t.kill(this.stopReason);
+    await Promise.all(this.tasks.map((t) => t.run()));
+    this.recompute();
+  }
+
+  /** Takes a newer version of the allocation from the server; a desired stop stops it. */
+  update(alloc: Allocation): void {
+    this.alloc = alloc;
+    if (alloc.desiredStatus === 'stop' && this.stopReason === undefined)
+      void this.stop(`stopped by server: ${alloc.desiredDescription ?? 'no reason given'}`);
+  }
+
+  /**
+   * Stops every task (killSignal, then SIGKILL after killTimeout). The allocation ends as `complete`
+   * with `reason` as its description, unless a task had already failed. Resolves when all are dead.
+   */
+  async stop(reason: string): Promise<void> {
+    if (this.stopReason === undefined && !this.finished) {
+      this.stopReason = reason;
+      this.logger.info({ reason }, 'stopping allocation');
+      this.health?.stop();
+      this.recompute();
+    }
+    await Promise.all(this.tasks.map((t) => t.kill(reason)));
+    await this.runPromise;
+  }
+
+  /** Stops the tasks without reporting anything more: the agent is going away. */
+  async shutdown(): Promise<void> {
+    this.silent = true;
+    await this.stop('agent shutting down');
+  }
+
+  status(): AllocStatusUpdate {
+    const taskStates: Record<string, TaskState> = {};
+    for (const t of this.tasks) taskStates[t.name] = t.state();
+    const update: AllocStatusUpdate = {
+      allocId: this.id,
+      clientStatus: this.clientStatus,
+      clientDescription: this.description,
+      taskStates,
+    };
+    if (this.healthSnap !== undefined) update.healthy = this.healthSnap.healthy;
+    return update;
+  }
+
+  private recompute(): void {
+    if (this.finished) return;
+    const failed = this.tasks.find((t) => t.isDead && t.state().failed);
+    if (failed !== undefined && this.failedTask === undefined && this.stopReason === undefined) {
+      this.failedTask = failed.name;
+      this.health?.stop();
+      for (const t of this.tasks) if (!t.isDead) void t.kill(`task "${failed.name}" failed`);
+    }
+    const failure = (): string => {
+      const t = this.tasks.find((x) => x.name === this.failedTask);
+      const last = t?.state().events.at(-1)?.message;
+      return `task "${this.failedTask}" failed${last === undefined ? '' : `: ${last}`}`;
+    };
+
+    if (this.tasks.every((t) => t.isDead)) {
+      this.health?.stop();
+      if (this.failedTask !== undefined) {
+        this.clientStatus = 'failed';
+        this.description = failure();
+      } else {
+        this.clientStatus = 'complete';
+        this.description = this.stopReason ?? 'all tasks completed';
+      }
+      this.logger.info(
+        { clientStatus: this.clientStatus, description: this.description },
+        'allocation finished',
+      );
+    } else if (this.failedTask !== undefined) {
+      this.description = `${failure()}; stopping the other tasks`;
+    } else if (this.stopReason !== undefined) {
+      this.description = `stopping: ${this.stopReason}`;
+    } else if (this.clientStatus === 'running' || this.tasks.every((t) => t.hasStarted)) {
+      if (this.clientStatus !== 'running') this.health?.start();
+      this.clientStatus = 'running';
+      this.description = this.healthSnap?.failing ?? 'tasks running';
+    }
+    this.report();
+  }
+
+  private report(): void {
+    if (!this.silent) this.opts.onUpdate(this.status());
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Test fixtures for the agent's tests: allocations built from real (validated) job specs, temp data
+ * dirs, and a liveness probe for processes. Not used by the agent itself.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { newId } from '../core/ids.ts';
+import { parseJobSpec, type JobSpecInput } from '../core/job-spec.ts';
+import type { Allocation, AllocatedPort } from '../core/types.ts';
+
+type GroupInput = JobSpecInput['groups'][number];
+
+export interface TestAllocOptions {
+  type?: 'service' | 'batch';
+  tasks: GroupInput['tasks'];
+  restart?: GroupInput['restart'];
+  services?: GroupInput['services'];
+  /** Allocated ports (their names also go into the group's network). */
+  ports?: AllocatedPort[];
+  nodeId?: string;
+}
+
+/** An allocation of a one-group job, as the server would send it. */
+export function testAlloc(opts: TestAllocOptions): Allocation {
+  const ports = opts.ports ?? [];
+  const group: GroupInput = {
+    name: 'g',
+    tasks: opts.tasks,
+    network: { ports: ports.map((p) => p.name) },
+  };
+  if (opts.restart !== undefined) group.restart = opts.restart;
+  if (opts.services !== undefined) group.services = opts.services;
+  const spec = parseJobSpec({ job: 'test', type: opts.type ?? 'service', groups: [group] });
+  const groupSpec = spec.groups[0];
+  if (groupSpec === undefined) throw new Error('no group');
+  const id = newId();
+  return {
+    id,
+    namespace: spec.namespace,
+    jobId: spec.job,
+    jobVersion: 0,
+    jobType: spec.type,
+    name: `${spec.job}.${groupSpec.name}[0]`,
+    group: groupSpec.name,
+    index: 0,
+    nodeId: opts.nodeId ?? 'node-1',
+    groupSpec,
+    resources: {
+      cpu: groupSpec.tasks.reduce((a, t) => a + t.resources.cpu, 0),
+      memory: groupSpec.tasks.reduce((a, t) => a + t.resources.memory, 0),
+      ports,
+    },
+    desiredStatus: 'run',
+    clientStatus: 'pending',
+    taskStates: {},
+    evalId: newId(),
+    rescheduleEvents: [],
+    createdAt: Date.now(),
+    modifiedAt: Date.now(),
+  };
+}
+
+/** A fresh temp dir and its removal. */
+export async function tempDir(
+  prefix = 'unum-agent-',
+): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const path = await mkdtemp(join(os.tmpdir(), prefix));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/**
+ * Whether a process still exists. A zombie counts as gone: it is dead, only not yet reaped (orphans
+ * are reparented to PID 1, which does not always reap them promptly).
+ */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch (err) {
+    // Gone in between, or no /proc (not Linux): kill(pid, 0) has the last word.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' || process.platform !== 'linux';
+  }
+}
+
+/** Kills a process (group) if it still exists: cleanup in tests. */
+export function killQuietly(pid: number | undefined, group = true): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(group ? -pid : pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}

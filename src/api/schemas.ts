@@ -1,0 +1,92 @@
+/**
+ * Validation of API request bodies other than job files (those go through parseJobSpec). One zod
+ * schema per body; `parseBody` returns the typed value or throws InvalidError naming field paths.
+ */
+import { z } from 'zod';
+import { InvalidError } from '../core/errors.ts';
+import { describeIssues } from '../core/job-spec.ts';
+import type { AllocStatusUpdate, NodeRegistration } from './types.ts';
+
+const nonNegInt = z.number().int().min(0);
+
+export const NodeRegistrationSchema = z.strictObject({
+  id: z.string().min(1).max(128),
+  name: z.string().min(1).max(256),
+  address: z.string().url(),
+  resources: z.strictObject({ cpu: nonNegInt, memory: nonNegInt, disk: nonNegInt }),
+  reserved: z.strictObject({ cpu: nonNegInt, memory: nonNegInt }),
+  attributes: z.record(z.string(), z.string()),
+  drivers: z.record(
+    z.string(),
+    z.strictObject({ detected: z.boolean(), healthy: z.boolean(), description: z.string().optional() }),
+  ),
+  portRange: z
+    .strictObject({ min: z.number().int().min(1).max(65535), max: z.number().int().min(1).max(65535) })
+    .refine((r) => r.min <= r.max, { message: 'min must not exceed max' }),
+});
+
+const TaskEventSchema = z.strictObject({
+  time: z.number(),
+  type: z.enum([
+    'received',
+    'started',
+    'terminated',
+    'restarting',
+    'not-restarting',
+    'driver-failure',
+    'killing',
+    'killed',
+    'health',
+  ]),
+  message: z.string(),
+  exitCode: z.number().int().optional(),
+  signal: z.string().optional(),
+});
+
+const TaskStateSchema = z.strictObject({
+  state: z.enum(['pending', 'running', 'dead']),
+  failed: z.boolean(),
+  restarts: nonNegInt,
+  pid: z.number().int().optional(),
+  startedAt: z.number().optional(),
+  finishedAt: z.number().optional(),
+  exitCode: z.number().int().optional(),
+  signal: z.string().optional(),
+  oomKilled: z.boolean().optional(),
+  events: z.array(TaskEventSchema).max(100),
+});
+
+export const AllocStatusUpdatesSchema = z.strictObject({
+  updates: z
+    .array(
+      z.strictObject({
+        allocId: z.string().min(1),
+        clientStatus: z.enum(['pending', 'running', 'complete', 'failed', 'lost']),
+        clientDescription: z.string().optional(),
+        taskStates: z.record(z.string(), TaskStateSchema),
+        healthy: z.boolean().optional(),
+      }),
+    )
+    .max(10_000),
+});
+
+export const JobBodySchema = z.strictObject({ job: z.unknown() });
+
+export function parseBody<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
+  if (body === undefined) throw new InvalidError(`${what}: the request needs a JSON body`);
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  throw InvalidError.fromFields(describeIssues(r.error.issues, body, schema), `invalid ${what}`);
+}
+
+// Compile-time checks that the schemas produce the wire types.
+export type _CheckNode = NodeRegistration extends z.output<typeof NodeRegistrationSchema> ? true : never;
+export type _CheckUpdate = AllocStatusUpdate extends z.output<
+  typeof AllocStatusUpdatesSchema
+>['updates'][number]
+  ? true
+  : never;
+
+export function bodyJsonSchema(schema: z.ZodType): Record<string, unknown> {
+  return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}

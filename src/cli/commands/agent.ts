@@ -1,0 +1,91 @@
+/** `unum agent`: runs this machine's share of the cluster's work. */
+import { DEFAULT_ADDR, resolveAddr } from '../../api/client.ts';
+import { boolFlag, positionals, stringFlag, UsageError, type Command } from '../context.ts';
+import {
+  DAEMON_FLAGS,
+  daemonLogger,
+  dataDirFrom,
+  ensureDataDir,
+  listenAddr,
+  logLevel,
+  startError,
+  untilInterrupted,
+} from '../daemon.ts';
+import { json } from '../output.ts';
+import { shortId } from '../../core/ids.ts';
+
+export const agentCommand: Command = {
+  name: 'agent',
+  summary: "Run an agent: offer this machine's resources and run its tasks",
+  usage: `Usage: unum agent [--servers URL[,URL...]] [--data-dir DIR] [--http-addr HOST:PORT]
+                  [--name NAME] [--raw-exec] [--log-level LEVEL]
+
+Registers this machine as a node with the servers, keeps it alive, and runs the
+allocations placed on it. Tasks keep running while the servers are unreachable,
+and a restarted agent picks up its running tasks again. Runs until Ctrl-C or SIGTERM.
+
+Flags:
+  --servers URLS        the servers, comma-separated (default: --addr, $UNUM_ADDR,
+                        else ${DEFAULT_ADDR})
+  --data-dir DIR        state directory (default: $UNUM_DATA_DIR, else
+                        \${XDG_DATA_HOME:-~/.local/share}/unum)
+  --http-addr HOST:PORT where the agent serves logs to clients (default: a free port on 127.0.0.1)
+  --name NAME           node name (default: the host name)
+  --raw-exec            allow the raw_exec driver (tasks run without isolation)
+  --log-level LEVEL     fatal, error, warn, info, debug, trace or silent
+                        (default: $UNUM_LOG_LEVEL, else info); logs are JSON on stderr
+  --json                print the node id and address as JSON once started
+
+Examples:
+  unum agent --servers http://10.0.0.1:8686
+  unum agent --servers http://10.0.0.1:8686,http://10.0.0.2:8686 --name rack1-a --http-addr 0.0.0.0:8687
+`,
+  flags: {
+    ...DAEMON_FLAGS,
+    servers: { type: 'string' },
+    'http-addr': { type: 'string' },
+    name: { type: 'string' },
+    'raw-exec': { type: 'boolean' },
+  },
+  async run(args, ctx) {
+    positionals(args, 0, 0, '');
+    const servers = (stringFlag(args, 'servers') ?? ctx.addr ?? ctx.env['UNUM_ADDR'] ?? DEFAULT_ADDR)
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '')
+      .map((s) => resolveAddr(s));
+    if (servers.length === 0) throw new UsageError('--servers needs at least one server URL');
+    const httpAddrFlag = stringFlag(args, 'http-addr');
+    const httpAddr = httpAddrFlag === undefined ? '127.0.0.1:0' : listenAddr(httpAddrFlag, '--http-addr');
+    const name = stringFlag(args, 'name');
+    const dataDir = dataDirFrom(stringFlag(args, 'data-dir'), ctx.env);
+    const logger = daemonLogger('unum-agent', logLevel(args, ctx.env, 'info'));
+    const signal = ctx.interrupted();
+    await ensureDataDir(dataDir);
+
+    const { startAgent } = await import('../../agent/index.ts');
+    let agent;
+    try {
+      agent = await startAgent({
+        dataDir,
+        servers,
+        httpAddr,
+        logger,
+        enableRawExec: boolFlag(args, 'raw-exec'),
+        ...(name ? { name } : {}),
+      });
+    } catch (err) {
+      throw startError('agent', httpAddr, err);
+    }
+    if (ctx.json) ctx.stdout.write(json({ nodeId: agent.nodeId, address: agent.address, servers, dataDir }));
+    else
+      ctx.stdout.write(
+        `unum agent: node ${shortId(agent.nodeId)} serving at ${agent.address}, joined ${servers.join(', ')}\n`,
+      );
+
+    if (!signal.aborted) await untilInterrupted(ctx);
+    if (!ctx.json) ctx.stderr.write('stopping the agent...\n');
+    await agent.stop();
+    return 0;
+  },
+};

@@ -1,0 +1,103 @@
+/** `unum up`: a whole cluster in one process (server + agent on the embedded store). */
+import { DEFAULT_ADDR } from '../../api/client.ts';
+import { shortId } from '../../core/ids.ts';
+import { boolFlag, positionals, stringFlag, type Command } from '../context.ts';
+import {
+  DAEMON_FLAGS,
+  daemonLogger,
+  dataDirFrom,
+  ensureDataDir,
+  listenAddr,
+  logLevel,
+  startError,
+  untilInterrupted,
+} from '../daemon.ts';
+import { json, keyValues } from '../output.ts';
+
+export const upCommand: Command = {
+  name: 'up',
+  summary: 'Start a one-machine cluster: server and agent in one process',
+  usage: `Usage: unum up [--addr HOST:PORT] [--data-dir DIR] [--raw-exec] [--log-level LEVEL]
+
+Starts the control plane and an agent for this machine in one process, on the
+embedded store: the zero-config way to run unum. Runs until Ctrl-C or SIGTERM,
+then stops the agent and the server cleanly.
+
+Flags:
+  --addr HOST:PORT     where the API and UI listen (default: $UNUM_ADDR, else 127.0.0.1:8686)
+  --data-dir DIR       state directory (default: $UNUM_DATA_DIR, else
+                       \${XDG_DATA_HOME:-~/.local/share}/unum)
+  --raw-exec           allow the raw_exec driver (tasks run without isolation)
+  --log-level LEVEL    fatal, error, warn, info, debug, trace or silent
+                       (default: $UNUM_LOG_LEVEL, else warn); logs are JSON on stderr
+  --json               print the addresses as JSON once started
+
+Examples:
+  unum up
+  unum up --addr 127.0.0.1:9000 --data-dir /tmp/unum
+  UNUM_ADDR=http://127.0.0.1:9000 unum status     # clients then use the same address
+`,
+  flags: { ...DAEMON_FLAGS, 'raw-exec': { type: 'boolean' } },
+  async run(args, ctx) {
+    positionals(args, 0, 0, '');
+    const addr = listenAddr(ctx.addr ?? ctx.env['UNUM_ADDR'] ?? DEFAULT_ADDR);
+    const dataDir = dataDirFrom(stringFlag(args, 'data-dir'), ctx.env);
+    // Quiet by default: the person at the terminal wants the banner, not JSON logs.
+    const logger = daemonLogger('unum', logLevel(args, ctx.env, 'warn'));
+    const signal = ctx.interrupted();
+    await ensureDataDir(dataDir);
+
+    const { startServer } = await import('../../server/index.ts');
+    const { startAgent } = await import('../../agent/index.ts');
+    let server;
+    try {
+      server = await startServer({ dataDir, addr, logger: logger.child({ role: 'server' }) });
+    } catch (err) {
+      throw startError('server', addr, err);
+    }
+    let agent;
+    try {
+      agent = await startAgent({
+        dataDir,
+        servers: [server.addr],
+        httpAddr: '127.0.0.1:0',
+        logger: logger.child({ role: 'agent' }),
+        enableRawExec: boolFlag(args, 'raw-exec'),
+      });
+    } catch (err) {
+      await server.stop();
+      throw startError('agent', '127.0.0.1:0', err);
+    }
+
+    if (ctx.json)
+      ctx.stdout.write(
+        json({ addr: server.addr, dataDir, nodeId: agent.nodeId, agentAddress: agent.address }),
+      );
+    else {
+      const c = ctx.color;
+      const pairs: [string, string][] = [
+        ['API and UI', c.bold(server.addr)],
+        ['data dir', dataDir],
+        ['node', `${shortId(agent.nodeId)} (agent at ${agent.address})`],
+      ];
+      let text = `${c.green('unum is up.')}\n\n${indent(keyValues(pairs))}\n`;
+      if (server.addr !== DEFAULT_ADDR) text += `Clients: export UNUM_ADDR=${server.addr}\n`;
+      text += `try: unum run examples/web.yaml\nCtrl-C stops unum.\n`;
+      ctx.stdout.write(text);
+    }
+
+    if (!signal.aborted) await untilInterrupted(ctx);
+    if (!ctx.json) ctx.stderr.write('stopping: agent, then server...\n');
+    await agent.stop();
+    await server.stop();
+    if (!ctx.json) ctx.stderr.write('stopped.\n');
+    return 0;
+  },
+};
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => (l ? `  ${l}` : l))
+    .join('\n');
+}

@@ -1,0 +1,84 @@
+/**
+ * What the role verbs (`up`, `server`, `agent`) share: where state lives, where to listen, the
+ * logger, and running until Ctrl-C or SIGTERM.
+ */
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { createLogger, type Logger } from '../core/log.ts';
+import { UsageError, stringFlag, type Args, type Context } from './context.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** `--data-dir`, else `UNUM_DATA_DIR`, else `${XDG_DATA_HOME:-~/.local/share}/unum`. */
+export function dataDirFrom(
+  flag: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): string {
+  if (flag) return resolve(flag);
+  const fromEnv = env['UNUM_DATA_DIR'];
+  if (fromEnv) return resolve(fromEnv);
+  const xdg = env['XDG_DATA_HOME'];
+  const base = xdg && isAbsolute(xdg) ? xdg : join(env['HOME'] || homedir(), '.local', 'share');
+  return join(base, 'unum');
+}
+
+/** Normalizes a listen address to `host:port`; accepts `http://host:port` too (the form UNUM_ADDR has). */
+export function listenAddr(input: string, flag = '--addr'): string {
+  const bare = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:/\s]+):(\d{1,5})$/.exec(bare);
+  if (!m || Number(m[2]) > 65535)
+    throw new UsageError(`${flag} expects host:port (like 127.0.0.1:8686), got "${input}"`);
+  return bare;
+}
+
+/** `--log-level`, else UNUM_LOG_LEVEL, else `fallback`. */
+export function logLevel(
+  args: Args,
+  env: Readonly<Record<string, string | undefined>>,
+  fallback: string,
+): string {
+  const level = stringFlag(args, 'log-level') ?? env['UNUM_LOG_LEVEL'] ?? fallback;
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new UsageError(`--log-level expects one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  return level;
+}
+
+export function daemonLogger(name: string, level: string): Logger {
+  return createLogger(name, level);
+}
+
+export async function ensureDataDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new Error(`cannot create the data directory ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Resolves on the first Ctrl-C or SIGTERM. */
+export function untilInterrupted(ctx: Context): Promise<void> {
+  const signal = ctx.interrupted();
+  return new Promise((done) => {
+    if (signal.aborted) return done();
+    signal.addEventListener('abort', () => done(), { once: true });
+  });
+}
+
+/** Clearer words for the usual reasons a daemon cannot start. */
+export function startError(what: string, addr: string, err: unknown): Error {
+  const code = (err as { code?: string }).code;
+  if (code === 'EADDRINUSE')
+    return new Error(
+      `cannot start the ${what}: ${addr} is already in use (another unum running?). Pick another with --addr.`,
+      { cause: err },
+    );
+  if (code === 'EACCES')
+    return new Error(`cannot start the ${what}: no permission to listen on ${addr}`, { cause: err });
+  return new Error(`cannot start the ${what}: ${(err as Error).message ?? String(err)}`, { cause: err });
+}
+
+export const DAEMON_FLAGS = {
+  'data-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;

@@ -1,0 +1,35 @@
+/**
+ * The one door for authority (DESIGN.md §2.8). Every route names a capability; every request is
+ * authenticated, then authorized for that capability in its namespace, before the handler runs.
+ * `unum up` is open (AllowAll); ACL tokens, mTLS and workload identities plug in here later.
+ */
+import type { IncomingMessage } from 'node:http';
+
+export type Capability =
+  | 'job:read'
+  | 'job:write'
+  | 'alloc:read'
+  | 'alloc:logs'
+  | 'node:read'
+  | 'node:write'
+  | 'event:read'
+  | 'operator:read';
+
+export interface Identity {
+  /** `anonymous` when no credential was given. */
+  name: string;
+  kind: 'anonymous' | 'token' | 'agent' | 'workload';
+}
+
+export interface Authorizer {
+  /** Who is calling. UnauthenticatedError for a credential that is present but wrong. */
+  authenticate(req: IncomingMessage): Promise<Identity> | Identity;
+  /** ForbiddenError when the identity may not use the capability in the namespace. */
+  authorize(identity: Identity, capability: Capability, namespace: string): Promise<void> | void;
+}
+
+/** Open by default, as `unum up` on a laptop should be. */
+export const allowAll: Authorizer = {
+  authenticate: () => ({ name: 'anonymous', kind: 'anonymous' }),
+  authorize: () => undefined,
+};

@@ -1,0 +1,23 @@
+/** Where each object lives in the Store. Everything unum keeps is under `/unum/`. */
+export const ROOT = '/unum/';
+
+export const keys = {
+  job: (namespace: string, id: string) => `/unum/jobs/${namespace}/${id}`,
+  alloc: (id: string) => `/unum/allocs/${id}`,
+  node: (id: string) => `/unum/nodes/${id}`,
+  /** Exists while the node's agent heartbeats: attached to the node's lease. */
+  heartbeat: (id: string) => `/unum/heartbeats/${id}`,
+  evaluation: (id: string) => `/unum/evals/${id}`,
+  /** Sorted by time; the store revision of the write is the event's index. */
+  event: (time: number, suffix: string) => `/unum/events/${String(time).padStart(15, '0')}-${suffix}`,
+  leader: '/unum/leader',
+} as const;
+
+export const prefixes = {
+  jobs: '/unum/jobs/',
+  allocs: '/unum/allocs/',
+  nodes: '/unum/nodes/',
+  heartbeats: '/unum/heartbeats/',
+  evals: '/unum/evals/',
+  events: '/unum/events/',
+} as const;

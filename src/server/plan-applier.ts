@@ -1,0 +1,192 @@
+/**
+ * The plan applier (leader only): the single writer of placements. It re-checks a scheduler's plan
+ * against the latest state — the node is still ready, the resources are still free, no allocation
+ * changed under it — and commits the plan, the evaluation's outcome and the events in one Store
+ * transaction. A stale plan is refused (the worker schedules again on fresher state).
+ */
+import { shortId } from '../core/ids.ts';
+import type { Logger } from '../core/log.ts';
+import type { Allocation, Evaluation, Plan } from '../core/types.ts';
+import { freeResources, usageFromAllocs, book, unbook } from '../scheduler/placement.ts';
+import type { Compare, Store, TxnOp } from '../store/types.ts';
+import type { StateCache } from './cache.ts';
+import { eventOp, putOp } from './events.ts';
+import { keys } from './keys.ts';
+
+export interface ApplyResult {
+  ok: boolean;
+  revision: number;
+  /** Why a plan was refused. */
+  reason?: string;
+  evaluation?: Evaluation;
+}
+
+export class PlanApplier {
+  private readonly store: Store;
+  private readonly cache: StateCache;
+  private readonly log: Logger;
+  /** Compares that hold only while this server leads (fencing); set by the leader loop. */
+  fence: Compare[] = [];
+
+  constructor(store: Store, cache: StateCache, log: Logger) {
+    this.store = store;
+    this.cache = cache;
+    this.log = log;
+  }
+
+  async apply(plan: Plan, evaluation: Evaluation, now = Date.now()): Promise<ApplyResult> {
+    const compare: Compare[] = [...this.fence];
+    const ops: TxnOp[] = [];
+    const usage = new Map<string, ReturnType<typeof usageFromAllocs>>();
+    const usageOf = (nodeId: string) => {
+      let u = usage.get(nodeId);
+      if (!u) usage.set(nodeId, (u = usageFromAllocs(this.cache.allocsOnNode(nodeId))));
+      return u;
+    };
+    const touched = new Map<string, Allocation>();
+    const current = (id: string): Allocation | undefined => touched.get(id) ?? this.cache.alloc(id);
+    const guard = (id: string) => {
+      const key = keys.alloc(id);
+      if (!compare.some((c) => c.key === key))
+        compare.push({ key, target: 'mod', op: '=', value: this.cache.revisionOf(key) });
+    };
+
+    for (const s of plan.stop) {
+      const a = current(s.allocId);
+      if (!a || a.desiredStatus === 'stop') continue;
+      guard(a.id);
+      const stopped: Allocation = {
+        ...a,
+        desiredStatus: 'stop',
+        desiredDescription: s.description,
+        modifiedAt: now,
+      };
+      if (a.clientStatus === 'pending' || a.clientStatus === 'running') unbook(usageOf(a.nodeId), a);
+      touched.set(a.id, stopped);
+      ops.push(
+        eventOp(
+          {
+            topic: 'allocation',
+            type: 'alloc-stopping',
+            namespace: a.namespace,
+            jobId: a.jobId,
+            allocId: a.id,
+            nodeId: a.nodeId,
+            message: `stopping ${a.name} (${shortId(a.id)}): ${s.description}`,
+          },
+          now,
+        ),
+      );
+    }
+
+    for (const p of plan.place) {
+      const existing = current(p.id);
+      if (existing) {
+        // An update of an allocation the agent also writes: keep the agent's fields, take only the scheduler's.
+        guard(p.id);
+        touched.set(p.id, {
+          ...existing,
+          jobVersion: p.jobVersion,
+          groupSpec: p.groupSpec,
+          desiredStatus: p.desiredStatus,
+          ...(p.desiredDescription !== undefined ? { desiredDescription: p.desiredDescription } : {}),
+          ...(p.nextAllocId !== undefined ? { nextAllocId: p.nextAllocId } : {}),
+          modifiedAt: now,
+        });
+        continue;
+      }
+      const node = this.cache.node(p.nodeId);
+      if (!node || node.status !== 'ready' || node.drain || !this.cache.isAlive(node.id))
+        return { ok: false, revision: this.cache.index, reason: `node ${p.nodeId} is no longer ready` };
+      const u = usageOf(node.id);
+      const free = freeResources(node, u);
+      if (free.cpu < p.resources.cpu || free.memory < p.resources.memory)
+        return {
+          ok: false,
+          revision: this.cache.index,
+          reason: `node ${node.name} no longer has room for ${p.name}`,
+        };
+      if (p.resources.ports.some((port) => u.ports.has(port.value)))
+        return {
+          ok: false,
+          revision: this.cache.index,
+          reason: `a port of ${p.name} was taken on ${node.name}`,
+        };
+      book(u, p);
+      // A new key: it must not exist yet.
+      compare.push({ key: keys.alloc(p.id), target: 'create', op: '=', value: 0 });
+      touched.set(p.id, p);
+      ops.push(
+        eventOp(
+          {
+            topic: 'allocation',
+            type: 'alloc-placed',
+            namespace: p.namespace,
+            jobId: p.jobId,
+            allocId: p.id,
+            nodeId: node.id,
+            message: `placed ${p.name} (${shortId(p.id)}) on ${node.name}${p.resources.ports.length ? ` ports ${p.resources.ports.map((x) => `${x.name}=${x.value}`).join(',')}` : ''}${p.previousAllocId ? `, replacing ${shortId(p.previousAllocId)}` : ''}`,
+          },
+          now,
+        ),
+      );
+    }
+    for (const a of touched.values()) ops.push(putOp(keys.alloc(a.id), a));
+
+    const failed = Object.keys(plan.failedGroups).length > 0;
+    const outcome: Evaluation = {
+      ...evaluation,
+      status: failed ? 'blocked' : 'complete',
+      modifiedAt: now,
+      ...(failed
+        ? { failedGroups: plan.failedGroups, statusDescription: 'some instances could not be placed' }
+        : {}),
+    };
+    if (!failed) {
+      delete outcome.failedGroups;
+      delete outcome.statusDescription;
+    }
+    ops.push(putOp(keys.evaluation(evaluation.id), outcome));
+    // A newer outcome for the job supersedes any other evaluation of it still parked as blocked.
+    for (const other of this.cache.listEvals()) {
+      if (
+        other.id !== evaluation.id &&
+        other.status === 'blocked' &&
+        other.namespace === evaluation.namespace &&
+        other.jobId === evaluation.jobId
+      )
+        ops.push(
+          putOp(keys.evaluation(other.id), {
+            ...other,
+            status: 'canceled',
+            statusDescription: `superseded by ${evaluation.id}`,
+            modifiedAt: now,
+          }),
+        );
+    }
+    for (const [group, f] of Object.entries(plan.failedGroups)) {
+      ops.push(
+        eventOp(
+          {
+            topic: 'evaluation',
+            type: 'placement-failed',
+            namespace: plan.namespace,
+            jobId: plan.jobId,
+            evalId: evaluation.id,
+            message: `${f.unplaced} instance${f.unplaced === 1 ? '' : 's'} of ${plan.jobId}.${group} cannot be placed: ${f.summary}`,
+          },
+          now,
+        ),
+      );
+    }
+    for (const f of plan.followups) ops.push(putOp(keys.evaluation(f.id), f));
+
+    const res = await this.store.txn({ compare, success: ops });
+    if (!res.succeeded) {
+      this.log.debug({ evalId: evaluation.id }, 'plan refused: state changed under it');
+      return { ok: false, revision: res.revision, reason: 'state changed while the plan was made' };
+    }
+    await this.cache.waitForIndex(res.revision);
+    return { ok: true, revision: res.revision, evaluation: outcome };
+  }
+}

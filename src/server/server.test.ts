@@ -1,0 +1,309 @@
+/**
+ * The server through its HTTP API, on the memory store. The test plays the agent's part over the
+ * wire (register, heartbeat, report), so the scheduler, plan applier and controllers run for real.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { UnumClient } from '../api/client.ts';
+import type { NodeRegistration } from '../api/types.ts';
+import { InvalidError, NotFoundError, UnavailableError } from '../core/errors.ts';
+import type { Allocation, TaskState } from '../core/types.ts';
+import { waitFor } from '../testing/wait.ts';
+import { startServer, type RunningServer } from './index.ts';
+
+function registration(id: string, over: Partial<NodeRegistration> = {}): NodeRegistration {
+  return {
+    id,
+    name: id,
+    address: 'http://127.0.0.1:9',
+    resources: { cpu: 4000, memory: 4096, disk: 10_000 },
+    reserved: { cpu: 0, memory: 0 },
+    attributes: { os: 'linux', hostname: id },
+    drivers: { exec: { detected: true, healthy: true } },
+    portRange: { min: 20000, max: 20100 },
+    ...over,
+  };
+}
+
+const job = (id: string, over: Record<string, unknown> = {}) => ({
+  job: id,
+  groups: [
+    {
+      name: 'web',
+      count: 2,
+      network: { ports: ['http'] },
+      tasks: [{ name: 'server', command: 'sleep', args: ['300'], resources: { cpu: 100, memory: 64 } }],
+    },
+  ],
+  ...over,
+});
+
+const running = (restarts = 0): Record<string, TaskState> => ({
+  server: { state: 'running', failed: false, restarts, pid: 4242, startedAt: Date.now(), events: [] },
+});
+
+describe('server API', () => {
+  let dir: string;
+  let server: RunningServer;
+  let client: UnumClient;
+  let beat: NodeJS.Timeout;
+  const live = new Set(['node-a']);
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'unum-server-'));
+    server = await startServer({ dataDir: dir, addr: '127.0.0.1:0', store: 'memory:' });
+    client = new UnumClient({ addr: server.addr });
+    await waitFor(async () => (await client.status()).leader, { description: 'server becomes leader' });
+    await client.registerNode(registration('node-a'));
+    // The test's "agents": every node in `live` heartbeats.
+    beat = setInterval(() => {
+      for (const id of live) void client.heartbeat(id).catch(() => undefined);
+    }, 1000);
+  });
+
+  after(async () => {
+    clearInterval(beat);
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a submitted job is placed on the node with distinct ports, and runs when the agent says so', async () => {
+    const res = await client.submitJob(job('web'));
+    assert.equal(res.changed, true);
+    assert.equal(res.job.version, 0);
+    const allocs = await waitFor(async () => {
+      const l = await client.nodeAllocations('node-a');
+      return l.items.filter((a) => a.jobId === 'web').length === 2 ? l.items : undefined;
+    });
+    assert.equal(new Set(allocs.map((a) => a.resources.ports[0]?.value)).size, 2);
+    await client.updateAllocations(
+      'node-a',
+      allocs.map((a) => ({ allocId: a.id, clientStatus: 'running' as const, taskStates: running() })),
+    );
+    const detail = await client.getJob('web');
+    assert.equal(detail.job.status, 'running');
+    assert.equal(detail.summary.running, 2);
+    // Defaults are applied and visible.
+    assert.equal(detail.job.spec.type, 'service');
+    assert.equal(detail.job.spec.namespace, 'default');
+    assert.equal(detail.job.spec.groups[0]?.restart.attempts, 3);
+    const events = await client.events({ job: 'web' });
+    assert.ok(events.events.some((e) => e.type === 'alloc-placed'));
+  });
+
+  test('submitting the same spec again changes nothing', async () => {
+    const res = await client.submitJob(job('web'));
+    assert.equal(res.changed, false);
+    assert.equal(res.job.version, 0);
+  });
+
+  test('a failed allocation is reported and replaced after the reschedule delay', async () => {
+    const before = (await client.jobAllocations('web')).items.filter((a) => a.desiredStatus === 'run');
+    const victim = before[0]!;
+    await client.updateAllocations('node-a', [
+      {
+        allocId: victim.id,
+        clientStatus: 'failed',
+        clientDescription: 'task server failed: exited with code 1',
+        taskStates: {
+          server: {
+            state: 'dead',
+            failed: true,
+            restarts: 3,
+            exitCode: 1,
+            finishedAt: Date.now(),
+            events: [{ time: Date.now(), type: 'terminated', message: 'exited with code 1', exitCode: 1 }],
+          },
+        },
+      },
+    ]);
+    const replacement = await waitFor(
+      async () => (await client.jobAllocations('web')).items.find((a) => a.previousAllocId === victim.id),
+      { timeoutMs: 30_000, description: 'replacement placed' },
+    );
+    assert.equal(replacement.index, victim.index);
+    assert.equal(replacement.rescheduleEvents.length, 1);
+    const old = await client.getAllocation(victim.id);
+    assert.equal(old.nextAllocId, replacement.id);
+    const events = await client.events({ job: 'web', limit: 1000 });
+    assert.ok(
+      events.events.some((e) => e.type === 'task-terminated' && e.message.includes('exited with code 1')),
+    );
+  });
+
+  test('a job that can never fit is accepted, stays pending, and says why', async () => {
+    const res = await client.submitJob(
+      job('huge', {
+        groups: [
+          { name: 'g', tasks: [{ name: 't', command: 'true', resources: { cpu: 100, memory: 1_000_000 } }] },
+        ],
+      }),
+    );
+    assert.equal(res.changed, true);
+    const detail = await waitFor(async () => {
+      const d = await client.getJob('huge');
+      return Object.keys(d.placementFailures).length ? d : undefined;
+    });
+    assert.equal(detail.job.status, 'pending');
+    assert.match(detail.placementFailures['g']?.summary ?? '', /memory/);
+    assert.match(detail.placementFailures['g']?.summary ?? '', /1000000 MiB/);
+  });
+
+  test('a blocked job is placed once a node with room arrives', async () => {
+    await client.registerNode(
+      registration('node-big', { resources: { cpu: 4000, memory: 2_000_000, disk: 1 } }),
+    );
+    live.add('node-big');
+    const placed = await waitFor(async () => (await client.jobAllocations('huge')).items[0]);
+    assert.equal(placed.nodeId, 'node-big');
+    const detail = await client.getJob('huge');
+    assert.deepEqual(detail.placementFailures, {});
+  });
+
+  test('the same job id in two namespaces are two jobs', async () => {
+    await client.submitJob(job('twin', { namespace: 'team-a' }));
+    await client.submitJob(job('twin', { namespace: 'team-b' }));
+    const a = await client.getJob('twin', { namespace: 'team-a' });
+    const b = await client.getJob('twin', { namespace: 'team-b' });
+    assert.equal(a.job.namespace, 'team-a');
+    assert.equal(b.job.namespace, 'team-b');
+    await assert.rejects(client.getJob('twin'), NotFoundError);
+  });
+
+  test('invalid jobs are refused with field paths and change nothing', async () => {
+    const before = await client.listJobs({ namespace: '*' });
+    await assert.rejects(
+      client.submitJob(
+        job('bad', { groups: [{ name: 'g', count: -1, tasks: [{ name: 't', comand: 'x' }] }] }),
+      ),
+      (err: unknown) => {
+        assert.ok(err instanceof InvalidError);
+        const paths = err.fields.map((f) => f.path);
+        assert.ok(paths.includes('groups[0].count'));
+        assert.ok(paths.includes('groups[0].tasks[0].comand'));
+        assert.match(err.message, /did you mean "command"/);
+        return true;
+      },
+    );
+    await assert.rejects(client.submitJob('not a job'), InvalidError);
+    const after = await client.listJobs({ namespace: '*' });
+    assert.equal(after.items.length, before.items.length);
+  });
+
+  test('a body that is not JSON gets 400 with a stable code', async () => {
+    const res = await fetch(`${server.addr}/v1/jobs`, {
+      method: 'POST',
+      body: '{not json',
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'invalid');
+    assert.match(body.error.message, /not valid JSON/);
+  });
+
+  test('unknown routes and objects are 404 not_found', async () => {
+    const res = await fetch(`${server.addr}/v1/nope`);
+    assert.equal(res.status, 404);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'not_found');
+    await assert.rejects(client.getJob('missing'), NotFoundError);
+    await assert.rejects(client.heartbeat('never-registered'), NotFoundError);
+  });
+
+  test('plan shows a diff and placements without changing anything', async () => {
+    const plan = await client.planJob(job('web', { groups: [{ ...job('web').groups[0], count: 3 }] }));
+    assert.equal(plan.isNew, false);
+    assert.ok(plan.diff.some((d) => d.path === 'groups[0].count' && d.before === 2 && d.after === 3));
+    assert.equal(plan.placements.length, 1);
+    const detail = await client.getJob('web');
+    assert.equal(detail.job.version, 0, 'plan is a dry run');
+  });
+
+  test('stop marks every allocation to stop', async () => {
+    const { evalId } = await client.stopJob('web');
+    assert.ok(evalId);
+    await waitFor(async () =>
+      (await client.jobAllocations('web')).items.every((a) => a.desiredStatus === 'stop'),
+    );
+    const detail = await client.getJob('web');
+    assert.equal(detail.job.stop, true);
+  });
+
+  test('the event stream resumes from an index', async () => {
+    const page = await client.events({ index: 0, limit: 5 });
+    assert.equal(page.events.length, 5);
+    const ac = new AbortController();
+    const seen: number[] = [];
+    for await (const e of client.streamEvents({ index: page.events[1]!.index }, ac.signal)) {
+      seen.push(e.index);
+      if (seen.length === 3) break;
+    }
+    ac.abort();
+    assert.deepEqual(
+      seen,
+      page.events.slice(2, 5).map((e) => e.index),
+    );
+  });
+
+  test(
+    'a node that stops heartbeating goes down; its allocations are lost and replaced elsewhere',
+    { timeout: 90_000 },
+    async () => {
+      const room = { cpu: 4000, memory: 5_000_000, disk: 1 };
+      await client.registerNode(registration('node-doomed', { resources: room }));
+      await client.submitJob(
+        job('mover', {
+          groups: [
+            {
+              name: 'g',
+              count: 1,
+              tasks: [{ name: 't', command: 'sleep', resources: { cpu: 100, memory: 2_500_000 } }],
+            },
+          ],
+        }),
+      );
+      const first = await waitFor(async () => (await client.jobAllocations('mover')).items[0]);
+      assert.equal(first.nodeId, 'node-doomed', 'only node-doomed has the memory');
+      // node-doomed never heartbeats: its lease runs out.
+      const lost = await waitFor(
+        async () => {
+          const a = await client.getAllocation(first.id);
+          return a.clientStatus === 'lost' ? a : undefined;
+        },
+        { timeoutMs: 40_000, description: 'allocation marked lost' },
+      );
+      assert.match(lost.clientDescription ?? '', /down/);
+      assert.equal((await client.getNode('node-doomed')).status, 'down');
+      // Nowhere else has room until a new node arrives; then the lost instance is replaced there.
+      await client.registerNode(registration('node-rescue', { resources: room }));
+      live.add('node-rescue');
+      const replacement = await waitFor(
+        async () => (await client.jobAllocations('mover')).items.find((a) => a.previousAllocId === first.id),
+        { timeoutMs: 30_000, description: 'replacement placed' },
+      );
+      assert.equal(replacement.nodeId, 'node-rescue');
+    },
+  );
+
+  test('an unreachable server is a clear UnavailableError', async () => {
+    const dead = new UnumClient({ addr: 'http://127.0.0.1:1' });
+    await assert.rejects(dead.status(), (err: unknown) => {
+      assert.ok(err instanceof UnavailableError);
+      assert.match(err.message, /cannot reach the unum server/);
+      return true;
+    });
+  });
+
+  test('the OpenAPI document lists the routes', async () => {
+    const doc = (await (await fetch(`${server.addr}/v1/openapi.json`)).json()) as {
+      paths: Record<string, unknown>;
+    };
+    assert.ok(doc.paths['/v1/jobs']);
+    assert.ok(doc.paths['/v1/allocations/{id}/logs']);
+  });
+});
+
+export type { Allocation };
