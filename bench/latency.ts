@@ -3,37 +3,32 @@
  * task's first instruction. The task is `date +%s%N`, which prints the wall clock in nanoseconds as
  * it starts; the latency is that time minus the moment before the submit call.
  *
- *   node bench/latency.ts [--jobs 200] [--runs 3]
+ *   node bench/latency.ts [--jobs 200] [--burst 50] [--runs 3]
  *
  * `unum up` runs as its own process (as a user runs it); the bench is only a client. Two modes:
- * sequential (one job at a time: the latency a user sees) and burst (all jobs submitted at once:
- * queueing under load). Prints a table and writes bench/results/latency.json.
+ * sequential (`--jobs`, one at a time: the latency a user sees; the issue's target) and burst
+ * (`--burst`, all submitted at once: queueing under load). Prints a table and writes bench/results/latency.json.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UnumClient } from '../src/api/client.ts';
+import { freePort } from '../src/testing/net.ts';
 
 const { values } = parseArgs({
-  options: { jobs: { type: 'string', default: '200' }, runs: { type: 'string', default: '3' } },
+  options: {
+    jobs: { type: 'string', default: '200' },
+    burst: { type: 'string', default: '50' },
+    runs: { type: 'string', default: '3' },
+  },
 });
 const JOBS = Number(values.jobs);
+/** Jobs submitted at once in burst mode: queueing grows with it, so it is kept apart from JOBS. */
+const BURST = Number(values.burst);
 const RUNS = Number(values.runs);
 const root = resolve(import.meta.dirname, '..');
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-}
 
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -73,7 +68,7 @@ async function startedAt(client: UnumClient, id: string): Promise<number> {
 }
 
 async function measure(client: UnumClient, run: number, mode: 'sequential' | 'burst'): Promise<number[]> {
-  const ids = Array.from({ length: JOBS }, (_, i) => `bench-${mode}-${run}-${i}`);
+  const ids = Array.from({ length: mode === 'burst' ? BURST : JOBS }, (_, i) => `bench-${mode}-${run}-${i}`);
   const submitted = new Map<string, number>();
   if (mode === 'sequential') {
     const out: number[] = [];
@@ -135,7 +130,7 @@ async function main(): Promise<void> {
         r.p99.push(pct(lat, 99));
         r.max.push(lat[lat.length - 1]!);
         console.log(
-          `run ${run + 1} ${mode.padEnd(10)} ${JOBS} jobs  p50 ${pct(lat, 50).toFixed(1)} ms  p99 ${pct(lat, 99).toFixed(1)} ms  max ${lat[lat.length - 1]!.toFixed(1)} ms`,
+          `run ${run + 1} ${mode.padEnd(10)} ${lat.length} jobs  p50 ${pct(lat, 50).toFixed(1)} ms  p99 ${pct(lat, 99).toFixed(1)} ms  max ${lat[lat.length - 1]!.toFixed(1)} ms`,
         );
       }
     }
@@ -158,6 +153,7 @@ async function main(): Promise<void> {
         {
           bench: 'submit-to-running',
           jobs: JOBS,
+          burst: BURST,
           runs: RUNS,
           node: process.version,
           date: new Date().toISOString(),

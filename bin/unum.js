@@ -11,7 +11,8 @@ if (major < 24) {
   );
   process.exit(1);
 }
-const built = new URL('../dist/src/cli/main.js', import.meta.url);
-const entry = existsSync(built) ? built : new URL('../src/cli/main.ts', import.meta.url);
+// A checkout has src/ (run it, never a stale build); the published package has only dist/.
+const source = new URL('../src/cli/main.ts', import.meta.url);
+const entry = existsSync(source) ? source : new URL('../dist/src/cli/main.js', import.meta.url);
 const { main } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2));

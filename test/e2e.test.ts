@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Allocation, Job } from '../src/core/types.ts';
+import { freePort } from '../src/testing/net.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -20,17 +20,6 @@ interface Result {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
 }
 
 function alive(pid: number): boolean {

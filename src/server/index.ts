@@ -14,7 +14,7 @@ import { createStore } from '../store/index.ts';
 import { allowAll, type Authorizer } from './auth.ts';
 import { StateCache } from './cache.ts';
 import { Router, sendJson } from './http.ts';
-import { Leadership } from './leader.ts';
+import { Leadership, type Retention } from './leader.ts';
 import { openApiDocument } from './openapi.ts';
 import { apiRoutes } from './routes.ts';
 import { uiPage } from './ui.ts';
@@ -30,6 +30,8 @@ export interface ServerOptions {
   authorizer?: Authorizer;
   /** Scheduler workers on the leader (default 1). */
   workers?: number;
+  /** History kept by the leader's garbage collector (defaults in leader.ts). */
+  retention?: Partial<Retention>;
 }
 
 export interface RunningServer {
@@ -46,7 +48,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = await createStore(options.store ?? `sqlite:${join(dir, 'state.db')}`);
   const cache = new StateCache(store, log);
   await cache.start();
-  const leadership = new Leadership({ store, cache, log, serverId, workers: options.workers ?? 1 });
+  const leadership = new Leadership({
+    store,
+    cache,
+    log,
+    serverId,
+    workers: options.workers ?? 1,
+    ...(options.retention ? { retention: options.retention } : {}),
+  });
   const authorizer = options.authorizer ?? allowAll;
   const router = new Router(authorizer, log);
   let addr = '';

@@ -14,11 +14,33 @@ import type { Store, TxnOp } from '../store/types.ts';
 import type { CacheChange, StateCache } from './cache.ts';
 import { EvalBroker } from './broker.ts';
 import { eventOp, putOp } from './events.ts';
-import { keys } from './keys.ts';
+import { keys, prefixes } from './keys.ts';
 import { PlanApplier } from './plan-applier.ts';
 
 const LEADER_TTL_SECONDS = 10;
 const PLAN_ATTEMPTS = 5;
+
+/** What the leader keeps; older history is garbage-collected so a long-lived cluster stays bounded. */
+export interface Retention {
+  /** Events kept at most (oldest go first). */
+  events: number;
+  /** Events older than this go, whatever their number. */
+  eventAgeMs: number;
+  /** Finished evaluations older than this go (the newest of each job stays, for `unum status`). */
+  evalAgeMs: number;
+  /** Store revisions of history kept behind the current one (older ones are compacted). */
+  revisions: number;
+  /** How often the collector runs. */
+  intervalMs: number;
+}
+
+export const DEFAULT_RETENTION: Retention = {
+  events: 20_000,
+  eventAgeMs: 24 * 3_600_000,
+  evalAgeMs: 3_600_000,
+  revisions: 50_000,
+  intervalMs: 60_000,
+};
 
 export interface LeaderOptions {
   store: Store;
@@ -26,6 +48,7 @@ export interface LeaderOptions {
   log: Logger;
   serverId: string;
   workers?: number;
+  retention?: Partial<Retention>;
 }
 
 export class Leadership {
@@ -36,6 +59,7 @@ export class Leadership {
   private readonly log: Logger;
   private readonly serverId: string;
   private readonly workerCount: number;
+  private readonly retention: Retention;
   private abort = new AbortController();
   private leading: AbortController | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -47,6 +71,7 @@ export class Leadership {
     this.log = o.log;
     this.serverId = o.serverId;
     this.workerCount = o.workers ?? 1;
+    this.retention = { ...DEFAULT_RETENTION, ...o.retention };
     this.applier = new PlanApplier(o.store, o.cache, o.log);
   }
 
@@ -93,6 +118,8 @@ export class Leadership {
   }
 
   private waitForVacancy(signal: AbortSignal): Promise<void> {
+    // An abort that came while the campaign was mid-call would never fire again.
+    if (signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const w = this.store.watch(
         { key: keys.leader },
@@ -129,6 +156,9 @@ export class Leadership {
     this.unsubscribe = this.cache.subscribe((changes) => this.onChanges(changes));
     this.restore();
     const workers = Array.from({ length: this.workerCount }, (_, i) => this.work(i, leading.signal));
+    const gcTimer = setInterval(() => this.spawn(this.collectGarbage()), this.retention.intervalMs);
+    gcTimer.unref();
+    leading.signal.addEventListener('abort', () => clearInterval(gcTimer));
     // Renew the lease; losing it means losing leadership.
     while (!leading.signal.aborted) {
       await delay((LEADER_TTL_SECONDS * 1000) / 3, leading.signal);
@@ -185,7 +215,52 @@ export class Leadership {
     if (capacityChanged) this.broker.unblock();
   }
 
-  private spawn(p: Promise<void>): void {
+  /** Trims events, finished evaluations and Store history to the retention limits. */
+  async collectGarbage(
+    now = Date.now(),
+  ): Promise<{ events: number; evaluations: number; compactedTo: number }> {
+    const r = this.retention;
+    const ops: TxnOp[] = [];
+    // Events: keys sort by time, so the oldest come first in a range.
+    const total = (await this.store.range({ prefix: prefixes.events }, { countOnly: true })).count;
+    const excess = Math.max(0, total - r.events);
+    const oldest = await this.store.range(
+      { prefix: prefixes.events },
+      { limit: Math.min(Math.max(excess, 1000), 5000) },
+    );
+    let events = 0;
+    for (const kv of oldest.kvs) {
+      const time = Number(kv.key.slice(prefixes.events.length).split('-')[0]);
+      if (events < excess || time < now - r.eventAgeMs) {
+        ops.push({ type: 'delete', key: kv.key });
+        events++;
+      }
+    }
+    // Evaluations: finished and old, except each job's newest.
+    const newest = new Map<string, Evaluation>();
+    for (const e of this.cache.listEvals()) {
+      const k = `${e.namespace}/${e.jobId}`;
+      const n = newest.get(k);
+      if (!n || e.modifiedAt > n.modifiedAt) newest.set(k, e);
+    }
+    let evaluations = 0;
+    for (const e of this.cache.listEvals()) {
+      if (e.status !== 'complete' && e.status !== 'canceled' && e.status !== 'failed') continue;
+      if (e.modifiedAt >= now - r.evalAgeMs || newest.get(`${e.namespace}/${e.jobId}`) === e) continue;
+      ops.push({ type: 'delete', key: keys.evaluation(e.id) });
+      evaluations++;
+    }
+    // Small transactions: etcd refuses more than 128 operations in one.
+    for (let i = 0; i < ops.length; i += 100)
+      await this.store.txn({ compare: this.applier.fence, success: ops.slice(i, i + 100) });
+    const status = await this.store.status();
+    const compactedTo = status.revision - r.revisions;
+    if (compactedTo > status.compactRevision) await this.store.compact(compactedTo);
+    if (events || evaluations) this.log.info({ events, evaluations, compactedTo }, 'garbage collected');
+    return { events, evaluations, compactedTo: Math.max(compactedTo, status.compactRevision) };
+  }
+
+  private spawn(p: Promise<void> | Promise<unknown>): void {
     p.catch((err: unknown) => this.log.error({ err }, 'controller failed'));
   }
 

@@ -142,15 +142,7 @@ export function apiRoutes(d: RouteDeps): Route[] {
           if (existing && !existing.stop && stableStringify(existing.spec) === stableStringify(spec))
             return { done: { job: withStatus(existing), changed: false } };
           const now = Date.now();
-          const job: Job = {
-            id: spec.job,
-            namespace: spec.namespace,
-            version: existing ? existing.version + 1 : 0,
-            stop: false,
-            status: 'pending',
-            submittedAt: now,
-            spec,
-          };
+          const job = nextVersion(spec, existing, now);
           const evaluation = newEvaluation(job.namespace, job.id, spec.priority, 'job-register', now);
           return {
             compare: [guard(key)],
@@ -184,15 +176,7 @@ export function apiRoutes(d: RouteDeps): Route[] {
       async handler(ctx): Promise<PlanJobResponse> {
         const spec = await specFromBody(ctx);
         const existing = cache.job(spec.namespace, spec.job);
-        const job: Job = {
-          id: spec.job,
-          namespace: spec.namespace,
-          version: existing ? existing.version + 1 : 0,
-          stop: false,
-          status: 'pending',
-          submittedAt: Date.now(),
-          spec,
-        };
+        const job = nextVersion(spec, existing, Date.now());
         const overlay: Snapshot = {
           job: (ns, id) => (ns === job.namespace && id === job.id ? job : cache.job(ns, id)),
           allocsOfJob: (ns, id) => cache.allocsOfJob(ns, id),
@@ -700,6 +684,19 @@ export function apiRoutes(d: RouteDeps): Route[] {
   }
 
   return routes;
+}
+
+/** The job a submission makes: version 0, or one past the current version. */
+function nextVersion(spec: JobSpec, existing: Job | undefined, now: number): Job {
+  return {
+    id: spec.job,
+    namespace: spec.namespace,
+    version: existing ? existing.version + 1 : 0,
+    stop: false,
+    status: 'pending',
+    submittedAt: now,
+    spec,
+  };
 }
 
 function eventFilter(ctx: RequestContext): (e: ClusterEvent) => boolean {
