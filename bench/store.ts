@@ -1,10 +1,15 @@
 /**
- * Store benchmark: single-key compare-and-swap transactions per second on the sqlite backend, with 1
- * and 16 concurrent writers, for synchronous=normal and synchronous=full, several runs each; then
- * watch delivery latency (put call → onEvents) p50/p99. Prints a table and writes
- * bench/results/store.json. Stops by itself.
+ * Store benchmark: writes per second on the sqlite backend, as single-key compare-and-swap
+ * transactions (`cas`: txn { compare mod = last, put }) and as plain puts (`put`), with 1 and 16
+ * concurrent writers, for synchronous=normal and synchronous=full, several runs each; then watch
+ * delivery latency (put call → onEvents) p50/p99. Prints the median and the range of the runs of
+ * each configuration and writes bench/results/store.json. Stops by itself.
  *
- *   node bench/store.ts                      # 3 runs of 3 s per configuration
+ * The machine this runs on is usually shared and noisy: the runs go round-robin over the
+ * configurations (run 1 of each, then run 2 of each, ...) so that a noisy spell does not fall on
+ * one configuration only, and every run uses a fresh database file.
+ *
+ *   node bench/store.ts                      # 5 runs of 3 s per configuration (~2 min)
  *   UNUM_BENCH_SECONDS=1 UNUM_BENCH_RUNS=1 node bench/store.ts
  *   UNUM_BENCH_DIR=/mnt/disk node bench/store.ts   # where the database files go (default: os.tmpdir())
  */
@@ -16,7 +21,7 @@ import { SqliteStore, type SynchronousLevel } from '../src/store/sqlite/sqlite-s
 import type { Store } from '../src/store/types.ts';
 
 const seconds = Number(process.env['UNUM_BENCH_SECONDS'] ?? 3);
-const runs = Number(process.env['UNUM_BENCH_RUNS'] ?? 3);
+const runs = Number(process.env['UNUM_BENCH_RUNS'] ?? 5);
 const baseDir = process.env['UNUM_BENCH_DIR'] ?? tmpdir();
 const target = 20_000;
 /** About the size of a small unum object (an allocation status, a node heartbeat). */
@@ -27,7 +32,10 @@ const value = JSON.stringify({
   pad: 'x'.repeat(160),
 });
 
+type Operation = 'cas' | 'put';
+
 interface Run {
+  operation: Operation;
   synchronous: SynchronousLevel;
   writers: number;
   txns: number;
@@ -61,8 +69,11 @@ async function withStore<T>(
   }
 }
 
-/** Each writer owns a key and loops: compare its modRevision, put a new value. */
-async function casRun(synchronous: SynchronousLevel, writers: number): Promise<Run> {
+/**
+ * Each writer owns a key and loops, each write awaited before the next: `cas` compares the key's
+ * modRevision with the one it last wrote and puts a new value; `put` just puts it.
+ */
+async function writeRun(operation: Operation, synchronous: SynchronousLevel, writers: number): Promise<Run> {
   return withStore(synchronous, async (store) => {
     const lastRevision: number[] = [];
     for (let w = 0; w < writers; w++) lastRevision.push((await store.put(`bench/w${w}`, value)).revision);
@@ -74,18 +85,25 @@ async function casRun(synchronous: SynchronousLevel, writers: number): Promise<R
       Array.from({ length: writers }, async (_, w) => {
         const key = `bench/w${w}`;
         while (performance.now() < deadline) {
-          const result = await store.txn({
-            compare: [{ key, target: 'mod', op: '=', value: lastRevision[w]! }],
-            success: [{ type: 'put', key, value }],
-          });
-          if (!result.succeeded) throw new Error(`bench: compare failed for ${key}`);
-          lastRevision[w] = result.revision;
+          if (operation === 'put') {
+            const result = await store.put(key, value);
+            if (result.revision <= lastRevision[w]!) throw new Error(`bench: revision went back for ${key}`);
+            lastRevision[w] = result.revision;
+          } else {
+            const result = await store.txn({
+              compare: [{ key, target: 'mod', op: '=', value: lastRevision[w]! }],
+              success: [{ type: 'put', key, value }],
+            });
+            if (!result.succeeded) throw new Error(`bench: compare failed for ${key}`);
+            lastRevision[w] = result.revision;
+          }
           txns++;
         }
       }),
     );
     const elapsed = (performance.now() - started) / 1000;
     return {
+      operation,
       synchronous,
       writers,
       txns,
@@ -143,6 +161,7 @@ async function watchLatency(store: Store, writers: number, total: number): Promi
 
 const all: Run[] = [];
 const summary: Array<{
+  operation: Operation;
   synchronous: SynchronousLevel;
   writers: number;
   medianTxnsPerSecond: number;
@@ -151,29 +170,38 @@ const summary: Array<{
   meanBatch: number;
 }> = [];
 
-process.stdout.write(
-  `store bench: sqlite, single-key compare-and-swap txns, ${runs} run(s) x ${seconds} s, files in ${baseDir}\n`,
-);
-for (const synchronous of ['normal', 'full'] as const) {
-  for (const writers of [1, 16]) {
-    const these: Run[] = [];
-    for (let run = 0; run < runs; run++) {
-      const result = await casRun(synchronous, writers);
-      these.push(result);
-      all.push(result);
-    }
-    const rates = these.map((r) => r.txnsPerSecond);
-    summary.push({
-      synchronous,
-      writers,
-      medianTxnsPerSecond: Math.round(median(rates)),
-      minTxnsPerSecond: Math.round(Math.min(...rates)),
-      maxTxnsPerSecond: Math.round(Math.max(...rates)),
-      meanBatch: Number(
-        (these.reduce((sum, r) => sum + r.txns, 0) / these.reduce((sum, r) => sum + r.commits, 0)).toFixed(1),
-      ),
-    });
+const configurations: Array<{ operation: Operation; synchronous: SynchronousLevel; writers: number }> = [];
+for (const operation of ['cas', 'put'] as const) {
+  for (const synchronous of ['normal', 'full'] as const) {
+    for (const writers of [1, 16]) configurations.push({ operation, synchronous, writers });
   }
+}
+process.stdout.write(
+  `store bench: sqlite, single-key writes (cas: compare-and-swap txn; put: plain put), ${runs} run(s) x ${seconds} s per configuration, round-robin, files in ${baseDir}\n`,
+);
+const runsOf = configurations.map((): Run[] => []);
+for (let run = 0; run < runs; run++) {
+  for (const [i, { operation, synchronous, writers }] of configurations.entries()) {
+    const result = await writeRun(operation, synchronous, writers);
+    runsOf[i]!.push(result);
+    all.push(result);
+  }
+  process.stdout.write(`  run ${run + 1}/${runs} done\n`);
+}
+for (const [i, { operation, synchronous, writers }] of configurations.entries()) {
+  const these = runsOf[i]!;
+  const rates = these.map((r) => r.txnsPerSecond);
+  summary.push({
+    operation,
+    synchronous,
+    writers,
+    medianTxnsPerSecond: Math.round(median(rates)),
+    minTxnsPerSecond: Math.round(Math.min(...rates)),
+    maxTxnsPerSecond: Math.round(Math.max(...rates)),
+    meanBatch: Number(
+      (these.reduce((sum, r) => sum + r.txns, 0) / these.reduce((sum, r) => sum + r.commits, 0)).toFixed(1),
+    ),
+  });
 }
 
 const latency = await withStore('normal', async (store) => [
@@ -183,11 +211,11 @@ const latency = await withStore('normal', async (store) => [
 
 const pad = (text: string | number, width: number): string => String(text).padStart(width);
 process.stdout.write(
-  `\n${pad('synchronous', 11)} ${pad('writers', 7)} ${pad('median txn/s', 12)} ${pad('min', 8)} ${pad('max', 8)} ${pad('txn/commit', 10)}  target ${target}/s\n`,
+  `\n${pad('op', 3)} ${pad('synchronous', 11)} ${pad('writers', 7)} ${pad('median txn/s', 12)} ${pad('min', 8)} ${pad('max', 8)} ${pad('txn/commit', 10)}  target ${target}/s\n`,
 );
 for (const row of summary) {
   process.stdout.write(
-    `${pad(row.synchronous, 11)} ${pad(row.writers, 7)} ${pad(row.medianTxnsPerSecond, 12)} ${pad(row.minTxnsPerSecond, 8)} ${pad(row.maxTxnsPerSecond, 8)} ${pad(row.meanBatch, 10)}  ${row.medianTxnsPerSecond >= target ? 'ok' : 'below'}\n`,
+    `${pad(row.operation, 3)} ${pad(row.synchronous, 11)} ${pad(row.writers, 7)} ${pad(row.medianTxnsPerSecond, 12)} ${pad(row.minTxnsPerSecond, 8)} ${pad(row.maxTxnsPerSecond, 8)} ${pad(row.meanBatch, 10)}  ${row.medianTxnsPerSecond >= target ? 'ok' : 'below'}\n`,
   );
 }
 process.stdout.write(`\nwatch delivery latency (put call -> onEvents), synchronous=normal\n`);
@@ -212,7 +240,11 @@ writeFileSync(
       directory: baseDir,
       secondsPerRun: seconds,
       runsPerConfiguration: runs,
-      operation: 'txn { compare mod = last, put one key (~230 B value) }',
+      operations: {
+        cas: 'txn { compare mod = last, put one key (~230 B value) }',
+        put: 'put one key (~230 B value)',
+      },
+      order: 'round-robin over the configurations, a fresh database file per run',
       targetTxnsPerSecond: target,
       summary,
       watchLatency: latency,

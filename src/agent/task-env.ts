@@ -35,6 +35,13 @@ export function unumEnv(
     UNUM_MEMORY_LIMIT: String(task.resources.memory),
   };
   for (const port of alloc.resources.ports) env[portEnvName(port.name)] = String(port.value);
+  const devices = (alloc.resources.devices ?? []).filter((d) => d.task === task.name);
+  if (devices.length > 0) {
+    env['UNUM_DEVICES'] = devices.map((d) => d.id).join(',');
+    const nvidia = devices.filter((d) => d.vendor === 'nvidia').map((d) => d.id);
+    // The names CUDA and the NVIDIA container tools read to pick the visible GPUs.
+    if (nvidia.length > 0) env['NVIDIA_VISIBLE_DEVICES'] = env['CUDA_VISIBLE_DEVICES'] = nvidia.join(',');
+  }
   return env;
 }
 

@@ -7,11 +7,12 @@ import type {
   Evaluation,
   Job,
   Node,
+  NodeDevice,
   NodeResources,
   PlacementFailure,
   TaskState,
 } from '../core/types.ts';
-import type { TaskResources } from '../core/job-spec.ts';
+import type { ComputeResources } from '../core/job-spec.ts';
 
 /** POST /v1/jobs: submit or update a job. `job` is a job document (YAML decoded, or JSON). */
 export interface SubmitJobRequest {
@@ -89,9 +90,11 @@ export interface NodeRegistration {
   name: string;
   address: string;
   resources: NodeResources;
-  reserved: TaskResources;
+  reserved: ComputeResources;
   attributes: Record<string, string>;
   drivers: Record<string, DriverInfo>;
+  /** GPUs and other devices; left out when the node has none. */
+  devices?: NodeDevice[];
   portRange: { min: number; max: number };
 }
 
@@ -118,10 +121,36 @@ export interface ServerStatus {
   addr: string;
 }
 
+/** Resource use of one running task (from its cgroup). */
+export interface TaskUsageStats {
+  /** CPU time used since the task (its current run) started, nanoseconds. */
+  cpuNanos: number;
+  /**
+   * CPU used over the last sample interval (a few seconds), in percent of one core: 250 is two and
+   * a half cores busy. Absent until two samples exist.
+   */
+  cpuPercent?: number;
+  memoryBytes: number;
+  /** Processes and threads. */
+  pids: number;
+}
+
+/**
+ * GET /v1/nodes/:id/stats (served by the node's agent at GET /v1/agent/stats): usage of the
+ * running tasks on a node. Tasks whose driver can not measure them (no cgroups) are left out.
+ */
+export interface NodeStats {
+  nodeId: string;
+  /** When the sample was taken (ms since the epoch). */
+  time: number;
+  /** By allocation id, then task name. */
+  allocations: Record<string, { tasks: Record<string, TaskUsageStats> }>;
+}
+
 export interface EventsPage {
   events: ClusterEvent[];
   /** Resume after this index. */
   index: number;
 }
 
-export type { Allocation, ClusterEvent, Evaluation, Job, Node };
+export type { Allocation, ClusterEvent, Evaluation, Job, Node, NodeDevice };

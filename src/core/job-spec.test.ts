@@ -23,7 +23,7 @@ describe('job spec', () => {
     assert.equal(s.priority, 50);
     const g = s.groups[0]!;
     assert.equal(g.count, 1);
-    assert.deepEqual(g.tasks[0]!.resources, { cpu: 100, memory: 256 });
+    assert.deepEqual(g.tasks[0]!.resources, { cpu: 100, memory: 256, devices: [] });
     assert.equal(g.tasks[0]!.driver, 'exec');
     assert.equal(g.tasks[0]!.killTimeout, 5000);
     assert.equal(g.restart.attempts, 3);

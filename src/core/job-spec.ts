@@ -56,9 +56,21 @@ const count = z
   .min(0, { error: 'expected a whole number of instances, 0 or more' })
   .max(MAX_COUNT, { error: `at most ${MAX_COUNT} instances per group` });
 
+/** `gpu`, or `<vendor>/gpu` (e.g. `nvidia/gpu`). */
+const DEVICE_NAME = /^(?:[a-z0-9][a-z0-9-]*\/)?gpu$/;
+
+const DeviceRequestSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(DEVICE_NAME, { error: 'expected a device name: "gpu" or "<vendor>/gpu", e.g. "nvidia/gpu"' }),
+  count: z.number().int().min(1).max(64, { error: 'expected 1 to 64 devices' }).default(1),
+});
+
 const ResourcesSchema = z.strictObject({
   cpu: positiveInt('millicores; 1000 = one core', MAX_CPU).default(100),
   memory: positiveInt('MiB', MAX_MEMORY).default(256),
+  /** Devices the task needs whole (GPUs), matched against the node's fingerprinted devices. */
+  devices: z.array(DeviceRequestSchema).default([]),
 });
 
 const PortSchema = z.union(
@@ -123,7 +135,7 @@ const TaskSchema = z.strictObject({
   args: z.array(z.string({ error: 'expected a string argument' })).default([]),
   env: z.record(envName, z.string({ error: 'expected a string value' })).default({}),
   user: z.string().min(1).optional(),
-  resources: ResourcesSchema.default({ cpu: 100, memory: 256 }),
+  resources: ResourcesSchema.default({ cpu: 100, memory: 256, devices: [] }),
   killTimeout: duration('5s').default(5_000),
   killSignal: z
     .enum(KILL_SIGNALS, { error: `expected one of ${KILL_SIGNALS.join(', ')}` })
@@ -183,6 +195,9 @@ export type ConstraintSpec = z.output<typeof ConstraintSchema>;
 export type ServiceSpec = z.output<typeof ServiceSchema>;
 export type TaskSpec = z.output<typeof TaskSchema>;
 export type TaskResources = z.output<typeof ResourcesSchema>;
+export type DeviceRequest = z.output<typeof DeviceRequestSchema>;
+/** The sizes the scheduler packs: cpu and memory. */
+export type ComputeResources = Pick<TaskResources, 'cpu' | 'memory'>;
 export interface GroupSpec extends Omit<z.output<typeof GroupSchema>, 'network' | 'restart' | 'reschedule'> {
   network: { ports: PortSpec[] };
   restart: RestartPolicy;
@@ -284,8 +299,8 @@ export function portEnvName(port: string): string {
   return `UNUM_PORT_${port.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 }
 
-/** Total resources one allocation of the group asks for. */
-export function groupResources(g: GroupSpec): TaskResources {
+/** Total cpu and memory one allocation of the group asks for. */
+export function groupResources(g: GroupSpec): ComputeResources {
   return g.tasks.reduce(
     (acc, t) => ({ cpu: acc.cpu + t.resources.cpu, memory: acc.memory + t.resources.memory }),
     {
@@ -295,6 +310,11 @@ export function groupResources(g: GroupSpec): TaskResources {
   );
 }
 
+/** Whether a node device satisfies a request name (`gpu` or `<vendor>/gpu`). */
+export function deviceMatches(request: string, device: { type: string; vendor: string }): boolean {
+  const [a, b] = request.split('/');
+  return b === undefined ? device.type === a : device.vendor === a && device.type === b;
+}
 /**
  * Validates a decoded job document (from YAML or JSON) and returns it normalized, or throws an
  * InvalidError whose `fields` name each problem by path.

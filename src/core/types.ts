@@ -2,7 +2,7 @@
  * The shared vocabulary (DESIGN.md §3). These are the objects kept in the Store and sent on the wire.
  * Times are milliseconds since the epoch; sizes are millicores and MiB.
  */
-import type { GroupSpec, JobSpec, TaskResources } from './job-spec.ts';
+import type { GroupSpec, JobSpec, ComputeResources } from './job-spec.ts';
 
 export type JobStatus = 'pending' | 'running' | 'complete' | 'dead';
 
@@ -32,7 +32,9 @@ export type TaskEventType =
   | 'driver-failure'
   | 'killing'
   | 'killed'
-  | 'health';
+  | 'health'
+  /** A restarted agent found the task still running and took it over (same process). */
+  | 'reattached';
 
 export interface TaskEvent {
   time: number;
@@ -62,10 +64,21 @@ export interface AllocatedPort {
   value: number;
 }
 
+/** A whole device given to one task of an allocation. */
+export interface AllocatedDevice {
+  task: string;
+  type: string;
+  vendor: string;
+  /** The node's id of the device (a GPU's UUID). */
+  id: string;
+}
+
 export interface AllocatedResources {
   cpu: number;
   memory: number;
   ports: AllocatedPort[];
+  /** Absent when the group asks for none. */
+  devices?: AllocatedDevice[];
 }
 
 export interface RescheduleEvent {
@@ -106,7 +119,7 @@ export interface Allocation {
 
 export type NodeStatus = 'initializing' | 'ready' | 'down';
 
-export interface NodeResources extends TaskResources {
+export interface NodeResources extends ComputeResources {
   disk: number;
 }
 
@@ -114,6 +127,24 @@ export interface DriverInfo {
   detected: boolean;
   healthy: boolean;
   description?: string;
+}
+
+/** Kinds of devices a node can offer besides CPU and memory. */
+export type DeviceType = 'gpu';
+
+/** A device of a node (found by the agent's fingerprint), e.g. one GPU. */
+export interface NodeDevice {
+  type: DeviceType;
+  /** `nvidia`, … */
+  vendor: string;
+  /** Stable identity of the device on its node (a GPU's UUID). */
+  id: string;
+  /** Model, e.g. `NVIDIA A100-SXM4-40GB`. */
+  name: string;
+  /** The device's own index on the node (as the vendor's tools number it). */
+  index?: number;
+  /** Device memory (MiB), when it has its own. */
+  memoryMiB?: number;
 }
 
 export interface Node {
@@ -127,10 +158,12 @@ export interface Node {
   drain: boolean;
   resources: NodeResources;
   /** Kept for the host: the scheduler never hands these out. */
-  reserved: TaskResources;
+  reserved: ComputeResources;
   /** os, arch, hostname, kernel, cpu.cores, cgroup.version, driver.exec, … */
   attributes: Record<string, string>;
   drivers: Record<string, DriverInfo>;
+  /** Devices (GPUs, …) the node offers; absent when it has none. */
+  devices?: NodeDevice[];
   /** Dynamic ports are taken from this range. */
   portRange: { min: number; max: number };
   registeredAt: number;

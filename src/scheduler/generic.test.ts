@@ -229,4 +229,36 @@ describe('generic scheduler', () => {
     assert.equal(plan.place[0]?.resources.ports[0]?.value, 8080);
     assert.equal(plan.failedGroups['web']?.nodesExhausted['ports'], 1);
   });
+
+  test('devices: a GPU goes to one task at a time, and a node without one is filtered', () => {
+    const h = setup(0);
+    const gpu = (id: string) => ({ type: 'gpu' as const, vendor: 'nvidia', id, name: 'Test GPU' });
+    h.nodes.push(mock.node({ id: 'plain' }));
+    h.nodes.push(mock.node({ id: 'gpu-box', devices: [gpu('GPU-a'), gpu('GPU-b')] }));
+    const spec = mock.jobSpec({ count: 3 });
+    const g = spec.groups[0]!;
+    const task = {
+      ...g.tasks[0]!,
+      resources: { ...g.tasks[0]!.resources, devices: [{ name: 'nvidia/gpu', count: 1 }] },
+    };
+    const job = {
+      id: spec.job,
+      namespace: 'default',
+      version: 0,
+      stop: false,
+      status: 'pending' as const,
+      submittedAt: 0,
+      spec: { ...spec, groups: [{ ...g, tasks: [task] }] },
+    };
+    h.jobs.push(job);
+    const plan = h.run(mock.evaluation(job));
+    assert.equal(plan.place.length, 2, 'two GPUs, two instances');
+    assert.ok(plan.place.every((a) => a.nodeId === 'gpu-box'));
+    const ids = plan.place.map((a) => a.resources.devices?.[0]?.id).sort();
+    assert.deepEqual(ids, ['GPU-a', 'GPU-b']);
+    assert.equal(plan.place[0]?.resources.devices?.[0]?.task, task.name);
+    const f = plan.failedGroups['web'];
+    assert.equal(f?.unplaced, 1);
+    assert.equal(f?.nodesExhausted['devices'], 2, 'the plain node has none; the GPU box has none left');
+  });
 });

@@ -164,6 +164,7 @@ export function schedule(snapshot: Snapshot, evaluation: Evaluation, ctx: Schedu
         ctx,
         p.rescheduleEvents,
       );
+      if (outcome.devices) alloc.resources.devices = outcome.devices;
       if (p.previous) {
         alloc.previousAllocId = p.previous.id;
         const description =

@@ -3,15 +3,17 @@
  * value with a reason, kept for `unum why`), score plugins rank the rest, the best node wins and
  * gets its ports assigned.
  */
-import type { ConstraintSpec, GroupSpec, JobSpec, TaskResources } from '../core/job-spec.ts';
-import { groupResources } from '../core/job-spec.ts';
-import type { AllocatedPort, Allocation, Node, PlacementFailure } from '../core/types.ts';
+import type { ConstraintSpec, GroupSpec, JobSpec, ComputeResources } from '../core/job-spec.ts';
+import { deviceMatches, groupResources } from '../core/job-spec.ts';
+import type { AllocatedDevice, AllocatedPort, Allocation, Node, PlacementFailure } from '../core/types.ts';
 
 /** Resources in use on one node, kept up to date while a plan is being built. */
 export interface NodeUsage {
   cpu: number;
   memory: number;
   ports: Set<number>;
+  /** Device ids given to allocations. */
+  devices: Set<string>;
   /** Allocations of each job group already on the node (for spreading). */
   groupCount: Map<string, number>;
 }
@@ -19,7 +21,7 @@ export interface NodeUsage {
 export interface PlacementRequest {
   job: JobSpec;
   group: GroupSpec;
-  resources: TaskResources;
+  resources: ComputeResources;
 }
 
 export type FilterResult = { status: 'ok' } | { status: 'unschedulable'; reason: string; dimension?: string };
@@ -107,6 +109,15 @@ export const filters: FilterPlugin[] = [
     },
   },
   {
+    name: 'devices',
+    filter(node, req, usage) {
+      if (!req.group.tasks.some((t) => t.resources.devices.length > 0)) return OK;
+      return assignDevices(node, req.group, usage)
+        ? OK
+        : { status: 'unschedulable', reason: 'devices exhausted', dimension: 'devices' };
+    },
+  },
+  {
     name: 'ports',
     filter(node, req, usage) {
       let dynamic = 0;
@@ -155,6 +166,8 @@ export const scorers: ScorePlugin[] = [
 export interface PlacementOutcome {
   node?: Node;
   ports?: AllocatedPort[];
+  /** Only when the group asks for devices. */
+  devices?: AllocatedDevice[];
   failure?: Omit<PlacementFailure, 'unplaced' | 'summary'>;
 }
 
@@ -196,7 +209,32 @@ export function placeOne(
       best = { node, score };
   }
   if (!best) return { failure: { nodesEvaluated: nodes.length, nodesFiltered, nodesExhausted } };
-  return { node: best.node, ports: assignPorts(best.node, req.group, usageOf(best.node), random) };
+  const usage = usageOf(best.node);
+  const ports = assignPorts(best.node, req.group, usage, random);
+  const devices = req.group.tasks.some((t) => t.resources.devices.length > 0)
+    ? assignDevices(best.node, req.group, usage)
+    : undefined;
+  return devices ? { node: best.node, ports, devices } : { node: best.node, ports };
+}
+
+/**
+ * Free devices of the node for every task's requests, first ids first; undefined when they do not
+ * all fit. Devices are given whole: a GPU belongs to one task at a time.
+ */
+export function assignDevices(node: Node, group: GroupSpec, usage: NodeUsage): AllocatedDevice[] | undefined {
+  const taken = new Set(usage.devices);
+  const out: AllocatedDevice[] = [];
+  for (const t of group.tasks) {
+    for (const r of t.resources.devices) {
+      const free = (node.devices ?? []).filter((d) => !taken.has(d.id) && deviceMatches(r.name, d));
+      if (free.length < r.count) return undefined;
+      for (const d of free.slice(0, r.count)) {
+        taken.add(d.id);
+        out.push({ task: t.name, type: d.type, vendor: d.vendor, id: d.id });
+      }
+    }
+  }
+  return out;
 }
 
 /** Static ports as asked; dynamic ones drawn at random from the node's range among the free ones. */
@@ -227,7 +265,7 @@ export function assignPorts(
 
 /** Usage from the allocations that hold resources on a node (desired to run and not finished). */
 export function usageFromAllocs(allocs: readonly Allocation[]): NodeUsage {
-  const usage: NodeUsage = { cpu: 0, memory: 0, ports: new Set(), groupCount: new Map() };
+  const usage: NodeUsage = { cpu: 0, memory: 0, ports: new Set(), devices: new Set(), groupCount: new Map() };
   for (const a of allocs) if (holdsResources(a)) book(usage, a);
   return usage;
 }
@@ -240,6 +278,7 @@ export function book(usage: NodeUsage, a: Allocation): void {
   usage.cpu += a.resources.cpu;
   usage.memory += a.resources.memory;
   for (const p of a.resources.ports) usage.ports.add(p.value);
+  for (const d of a.resources.devices ?? []) usage.devices.add(d.id);
   const key = `${a.namespace}/${a.jobId}/${a.group}`;
   usage.groupCount.set(key, (usage.groupCount.get(key) ?? 0) + 1);
 }
@@ -248,6 +287,7 @@ export function unbook(usage: NodeUsage, a: Allocation): void {
   usage.cpu -= a.resources.cpu;
   usage.memory -= a.resources.memory;
   for (const p of a.resources.ports) usage.ports.delete(p.value);
+  for (const d of a.resources.devices ?? []) usage.devices.delete(d.id);
   const key = `${a.namespace}/${a.jobId}/${a.group}`;
   usage.groupCount.set(key, Math.max(0, (usage.groupCount.get(key) ?? 0) - 1));
 }
@@ -255,7 +295,7 @@ export function unbook(usage: NodeUsage, a: Allocation): void {
 /** One sentence for people, e.g. "no node has enough memory (needs 100000 MiB; 1 node evaluated)". */
 export function summarizeFailure(
   f: Omit<PlacementFailure, 'unplaced' | 'summary'>,
-  resources: TaskResources,
+  resources: ComputeResources,
   nodes: readonly Node[],
   usageOf: (node: Node) => NodeUsage,
 ): string {

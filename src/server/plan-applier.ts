@@ -106,6 +106,12 @@ export class PlanApplier {
           revision: this.cache.index,
           reason: `node ${node.name} no longer has room for ${p.name}`,
         };
+      if (p.resources.devices?.some((d) => u.devices.has(d.id)))
+        return {
+          ok: false,
+          revision: this.cache.index,
+          reason: `a device of ${p.name} was taken on ${node.name}`,
+        };
       if (p.resources.ports.some((port) => u.ports.has(port.value)))
         return {
           ok: false,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -164,6 +164,42 @@ void describe('sqlite store', () => {
       );
     } finally {
       await store.close();
+    }
+  });
+
+  void test('synchronous=normal flushes the WAL in the background and lets go of it on close', async () => {
+    const path = newFile();
+    const store = new SqliteStore({ path });
+    const full = new SqliteStore({ path: newFile(), synchronous: 'full' });
+    for (let i = 0; i < 300; i++) {
+      await store.put(`k/${i % 10}`, `${i}`);
+      await full.put(`k/${i % 10}`, `${i}`);
+    }
+    assert.ok(store.stats().walSyncs > 0, 'background WAL flushes with normal');
+    assert.equal(full.stats().walSyncs, 0, 'none with full: every commit fsyncs the WAL');
+    await full.close();
+    // Closing while a flush may be in flight waits for it, then closes the descriptor.
+    await store.put('last', 'x');
+    await store.close();
+    if (existsSync('/proc/self/fd')) {
+      const open = readdirSync('/proc/self/fd').flatMap((fd) => {
+        try {
+          return [readlinkSync(`/proc/self/fd/${fd}`)];
+        } catch {
+          return [];
+        }
+      });
+      assert.deepEqual(
+        open.filter((target) => target.startsWith(path)),
+        [],
+      );
+    }
+    const reopened = new SqliteStore({ path });
+    try {
+      assert.equal((await reopened.get('last'))?.value, 'x');
+      assert.equal((await reopened.get('k/9'))?.value, '299');
+    } finally {
+      await reopened.close();
     }
   });
 
