@@ -4,17 +4,20 @@
  * server lives under test/.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, utimes } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import type { AllocStatusUpdate, NodeRegistration } from '../api/types.ts';
+import type { AllocStatusUpdate, NodeRegistration, NodeStats } from '../api/types.ts';
 import { silentLogger } from '../core/log.ts';
 import type { Allocation } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
+import { buildAllocDir } from './alloc-dir.ts';
 import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
+import type { PersistedAlloc } from './state.ts';
 import { startAgent, type AgentOptions, type RunningAgent } from './index.ts';
 
 class FakeServer {
@@ -135,18 +138,22 @@ void describe('agent', () => {
     dir = await tempDir();
   });
   afterEach(async () => {
-    await Promise.all(agents.splice(0).map((a) => a.stop()));
+    await Promise.all(agents.splice(0).map((a) => a.stop({ killTasks: true })));
     await fake.close();
   });
   after(async () => {
     await dir.cleanup();
   });
 
-  async function start(over: Partial<AgentOptions> = {}): Promise<RunningAgent> {
-    fake = new FakeServer();
-    await fake.listen();
+  let dataDirs = 0;
+  /** Starts an agent (on a fresh data dir unless one is given) against a fresh fake server. */
+  async function start(over: Partial<AgentOptions> = {}, keepFake = false): Promise<RunningAgent> {
+    if (!keepFake) {
+      fake = new FakeServer();
+      await fake.listen();
+    }
     const agent = await startAgent({
-      dataDir: join(dir.path, 'data'),
+      dataDir: join(dir.path, `data-${++dataDirs}`),
       servers: [fake.url],
       httpAddr: '127.0.0.1:0',
       logger: silentLogger(),
@@ -172,7 +179,8 @@ void describe('agent', () => {
     );
 
   void test('registers the node with its fingerprint and keeps the node id across restarts', async () => {
-    const agent = await start({ name: 'box-1', reserved: { cpu: 500, memory: 256 } });
+    const dataDir = join(dir.path, 'kept');
+    const agent = await start({ dataDir, name: 'box-1', reserved: { cpu: 500, memory: 256 } });
     const reg = fake.registrations[0]!;
     assert.equal(reg.id, agent.nodeId);
     assert.equal(reg.name, 'box-1');
@@ -195,11 +203,14 @@ void describe('agent', () => {
     const health = (await (await fetch(`${agent.address}/v1/agent/health`)).json()) as { nodeId: string };
     assert.equal(health.nodeId, agent.nodeId);
     await waitFor(() => fake.heartbeats > 0, { description: 'a heartbeat' });
-    assert.equal((await readFile(join(dir.path, 'data', 'agent', 'node-id'), 'utf8')).trim(), agent.nodeId);
+    assert.equal((await readFile(join(dataDir, 'agent', 'node-id'), 'utf8')).trim(), agent.nodeId);
+    assert.equal(reg.attributes['disk.mib'], String(reg.resources.disk));
+    assert.ok(Number(reg.attributes['disk.total.mib']) >= Number(reg.attributes['disk.free.mib']));
+    assert.ok(['true', 'false'].includes(reg.attributes['driver.exec.isolated'] ?? ''));
 
     await agent.stop();
     await fake.close();
-    const again = await start({ enableRawExec: true });
+    const again = await start({ dataDir, enableRawExec: true });
     assert.equal(again.nodeId, agent.nodeId);
     assert.equal(fake.registrations[0]?.attributes['driver.raw_exec'], '1');
   });
@@ -235,12 +246,21 @@ void describe('agent', () => {
     assert.equal(done.taskStates['web']?.events.filter((e) => e.type === 'started').length, 1);
   });
 
-  void test('an allocation that vanishes from the server is stopped', async () => {
+  void test('an allocation that vanishes from the server is stopped, and its state file removed', async () => {
     const agent = await start();
     const alloc = place(agent, { tasks: [{ name: 'web', command: 'sleep', args: ['300'] }] });
     const pid = await runningPid(alloc.id);
+    const stateFile = join(dir.path, `data-${dataDirs}`, 'agent', 'state', `${alloc.id}.json`);
+    const saved = JSON.parse(await readFile(stateFile, 'utf8')) as PersistedAlloc;
+    assert.equal(saved.tasks['web']?.state.pid, pid, 'the running process is on disk');
     fake.remove(alloc.id);
     await waitFor(() => !isAlive(pid), { description: 'the task to be stopped' });
+    await waitFor(() => !existsSync(stateFile), { description: 'the state file removed' });
+    assert.equal(
+      existsSync(join(dir.path, `data-${dataDirs}`, 'agent', 'allocs', alloc.id)),
+      true,
+      'logs stay',
+    );
   });
 
   void test('does not start allocations that are stopped or already finished', async () => {
@@ -292,13 +312,101 @@ void describe('agent', () => {
     assert.equal(fake.registrations[0]?.id, agent.nodeId);
   });
 
-  void test('stop() stops every task and reports nothing for them (the next agent takes over)', async () => {
-    const agent = await start();
-    const alloc = place(agent, { tasks: [{ name: 'web', command: 'sh', args: ['-c', 'sleep 300 & wait'] }] });
+  void test('stop() leaves the tasks running; the next agent re-attaches to them and starts nothing twice', async () => {
+    const dataDir = join(dir.path, 'durable');
+    const agent = await start({ dataDir });
+    const alloc = place(agent, {
+      tasks: [{ name: 'web', command: 'sh', args: ['-c', 'echo one; read x; echo two; exec sleep 300'] }],
+    });
     const pid = await runningPid(alloc.id);
     await agent.stop();
-    assert.equal(isAlive(pid), false);
-    assert.equal(fake.latest(alloc.id)?.clientStatus, 'running');
+    assert.equal(isAlive(pid), true, 'the task outlives the agent');
+    agents.splice(agents.indexOf(agent), 1);
+    // The server still lists the allocation as running: the new agent takes it over, not a copy.
+    const batches = fake.batches.length;
+    const next = await start({ dataDir }, true);
+    const reattached = await waitFor(() => {
+      const u = fake.batches
+        .slice(batches)
+        .flat()
+        .findLast((x) => x.allocId === alloc.id);
+      return u?.taskStates['web']?.events.some((e) => e.type === 'reattached') ? u : undefined;
+    });
+    assert.equal(reattached.clientStatus, 'running');
+    const web = reattached.taskStates['web']!;
+    assert.equal(web.state, 'running');
+    assert.equal(web.pid, pid);
+    assert.equal(web.events.filter((e) => e.type === 'started').length, 1);
+    assert.equal(web.events.at(-1)?.message, `re-attached after an agent restart (pid ${pid})`);
+    await next.stop({ killTasks: true });
+    agents.splice(agents.indexOf(next), 1);
+    assert.equal(isAlive(pid), false, 'stop({ killTasks: true }) stops them');
+    assert.equal(fake.latest(alloc.id)?.clientStatus, 'running', 'and reports nothing for them');
+  });
+
+  void test('logs rotate at the limit and stay readable in order through the endpoint', async () => {
+    const agent = await start({ logMaxBytes: 32 * 1024, logMaxFiles: 4, logRotateIntervalMs: 10 });
+    const alloc = place(agent, {
+      type: 'batch',
+      tasks: [
+        {
+          name: 'chatty',
+          command: 'sh',
+          args: ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo $i; done; read x'],
+        },
+      ],
+    });
+    const logs = join(dir.path, `data-${dataDirs}`, 'agent', 'allocs', alloc.id, 'chatty', 'logs');
+    await waitFor(() => fake.latest(alloc.id)?.clientStatus === 'running');
+    const text = await waitFor(
+      async () => {
+        const t = await (await fetch(`${agent.address}/v1/agent/allocations/${alloc.id}/logs`)).text();
+        // Written to the end, rotated, and the oldest output dropped.
+        return t.endsWith('\n20000\n') && !t.startsWith('1\n') && existsSync(join(logs, 'stdout.log.1'))
+          ? t
+          : undefined;
+      },
+      { description: 'all output written and rotated' },
+    );
+    const lines = text.split('\n').slice(0, -1).map(Number);
+    for (let i = 1; i < lines.length; i++) assert.ok(lines[i]! > lines[i - 1]!, `in order at line ${i}`);
+    assert.equal(existsSync(join(logs, 'stdout.log.4')), false, 'at most logMaxFiles files');
+    const tail = await fetch(`${agent.address}/v1/agent/allocations/${alloc.id}/logs?tail=2`);
+    assert.equal(await tail.text(), '19999\n20000\n');
+  });
+
+  void test('directories of allocations that ended longer than the retention ago are removed at start', async () => {
+    const dataDir = join(dir.path, 'gc');
+    const allocs = join(dataDir, 'agent', 'allocs');
+    await buildAllocDir(allocs, 'old-one', ['t']);
+    await buildAllocDir(allocs, 'new-one', ['t']);
+    const old = new Date(Date.now() - 3 * 60 * 60 * 1000);
+    for (const p of ['', 'alloc', 't', 't/logs', 't/logs/stdout.log', 't/logs/stderr.log'])
+      await utimes(join(allocs, 'old-one', p), old, old);
+    await start({ dataDir, logRetentionMs: 60 * 60 * 1000 });
+    await waitFor(() => !existsSync(join(allocs, 'old-one')), { description: 'the old dir removed' });
+    assert.equal(existsSync(join(allocs, 'new-one')), true);
+  });
+
+  void test('GET /v1/agent/stats: usage of the running tasks, when the driver can measure it', async () => {
+    const agent = await start({ statsIntervalMs: 50 });
+    const alloc = place(agent, {
+      tasks: [{ name: 'spin', command: 'sh', args: ['-c', 'while :; do :; done'] }],
+    });
+    await runningPid(alloc.id);
+    const stats = await waitFor(
+      async () => {
+        const s = (await (await fetch(`${agent.address}/v1/agent/stats`)).json()) as NodeStats;
+        return s.allocations[alloc.id]?.tasks['spin']?.cpuPercent !== undefined ? s : undefined;
+      },
+      { description: 'two usage samples (needs cgroups)' },
+    );
+    assert.equal(stats.nodeId, agent.nodeId);
+    const spin = stats.allocations[alloc.id]!.tasks['spin']!;
+    assert.ok(spin.cpuNanos > 0);
+    assert.ok(spin.memoryBytes > 0);
+    assert.ok(spin.pids >= 1);
+    assert.ok(spin.cpuPercent! > 0, 'a busy loop uses CPU');
   });
 
   void test('rejects bad options naming the field', async () => {

@@ -6,22 +6,28 @@
  *    UnavailableError → retry with backoff, tasks keep running meanwhile;
  *  - watch: a blocking query on the node's allocations; each answer is diffed against the local
  *    runners (start what should run, stop what should not, never start an allocation twice);
- *  - report: status changes go back through the coalescing StatusReporter.
+ *  - report: status changes go back through the coalescing StatusReporter;
+ *  - persist: every change of an allocation is written to its state file (state.ts), and a starting
+ *    agent first re-attaches to the tasks an earlier agent process left running, then watches;
+ *  - housekeeping: log rotation, garbage collection of old allocation dirs, usage samples.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { UnumClient } from '../api/client.ts';
-import type { AllocStatusUpdate, NodeRegistration } from '../api/types.ts';
+import type { AllocStatusUpdate, NodeRegistration, NodeStats, TaskUsageStats } from '../api/types.ts';
 import { NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner, isTerminal } from './alloc-runner.ts';
-import { allocsRoot } from './alloc-dir.ts';
+import { allocDirPaths, allocsRoot, taskDirPaths } from './alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { fingerprint } from './fingerprint.ts';
+import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './isolation.ts';
 import { createAgentHttpServer } from './http.ts';
+import { gcAllocDirs, markAllocDirEnded, rotateLog, type LogLimits } from './logs.ts';
 import { StatusReporter } from './reporter.ts';
+import { AgentStateStore, stateDir, type PersistedAlloc } from './state.ts';
 
 export interface AgentConfig {
   dataDir: string;
@@ -40,6 +46,31 @@ export interface AgentConfig {
   retryMaxMs?: number;
   /** Poll period of followed logs. */
   logPollMs?: number;
+  /** How much log is kept per stream of a task (see logs.ts). */
+  logLimits: LogLimits;
+  /** How long the directory (logs) of a finished allocation is kept. */
+  logRetentionMs: number;
+  /** How often log sizes are looked at for rotation; default 5 s. */
+  logRotateIntervalMs?: number;
+  /** How often old allocation directories are looked for; default min(retention / 4, 10 min). */
+  gcIntervalMs?: number;
+  /** How often task usage is sampled (for cpuPercent); default 5 s. */
+  statsIntervalMs?: number;
+  /** Task isolation and identity (see isolation.ts and drivers/exec.ts). */
+  taskIsolation?: 'auto' | 'off';
+  allowedTaskUsers?: readonly string[];
+  taskUidRange?: { min: number; max: number };
+  taskPidsLimit?: number;
+  cpuHardCap?: boolean;
+}
+
+export interface StopOptions {
+  /**
+   * Also stop every task (killSignal, then SIGKILL), and forget them: the next agent process starts
+   * the allocations the server still wants afresh. Default false: tasks keep running and the next
+   * agent process re-attaches to them.
+   */
+  killTasks?: boolean;
 }
 
 /** A sleep that `wake()` ends early (and that ends at once after `close()`). */
@@ -93,18 +124,39 @@ export class Agent {
   private addressUrl = '';
   private loops: Promise<void>[] = [];
   private stopping: Promise<void> | undefined;
+  private readonly state: AgentStateStore;
+  private readonly isolation: Promise<IsolationCapability>;
+  private readonly housekeepingSleeper = new Sleeper();
+  private readonly statsSleeper = new Sleeper();
+  /** Last usage sample per `allocId/task`, for cpuPercent. */
+  private readonly usageSamples = new Map<string, { time: number; cpuNanos: number; percent?: number }>();
 
   constructor(cfg: AgentConfig) {
     this.cfg = cfg;
     this.nodeId = cfg.nodeId;
     this.logger = cfg.logger.child({ nodeId: cfg.nodeId });
     this.clients = cfg.servers.map((addr) => new UnumClient({ addr }));
+    // Detected once per process and shared by the drivers and the fingerprint.
+    this.isolation =
+      cfg.taskIsolation === 'off' || cfg.taskUidRange !== undefined
+        ? detectIsolation({
+            ...(cfg.taskIsolation ? { mode: cfg.taskIsolation } : {}),
+            ...(cfg.taskUidRange ? { taskUidRange: cfg.taskUidRange } : {}),
+          })
+        : detectIsolationOnce();
     this.drivers = (Object.keys(driverFactories) as DriverName[]).map((name) =>
       driverFactories[name]({
         logger: this.logger,
         enabled: name === 'raw_exec' ? cfg.enableRawExec : true,
+        dataDir: cfg.dataDir,
+        isolation: this.isolation,
+        ...(cfg.allowedTaskUsers ? { allowedTaskUsers: cfg.allowedTaskUsers } : {}),
+        ...(cfg.taskUidRange ? { taskUidRange: cfg.taskUidRange } : {}),
+        ...(cfg.taskPidsLimit !== undefined ? { taskPidsLimit: cfg.taskPidsLimit } : {}),
+        ...(cfg.cpuHardCap !== undefined ? { cpuHardCap: cfg.cpuHardCap } : {}),
       }),
     );
+    this.state = new AgentStateStore(stateDir(cfg.dataDir), this.logger);
     const reporterOpts: ConstructorParameters<typeof StatusReporter>[0] = {
       send: (updates) => this.call((c) => c.updateAllocations(this.nodeId, updates)),
       logger: this.logger,
@@ -114,6 +166,11 @@ export class Agent {
     if (cfg.retryMinMs !== undefined) reporterOpts.retryMinMs = cfg.retryMinMs;
     if (cfg.retryMaxMs !== undefined) reporterOpts.retryMaxMs = cfg.retryMaxMs;
     this.reporter = new StatusReporter(reporterOpts);
+  }
+
+  /** What this node cannot enforce, one line each for the operator (empty when everything is). */
+  async isolationWarnings(): Promise<string[]> {
+    return (await this.isolation).warnings;
   }
 
   /** The agent's HTTP base URL, as registered (`http://127.0.0.1:8687`). */
@@ -133,11 +190,13 @@ export class Agent {
       await this.closeHttp();
       throw err;
     }
-    this.loops = [this.heartbeatLoop(), this.watchLoop()];
+    this.loops = [this.heartbeatLoop(), this.watchLoop(), this.housekeepingLoop(), this.statsLoop()];
   }
 
   private async init(): Promise<void> {
-    const fp = await fingerprint(this.cfg.dataDir, this.drivers);
+    const isolation = await this.isolation;
+    for (const warning of isolation.warnings) this.logger.warn({ isolation: true }, warning);
+    const fp = await fingerprint(this.cfg.dataDir, this.drivers, { isolation });
     this.driverInfo = fp.drivers;
     this.registration = {
       id: this.nodeId,
@@ -149,10 +208,18 @@ export class Agent {
       drivers: fp.drivers,
       portRange: this.cfg.portRange,
     };
+    if (fp.devices.length > 0) this.registration.devices = fp.devices;
     this.logger.info(
-      { address: this.addressUrl, resources: fp.resources, drivers: Object.keys(fp.drivers) },
+      {
+        address: this.addressUrl,
+        resources: fp.resources,
+        drivers: Object.keys(fp.drivers),
+        devices: fp.devices.length,
+      },
       'agent starting',
     );
+    // Before the first look at the server: what runs here is taken over, never started twice.
+    await this.restore();
     try {
       await this.register();
     } catch (err) {
@@ -161,25 +228,38 @@ export class Agent {
     }
   }
 
-  /** Stops the loops, stops every task (graceful: killSignal, then SIGKILL) and the endpoint. Idempotent. */
-  stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
+  /**
+   * Stops the loops and the endpoint. Tasks keep running (the state files describe them, and the
+   * next agent process re-attaches to them) unless `killTasks`: then every task is stopped
+   * (killSignal, then SIGKILL) first. Idempotent: a second call joins the first.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    this.stopping ??= this.shutdown(options.killTasks ?? false);
     return this.stopping;
   }
 
-  private async shutdown(): Promise<void> {
-    this.logger.info({ allocations: this.runners.size }, 'agent stopping');
+  private async shutdown(killTasks: boolean): Promise<void> {
+    this.logger.info({ allocations: this.runners.size, killTasks }, 'agent stopping');
     this.abort.abort();
     this.heartbeatSleeper.close();
     this.watchSleeper.close();
+    this.housekeepingSleeper.close();
+    this.statsSleeper.close();
     this.onRegistered?.();
-    await Promise.all([...this.runners.values()].map((r) => r.shutdown()));
+    const runners = [...this.runners.values()];
+    if (killTasks) {
+      const live = runners.filter((r) => !r.finished);
+      await Promise.all(live.map((r) => r.shutdown()));
+      // Nothing of theirs was reported: the next agent process starts what the server still wants.
+      await Promise.all(live.map((r) => this.state.remove(r.id)));
+    } else await Promise.all(runners.map((r) => r.detach()));
     // Whatever happened before the shutdown still goes out, briefly.
     await this.reporter.flush(2_000);
     this.reporter.close();
     await Promise.all(this.loops);
     await this.closeHttp();
-    this.logger.info('agent stopped');
+    await this.state.flush();
+    this.logger.info({ tasksLeftRunning: !killTasks }, 'agent stopped');
   }
 
   private get isStopping(): boolean {
@@ -193,6 +273,7 @@ export class Agent {
       nodeId: this.nodeId,
       allocsDir: allocsRoot(this.cfg.dataDir),
       runner: (id) => this.runners.get(id),
+      stats: () => this.sampleUsage(),
       counts: () => ({
         allocations: this.runners.size,
         running: [...this.runners.values()].filter((r) => !r.finished).length,
@@ -261,8 +342,11 @@ export class Agent {
     const waiter = this.onRegistered;
     this.onRegistered = undefined;
     waiter?.();
-    // After the server forgot the node it may have missed reports: send the current state of each.
-    if (again) for (const r of this.runners.values()) this.reporter.enqueue(r.status());
+    // After the server forgot the node it may have missed reports, and after an agent restart the
+    // previous process may have died before sending some: send the current state of each.
+    for (const r of this.runners.values())
+      void this.state.durable(r.id).then(() => this.reporter.enqueue(r.status()));
+    if (again) this.logger.info({ allocations: this.runners.size }, 're-sent the status of every allocation');
   }
 
   private forgetRegistration(): void {
@@ -373,26 +457,189 @@ export class Agent {
     for (const [id, runner] of this.runners) {
       if (listed.has(id)) continue;
       if (runner.finished) {
-        // Done here and gone there: keep only the id (logs stay on disk).
+        // Done here and gone there: keep only the id (logs stay on disk until the retention passes).
         this.runners.delete(id);
         this.forgotten.add(id);
+        this.forget(runner);
       } else void runner.stop('allocation removed from the server');
     }
   }
 
   private startRunner(alloc: Allocation): void {
-    const runner = new AllocRunner({
+    const runner = this.newRunner(alloc, undefined);
+    this.runners.set(alloc.id, runner);
+    this.run(runner);
+  }
+
+  private newRunner(alloc: Allocation, restored: PersistedAlloc | undefined): AllocRunner {
+    const opts: ConstructorParameters<typeof AllocRunner>[0] = {
       alloc,
       allocsDir: allocsRoot(this.cfg.dataDir),
       nodeId: this.nodeId,
       driverFor: (name) => this.driverFor(name),
+      recoverDriverFor: (name) => this.drivers.find((d) => d.name === name),
       logger: this.logger,
-      onUpdate: (update: AllocStatusUpdate) => this.reporter.enqueue(update),
-    });
-    this.runners.set(alloc.id, runner);
+      // The runner persists before it reports: a status goes out once its state file is written.
+      onPersist: (state) => this.state.save(state),
+      onUpdate: (update: AllocStatusUpdate) =>
+        void this.state.durable(update.allocId).then(() => this.reporter.enqueue(update)),
+    };
+    if (restored !== undefined) opts.restored = restored;
+    return new AllocRunner(opts);
+  }
+
+  private run(runner: AllocRunner): void {
     runner
       .run()
-      .catch((err: unknown) => this.logger.error({ err, allocId: alloc.id }, 'allocation runner crashed'));
+      .catch((err: unknown) => this.logger.error({ err, allocId: runner.id }, 'allocation runner crashed'));
+  }
+
+  /** The runner is done and the server no longer lists it: its state file goes, its logs stay a while. */
+  private forget(runner: AllocRunner): void {
+    const root = allocDirPaths(allocsRoot(this.cfg.dataDir), runner.id).root;
+    void markAllocDirEnded(root, runner.finishedAt ?? Date.now());
+    this.state
+      .remove(runner.id)
+      .catch((err: unknown) =>
+        this.logger.warn({ err, allocId: runner.id }, 'could not remove the allocation state file'),
+      );
+  }
+
+  /**
+   * Loads the state files and takes over what an earlier agent process left: running tasks are
+   * re-attached (not restarted), tasks that exited meanwhile are reported with their exit, tasks that
+   * can not be found are failed exits; finished allocations are reported again. Resolves once every
+   * task's fate is known.
+   */
+  private async restore(): Promise<void> {
+    let saved: PersistedAlloc[];
+    try {
+      saved = await this.state.load();
+    } catch (err) {
+      this.logger.error({ err }, 'could not read the agent state: allocations start afresh');
+      return;
+    }
+    const restored: AllocRunner[] = [];
+    for (const p of saved) {
+      if (p.alloc.nodeId !== this.nodeId) {
+        this.logger.warn(
+          { allocId: p.alloc.id, nodeId: p.alloc.nodeId },
+          'ignoring the state file of an allocation of another node',
+        );
+        continue;
+      }
+      const runner = this.newRunner(p.alloc, p);
+      this.runners.set(runner.id, runner);
+      restored.push(runner);
+    }
+    for (const r of restored) this.run(r);
+    await Promise.all(restored.map((r) => r.recovered()));
+    if (restored.length > 0)
+      this.logger.info(
+        {
+          allocations: restored.length,
+          running: restored.filter((r) => !r.finished).length,
+        },
+        'took over the allocations of the previous agent process',
+      );
+  }
+
+  // --- housekeeping ----------------------------------------------------------------------------
+
+  /** Rotates the logs of the allocations it knows; now and then removes the dirs of allocations past retention. */
+  private async housekeepingLoop(): Promise<void> {
+    const rotateEvery = this.cfg.logRotateIntervalMs ?? 5_000;
+    const gcEvery = this.cfg.gcIntervalMs ?? Math.min(this.cfg.logRetentionMs / 4, 10 * 60_000);
+    let nextGc = 0;
+    while (!this.isStopping) {
+      try {
+        await this.rotateLogs();
+        if (Date.now() >= nextGc) {
+          nextGc = Date.now() + gcEvery;
+          await this.collectGarbage();
+        }
+      } catch (err) {
+        this.logger.warn({ err }, 'log housekeeping failed; will try again');
+      }
+      await this.housekeepingSleeper.sleep(rotateEvery);
+    }
+  }
+
+  private async rotateLogs(): Promise<void> {
+    const root = allocsRoot(this.cfg.dataDir);
+    // Finished allocations too: a task may have written a lot while the agent was down.
+    for (const r of [...this.runners.values()]) {
+      if (this.isStopping) return;
+      for (const task of r.taskNames) {
+        const t = taskDirPaths(root, r.id, task);
+        for (const file of [t.stdout, t.stderr])
+          if (await rotateLog(file, this.cfg.logLimits))
+            this.logger.debug({ allocId: r.id, task, file }, 'rotated a log file');
+      }
+    }
+  }
+
+  /** Removes the directories of allocations that ended longer than the retention ago. */
+  async collectGarbage(now = Date.now()): Promise<string[]> {
+    const removed = await gcAllocDirs(allocsRoot(this.cfg.dataDir), {
+      retentionMs: this.cfg.logRetentionMs,
+      now,
+      keep: (id) => this.runners.has(id),
+    });
+    if (removed.length > 0)
+      this.logger.info({ allocations: removed }, 'removed the directories of allocations past retention');
+    return removed;
+  }
+
+  private async statsLoop(): Promise<void> {
+    const every = this.cfg.statsIntervalMs ?? 5_000;
+    while (!this.isStopping) {
+      await this.statsSleeper.sleep(every);
+      if (this.isStopping) break;
+      try {
+        if ([...this.runners.values()].some((r) => !r.finished)) await this.sampleUsage();
+      } catch (err) {
+        this.logger.warn({ err }, 'could not sample task usage');
+      }
+    }
+  }
+
+  /**
+   * Usage of every running task now; cpuPercent is measured against the previous sample (the
+   * periodic one, or an earlier request's) when it is at least half a second old.
+   */
+  async sampleUsage(): Promise<NodeStats> {
+    const now = Date.now();
+    const allocations: NodeStats['allocations'] = {};
+    const seen = new Set<string>();
+    await Promise.all(
+      [...this.runners.values()]
+        .filter((r) => !r.finished)
+        .map(async (r) => {
+          const usage = await r.usage();
+          const tasks: Record<string, TaskUsageStats> = {};
+          for (const [task, u] of Object.entries(usage)) {
+            const key = `${r.id}/${task}`;
+            seen.add(key);
+            const prev = this.usageSamples.get(key);
+            let percent = prev?.percent;
+            if (prev === undefined || u.cpuNanos < prev.cpuNanos) {
+              // First sample, or the task restarted (new counters).
+              percent = undefined;
+              this.usageSamples.set(key, { time: now, cpuNanos: u.cpuNanos });
+            } else if (now - prev.time >= 500) {
+              percent = ((u.cpuNanos - prev.cpuNanos) / ((now - prev.time) * 1e6)) * 100;
+              this.usageSamples.set(key, { time: now, cpuNanos: u.cpuNanos, percent });
+            }
+            const stats: TaskUsageStats = { cpuNanos: u.cpuNanos, memoryBytes: u.memoryBytes, pids: u.pids };
+            if (percent !== undefined) stats.cpuPercent = Math.round(percent * 10) / 10;
+            tasks[task] = stats;
+          }
+          if (Object.keys(tasks).length > 0) allocations[r.id] = { tasks };
+        }),
+    );
+    for (const key of this.usageSamples.keys()) if (!seen.has(key)) this.usageSamples.delete(key);
+    return { nodeId: this.nodeId, time: now, allocations };
   }
 
   private driverFor(name: string): Driver | { unavailable: string } {

@@ -9,13 +9,19 @@
  *
  * A terminal status (complete, failed) is reported only once no process of the allocation is left,
  * so that the server may hand its resources and ports to someone else as soon as it sees it.
+ *
+ * Every change is also handed to `onPersist` as a PersistedAlloc (the agent writes it to the state
+ * file), and a runner can be rebuilt from one (`restored`) after an agent restart: its tasks are then
+ * re-attached rather than started.
  */
 import type { Logger } from '../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
 import type { AllocStatusUpdate } from '../api/types.ts';
 import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
-import type { Driver, TaskConfig } from './drivers/types.ts';
+import type { Driver, TaskConfig, TaskUsage } from './drivers/types.ts';
 import { HealthWatcher, checkTargets, type HealthSnapshot } from './health.ts';
+import type { PersistedAlloc } from './state.ts';
+import { STATE_VERSION } from './state.ts';
 import { TaskRunner } from './task-runner.ts';
 import { buildTaskEnv, interpolateCommand } from './task-env.ts';
 
@@ -26,9 +32,15 @@ export interface AllocRunnerOptions {
   nodeId: string;
   /** The driver for a task's `driver` name, or why it can not run here. */
   driverFor: (name: string) => Driver | { unavailable: string };
+  /** The driver of that name even when it may not start tasks (to re-attach to a restored task). */
+  recoverDriverFor?: (name: string) => Driver | undefined;
   logger: Logger;
   /** Called with the allocation's full status after every change (synchronously; coalesce downstream). */
   onUpdate: (update: AllocStatusUpdate) => void;
+  /** Called with the durable state after every change, also while silent (synchronously). */
+  onPersist?: (state: PersistedAlloc) => void;
+  /** The allocation as an earlier agent process left it: its tasks are re-attached, not started. */
+  restored?: PersistedAlloc;
 }
 
 const TERMINAL: ReadonlySet<AllocClientStatus> = new Set(['complete', 'failed', 'lost']);
@@ -56,14 +68,22 @@ export class AllocRunner {
 
   constructor(opts: AllocRunnerOptions) {
     this.opts = opts;
-    this.alloc = opts.alloc;
+    const restored = opts.restored;
+    this.alloc = restored?.alloc ?? opts.alloc;
     this.id = opts.alloc.id;
+    if (restored !== undefined) {
+      this.clientStatus = restored.clientStatus;
+      this.description = restored.clientDescription;
+      this.stopReason = restored.stopReason;
+      this.failedTask = restored.failedTask;
+    }
     this.logger = opts.logger.child({ allocId: this.id, alloc: opts.alloc.name });
     const allocDir = allocDirPaths(opts.allocsDir, this.id);
     this.tasks = opts.alloc.groupSpec.tasks.map((task) => {
       const taskDir = taskDirPaths(opts.allocsDir, this.id, task.name);
       const env = buildTaskEnv(opts.alloc, task, { alloc: allocDir, task: taskDir }, opts.nodeId);
       const { command, args } = interpolateCommand(task, env);
+      const recoverDriver = restored !== undefined ? opts.recoverDriverFor?.(task.driver) : undefined;
       const config: TaskConfig = {
         allocId: this.id,
         task: task.name,
@@ -75,13 +95,9 @@ export class AllocRunner {
         stderrPath: taskDir.stderr,
         resources: { cpu: task.resources.cpu, memory: task.resources.memory },
       };
-      if (task.user !== undefined) {
-        config.user = task.user;
-        this.logger.warn(
-          { task: task.name, user: task.user },
-          'task user is not enforced yet: runs as the agent user',
-        );
-      }
+      // The exec driver decides what a job's user may be (allowedTaskUsers); raw_exec ignores it.
+      if (task.user !== undefined) config.user = task.user;
+
       return new TaskRunner({
         alloc: opts.alloc,
         task,
@@ -89,11 +105,13 @@ export class AllocRunner {
         config,
         logger: this.logger.child({ task: task.name }),
         onChange: () => this.recompute(),
+        ...(restored?.tasks[task.name] !== undefined ? { restored: restored.tasks[task.name] } : {}),
+        ...(recoverDriver !== undefined ? { recoverDriver } : {}),
       });
     });
     const targets = checkTargets(opts.alloc.groupSpec.services, opts.alloc.resources.ports);
     if (targets.length > 0) {
-      this.healthSnap = { healthy: false };
+      this.healthSnap = { healthy: restored?.healthy ?? false };
       this.health = new HealthWatcher(
         targets,
         (snap) => {
@@ -131,26 +149,91 @@ export class AllocRunner {
   }
 
   private async runAll(): Promise<void> {
-    this.logger.info({ tasks: this.taskNames }, 'starting allocation');
+    if (this.finished) return;
+    const restored = this.opts.restored !== undefined;
+    this.logger.info(
+      { tasks: this.taskNames, restored },
+      restored ? 'resuming allocation' : 'starting allocation',
+    );
     this.report();
     try {
       await buildAllocDir(this.opts.allocsDir, this.id, this.taskNames);
     } catch (err) {
       this.logger.error({ err }, 'could not set up the allocation directory');
-      const why = `could not set up the allocation directory: ${err instanceof Error ? err.message : String(err)}`;
-      for (const t of this.tasks) t.failWithoutRunning(why);
-      this.recompute();
-      return;
+      // Restored tasks may still run: they are re-attached all the same (a start would fail anyway).
+      if (!restored) {
+        const why = `could not set up the allocation directory: ${err instanceof Error ? err.message : String(err)}`;
+        for (const t of this.tasks) t.failWithoutRunning(why);
+        this.recompute();
+        return;
+      }
     }
-    // A stop that arrived while the directories were being made.
-    if (this.stopReason !== undefined) for (const t of this.tasks) void t.kill(this.stopReason);
+    // A stop that arrived while the directories were being made, or that an earlier agent process
+    // had begun (a stop, or a failed task whose siblings were being stopped).
+    const stopWhy =
+      this.stopReason ?? (this.failedTask !== undefined ? `task "${this.failedTask}" failed` : undefined);
+    if (stopWhy !== undefined) for (const t of this.tasks) void t.kill(stopWhy);
+    else if (this.clientStatus === 'running') this.health?.start();
     await Promise.all(this.tasks.map((t) => t.run()));
     this.recompute();
   }
 
+  /** Resolves once every restored task is re-attached (or known to have ended). Call after run(). */
+  async recovered(): Promise<void> {
+    await Promise.all(this.tasks.map((t) => t.recovered));
+  }
+
+  /**
+   * The agent goes away and leaves the tasks running: no more reports, no restarts, no kills. The
+   * state saved last describes them for the next agent process. Resolves once no start is in flight.
+   */
+  async detach(): Promise<void> {
+    this.silent = true;
+    this.health?.stop();
+    await Promise.all(this.tasks.map((t) => t.detach()));
+  }
+
+  /** Resource usage of the running tasks, by task name (tasks without a sample are left out). */
+  async usage(): Promise<Record<string, TaskUsage>> {
+    const out: Record<string, TaskUsage> = {};
+    await Promise.all(
+      this.tasks.map(async (t) => {
+        const u = await t.usage();
+        if (u !== undefined) out[t.name] = u;
+      }),
+    );
+    return out;
+  }
+
+  /** When the last task ended (ms); undefined while one runs or never ran. */
+  get finishedAt(): number | undefined {
+    if (!this.finished) return undefined;
+    const times = this.tasks.map((t) => t.state().finishedAt ?? 0);
+    return times.length > 0 ? Math.max(...times) : undefined;
+  }
+
+  /** The durable state (see state.ts). */
+  snapshot(): PersistedAlloc {
+    const s: PersistedAlloc = {
+      version: STATE_VERSION,
+      alloc: this.alloc,
+      clientStatus: this.clientStatus,
+      clientDescription: this.description,
+      tasks: Object.fromEntries(this.tasks.map((t) => [t.name, t.snapshot()])),
+      savedAt: Date.now(),
+    };
+    if (this.healthSnap !== undefined) s.healthy = this.healthSnap.healthy;
+    if (this.stopReason !== undefined) s.stopReason = this.stopReason;
+    if (this.failedTask !== undefined) s.failedTask = this.failedTask;
+    return s;
+  }
+
   /** Takes a newer version of the allocation from the server; a desired stop stops it. */
   update(alloc: Allocation): void {
+    const changed =
+      alloc.modifiedAt !== this.alloc.modifiedAt || alloc.desiredStatus !== this.alloc.desiredStatus;
     this.alloc = alloc;
+    if (changed) this.persist();
     if (alloc.desiredStatus === 'stop' && this.stopReason === undefined)
       void this.stop(`stopped by server: ${alloc.desiredDescription ?? 'no reason given'}`);
   }
@@ -229,6 +312,11 @@ export class AllocRunner {
   }
 
   private report(): void {
+    this.persist();
     if (!this.silent) this.opts.onUpdate(this.status());
+  }
+
+  private persist(): void {
+    this.opts.onPersist?.(this.snapshot());
   }
 }

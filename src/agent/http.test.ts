@@ -9,7 +9,7 @@ import { waitFor } from '../testing/wait.ts';
 import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
 import { tempDir } from './fixtures.ts';
 import { createAgentHttpServer } from './http.ts';
-import { streamLog, tailOffset } from './logs.ts';
+import { rotateLog, streamLog, tailOffset } from './logs.ts';
 
 void describe('agent HTTP endpoint', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
@@ -123,6 +123,43 @@ void describe('agent HTTP endpoint', () => {
       assert.equal(res.status, 400, query);
       assert.deepEqual(await res.json(), { error: { code: 'invalid', message } });
     }
+  });
+
+  void test('rotated files are served oldest first; offsets and x-unum-log-offset are logical', async () => {
+    await buildAllocDir(dir.path, 'alloc-rot', ['job']);
+    live.set('alloc-rot', { finished: true, taskNames: ['job'] });
+    const file = taskDirPaths(dir.path, 'alloc-rot', 'job').stdout;
+    const limits = { maxBytes: 30, maxFiles: 3 }; // a file rotates at 10 bytes
+    await appendFile(file, 'aaaa\nbbbb\n');
+    await rotateLog(file, limits);
+    await appendFile(file, 'cccc\ndddd\n');
+    await rotateLog(file, limits);
+    await appendFile(file, 'eeee\n');
+    const all = await logs('alloc-rot', '');
+    assert.equal(all.headers.get('x-unum-log-offset'), '0');
+    assert.equal(await all.text(), 'aaaa\nbbbb\ncccc\ndddd\neeee\n');
+    const tail = await logs('alloc-rot', 'tail=3');
+    assert.equal(tail.headers.get('x-unum-log-offset'), '10');
+    assert.equal(await tail.text(), 'cccc\ndddd\neeee\n');
+    await appendFile(file, 'ffff\n');
+    await rotateLog(file, limits);
+    await rotateLog(file, limits);
+    // aaaa and bbbb were rotated away: offset 0 now starts at the oldest byte kept, and says so;
+    // offset 20 is still "eeee".
+    const from0 = await logs('alloc-rot', 'offset=0');
+    assert.equal(from0.headers.get('x-unum-log-offset'), '10');
+    assert.equal(await from0.text(), 'cccc\ndddd\neeee\nffff\n');
+    assert.equal(await (await logs('alloc-rot', 'offset=20')).text(), 'eeee\nffff\n');
+    assert.equal((await logs('alloc-rot', 'offset=999')).headers.get('x-unum-log-offset'), '30');
+    live.delete('alloc-rot');
+  });
+
+  void test('GET /v1/agent/stats without a sampler: no allocations', async () => {
+    const res = await fetch(`${base}/v1/agent/stats`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { nodeId: string; allocations: object };
+    assert.equal(body.nodeId, 'node-1');
+    assert.deepEqual(body.allocations, {});
   });
 
   void test('GET /v1/agent/health', async () => {

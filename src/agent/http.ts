@@ -2,10 +2,13 @@
  * The agent's own HTTP endpoint (node-local calls the servers proxy to, e.g. `unum logs`):
  *
  *   GET /v1/agent/health
+ *   GET /v1/agent/stats                       usage of the running tasks (NodeStats)
  *   GET /v1/agent/allocations/:allocId/logs?task=NAME&stream=stdout|stderr&follow=true|false&offset=N&tail=N
  *
- * Logs answer `text/plain` (chunked). The response header `x-unum-log-offset` says at which byte of
- * the file the body starts, so a client can resume with `offset`. Errors are the API's JSON errors.
+ * Logs answer `text/plain` (chunked), through the rotated files oldest first. The response header
+ * `x-unum-log-offset` says at which logical byte of the stream the body starts (logical: counted
+ * over everything the task wrote, stable across rotations; see logs.ts), so a client can resume
+ * with `offset`. Errors are the API's JSON errors.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readdir } from 'node:fs/promises';
@@ -13,7 +16,8 @@ import { STATUS_BY_CODE } from '../api/errors.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { allocDirPaths, isSafeAllocId, taskDirPaths } from './alloc-dir.ts';
-import { fileSize, streamLog, tailOffset } from './logs.ts';
+import type { NodeStats } from '../api/types.ts';
+import { logBounds, streamLog, tailOffset } from './logs.ts';
 
 /** What the endpoint needs to know of the agent. */
 export interface AgentHttpContext {
@@ -23,6 +27,8 @@ export interface AgentHttpContext {
   runner(allocId: string): { finished: boolean; taskNames: string[] } | undefined;
   /** Counts for the health answer. */
   counts(): { allocations: number; running: number };
+  /** Usage of the running tasks; absent: the route answers with no allocations. */
+  stats?: () => Promise<NodeStats>;
   logger: Logger;
   /** Poll period of followed logs (fallback to fs.watch). */
   logPollMs?: number;
@@ -55,6 +61,13 @@ async function handle(ctx: AgentHttpContext, req: IncomingMessage, res: ServerRe
     throw new HttpError('invalid', `${req.method ?? '?'} ${path}: only GET is served here`);
   if (path === '/v1/agent/health') {
     sendJson(res, 200, { status: 'ok', nodeId: ctx.nodeId, ...ctx.counts() });
+    return;
+  }
+  if (path === '/v1/agent/stats') {
+    const stats: NodeStats = ctx.stats
+      ? await ctx.stats()
+      : { nodeId: ctx.nodeId, time: Date.now(), allocations: {} };
+    sendJson(res, 200, stats);
     return;
   }
   const m = /^\/v1\/agent\/allocations\/([^/]+)\/logs$/.exec(path);
@@ -102,8 +115,13 @@ async function serveLogs(
 
   const dir = taskDirPaths(ctx.allocsDir, allocId, task);
   const file = stream === 'stdout' ? dir.stdout : dir.stderr;
-  const start =
-    tail !== undefined ? await tailOffset(file, tail) : Math.min(offset ?? 0, await fileSize(file));
+  let start: number;
+  if (tail !== undefined) start = await tailOffset(file, tail);
+  else {
+    // Before the oldest byte kept: from there; past the end: the end.
+    const bounds = await logBounds(file);
+    start = Math.min(Math.max(offset ?? 0, bounds.start), bounds.end);
+  }
 
   res.writeHead(200, {
     'content-type': 'text/plain; charset=utf-8',

@@ -7,13 +7,20 @@ import os from 'node:os';
 import { resolve } from 'node:path';
 import { InvalidError, type FieldProblem } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { Agent } from './agent.ts';
+import { Agent, type StopOptions } from './agent.ts';
 import { allocsRoot } from './alloc-dir.ts';
 import { loadNodeId } from './fingerprint.ts';
-import { DEFAULT_AGENT_HTTP_ADDR, DEFAULT_PORT_RANGE, parseHostPort } from './options.ts';
+import { DEFAULT_LOG_LIMITS, DEFAULT_LOG_RETENTION_MS } from './logs.ts';
+import {
+  DEFAULT_AGENT_HTTP_ADDR,
+  DEFAULT_PORT_RANGE,
+  isolationOptionProblems,
+  parseHostPort,
+  type TaskIsolationMode,
+} from './options.ts';
 
 export interface AgentOptions {
-  /** Agent state under <dataDir>/agent (node id file, alloc dirs). */
+  /** Agent state under <dataDir>/agent (node id file, allocation state files, alloc dirs). */
   dataDir: string;
   /** Server base URLs, e.g. ['http://127.0.0.1:8686']. */
   servers: string[];
@@ -28,14 +35,48 @@ export interface AgentOptions {
   reserved?: { cpu: number; memory: number };
   /** Dynamic ports, default 20000-32000. */
   portRange?: { min: number; max: number };
+  /**
+   * Bytes of log kept per stream (stdout, stderr) of a task, current and rotated files together;
+   * default 10 MiB.
+   */
+  logMaxBytes?: number;
+  /** Files those bytes are spread over (a file rotates at logMaxBytes / logMaxFiles); default 5. */
+  logMaxFiles?: number;
+  /** How long the logs (the directory) of a finished allocation are kept; default 24 h. */
+  logRetentionMs?: number;
+  /** How often log sizes are checked for rotation; default 5 s. */
+  logRotateIntervalMs?: number;
+  /** How often task usage is sampled (the interval of cpuPercent); default 5 s. */
+  statsIntervalMs?: number;
+  /**
+   * Task isolation (exec driver): `auto` enforces what the node allows (cgroups, namespaces, a uid
+   * per allocation; see isolation.ts); `off` runs tasks as the agent's user without any, as a
+   * non-root agent does. Default `auto`.
+   */
+  taskIsolation?: TaskIsolationMode;
+  /** Users a job's `user:` may name (`--allow-task-user NAME`); default none. */
+  allowedTaskUsers?: string[];
+  /** Uids handed to allocations, one each (`--task-uid-range 200000-265535`); default 200000-265535. */
+  taskUidRange?: { min: number; max: number };
+  /** Most processes and threads of a task that sets no `pids`; default 4096. */
+  taskPidsLimit?: number;
+  /** Also cap each task's CPU time at its `cpu` (otherwise `cpu` is a relative weight); default false. */
+  cpuHardCap?: boolean;
 }
+
+export type { StopOptions } from './agent.ts';
 
 export interface RunningAgent {
   nodeId: string;
+  /** What this node cannot enforce (isolation, limits), worded for the operator; empty when all is. */
+  warnings: string[];
   /** The agent's HTTP base URL, e.g. http://127.0.0.1:8687. */
   address: string;
-  /** Stops tasks too (graceful shutdown). */
-  stop(): Promise<void>;
+  /**
+   * Stops the agent. Its tasks keep running (the next agent process re-attaches to them) unless
+   * `killTasks`, which stops them too (killSignal, then SIGKILL after killTimeout).
+   */
+  stop(options?: StopOptions): Promise<void>;
 }
 
 /**
@@ -71,6 +112,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         path: `reserved.${k}`,
         message: `expected a whole number, 0 or more, got ${reserved[k]}`,
       });
+  const positive = (path: string, value: number | undefined, min = 1): void => {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < min))
+      problems.push({ path, message: `expected a whole number, ${min} or more, got ${value}` });
+  };
+  positive('logMaxBytes', options.logMaxBytes);
+  positive('logMaxFiles', options.logMaxFiles);
+  positive('logRetentionMs', options.logRetentionMs, 0);
+  positive('logRotateIntervalMs', options.logRotateIntervalMs);
+  positive('statsIntervalMs', options.statsIntervalMs);
+  problems.push(...isolationOptionProblems(options));
   if (problems.length > 0 || http === undefined)
     throw InvalidError.fromFields(problems, 'invalid agent options');
 
@@ -87,7 +138,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     enableRawExec: options.enableRawExec ?? false,
     reserved: { cpu: reserved.cpu, memory: reserved.memory },
     portRange: { min: portRange.min, max: portRange.max },
+    logLimits: {
+      maxBytes: options.logMaxBytes ?? DEFAULT_LOG_LIMITS.maxBytes,
+      maxFiles: options.logMaxFiles ?? DEFAULT_LOG_LIMITS.maxFiles,
+    },
+    logRetentionMs: options.logRetentionMs ?? DEFAULT_LOG_RETENTION_MS,
+    ...(options.logRotateIntervalMs !== undefined
+      ? { logRotateIntervalMs: options.logRotateIntervalMs }
+      : {}),
+    ...(options.statsIntervalMs !== undefined ? { statsIntervalMs: options.statsIntervalMs } : {}),
+    ...(options.taskIsolation !== undefined ? { taskIsolation: options.taskIsolation } : {}),
+    ...(options.allowedTaskUsers !== undefined ? { allowedTaskUsers: options.allowedTaskUsers } : {}),
+    ...(options.taskUidRange !== undefined ? { taskUidRange: options.taskUidRange } : {}),
+    ...(options.taskPidsLimit !== undefined ? { taskPidsLimit: options.taskPidsLimit } : {}),
+    ...(options.cpuHardCap !== undefined ? { cpuHardCap: options.cpuHardCap } : {}),
   });
   await agent.start();
-  return { nodeId, address: agent.address, stop: () => agent.stop() };
+  // The agent logs them once itself; callers (unum up, unum agent) show them to the operator.
+  const warnings = await agent.isolationWarnings();
+  return { nodeId, address: agent.address, warnings, stop: (opts) => agent.stop(opts) };
 }

@@ -1,56 +1,324 @@
 /**
- * Reading task logs for the agent's log endpoint: where to start (an offset, or the last N lines)
- * and streaming a file to a writable, optionally following it as it grows.
+ * Task logs on the node: rotation, reading (an offset, or the last N lines) across rotated files,
+ * streaming (optionally following), and the garbage collection of old allocation directories.
+ *
+ * Files of one stream of a task, oldest first:
+ *
+ *     logs/stdout.log.4 … stdout.log.2  stdout.log.1  stdout.log      (current: the task writes here)
+ *     logs/.stdout.log.base                 logical offset of the first byte of stdout.log
+ *
+ * Tasks write straight into `stdout.log` through a file descriptor opened in append mode, so they keep
+ * logging while the agent is down. The agent rotates by **copy and truncate**: when the current file
+ * has passed the size limit it shifts the rotated files (dropping the oldest), copies the current file
+ * into `.1` and truncates it to zero; the task's next write (O_APPEND) lands at the new end. Whatever
+ * the task writes between the agent's last read of the file and the truncate (a few microseconds) is
+ * lost: that is the price of rotating a file the agent does not own the writer of.
+ *
+ * Offsets are **logical**: byte N of everything the task wrote to that stream on this node, stable
+ * across rotations and agent restarts (the base of the current file is kept in `.stdout.log.base`).
+ * Reads go through the files oldest first; an offset older than what is still kept starts at the
+ * oldest byte kept, and bytes lost in a rotation's window never had an offset.
+ *
+ * Readers and the rotator live in the same agent process: a per-file generation counter (odd while a
+ * rotation runs) lets a reader detect a rotation that happened during its read and read again.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { isSafeAllocId } from './alloc-dir.ts';
+import { writeFileAtomic } from './state.ts';
 
 const CHUNK = 64 * 1024;
+/** More rotated files than this are never looked for. */
+const MAX_ROTATED = 1000;
 
-/** Size of the file in bytes; 0 when it does not exist yet. */
-export async function fileSize(path: string): Promise<number> {
+export const MiB = 1024 * 1024;
+
+/** How much log the agent keeps per stream of a task, and for how long after the allocation ended. */
+export interface LogLimits {
+  /** Bytes kept per stream (stdout, stderr) of a task, current file and rotated ones together. */
+  maxBytes: number;
+  /** Files those bytes are spread over (current + rotated); a file rotates at maxBytes / maxFiles. */
+  maxFiles: number;
+}
+
+export const DEFAULT_LOG_LIMITS: LogLimits = { maxBytes: 10 * MiB, maxFiles: 5 };
+export const DEFAULT_LOG_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+// --- rotation bookkeeping (one agent process) -----------------------------------------------------
+
+interface FileState {
+  /** Even when idle, odd while a rotation runs. */
+  generation: number;
+  /** Resolves when the running rotation ends. */
+  idle: Promise<void>;
+  base: number | undefined;
+}
+
+const files = new Map<string, FileState>();
+
+function fileState(path: string): FileState {
+  let s = files.get(path);
+  if (s === undefined) {
+    s = { generation: 0, idle: Promise.resolve(), base: undefined };
+    files.set(path, s);
+  }
+  return s;
+}
+
+function baseFile(path: string): string {
+  return join(dirname(path), `.${basename(path)}.base`);
+}
+
+async function readBase(path: string): Promise<number> {
+  const s = fileState(path);
+  if (s.base !== undefined) return s.base;
+  let base = 0;
+  try {
+    const n = Number((await readFile(baseFile(path), 'utf8')).trim());
+    if (Number.isSafeInteger(n) && n >= 0) base = n;
+  } catch {
+    // No rotation yet.
+  }
+  s.base ??= base;
+  return s.base;
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
   try {
     return (await stat(path)).size;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
 }
 
+/** Size of the file in bytes; 0 when it does not exist yet. */
+export async function fileSize(path: string): Promise<number> {
+  return (await sizeOf(path)) ?? 0;
+}
+
 /**
- * The byte offset at which the last `lines` lines of the file start (a final newline does not start
- * a new line). 0 when the file has fewer lines; the file size when `lines` is 0.
+ * Rotates `path` when it has passed `maxBytes / maxFiles` (copy and truncate; see the top of this
+ * file). Of a file that grew far beyond the limit (the agent was down), only the last `maxBytes` are
+ * kept. Returns whether it rotated. Never runs twice at once for one file.
  */
-export async function tailOffset(path: string, lines: number): Promise<number> {
-  const size = await fileSize(path);
-  if (lines <= 0 || size === 0) return size;
-  const fh = await open(path, 'r');
+export async function rotateLog(path: string, limits: LogLimits): Promise<boolean> {
+  const s = fileState(path);
+  const threshold = Math.max(1, Math.ceil(limits.maxBytes / Math.max(1, limits.maxFiles)));
+  if (((await sizeOf(path)) ?? 0) < threshold) return false;
+  while (s.generation % 2 === 1) await s.idle;
+  const done = Promise.withResolvers<void>();
+  s.idle = done.promise;
+  s.generation += 1;
   try {
-    const buf = Buffer.alloc(CHUNK);
-    let end = size;
-    let found = 0;
-    while (end > 0) {
-      const start = Math.max(0, end - CHUNK);
-      const { bytesRead } = await fh.read(buf, 0, end - start, start);
-      for (let i = bytesRead - 1; i >= 0; i--) {
-        if (buf[i] !== 0x0a) continue;
-        const at = start + i;
-        if (at === size - 1) continue;
-        found += 1;
-        if (found === lines) return at + 1;
-      }
-      end = start;
-    }
-    return 0;
+    // Looked at again now that no other rotation can run.
+    if (((await sizeOf(path)) ?? 0) < threshold) return false;
+    const base = await readBase(path);
+    const keepRotated = Math.max(0, Math.floor(limits.maxFiles) - 1);
+    const moved = await copyAndTruncate(path, keepRotated, limits.maxBytes);
+    s.base = base + moved;
+    await writeFileAtomic(baseFile(path), `${s.base}\n`);
+    return true;
   } finally {
-    await fh.close();
+    s.generation += 1;
+    done.resolve();
   }
 }
 
-export interface StreamLogOptions {
+/** Removes rotated files numbered `keep + 1` and above. */
+async function dropRotated(path: string, keep: number): Promise<void> {
+  const prefix = `${basename(path)}.`;
+  for (const name of await readdir(dirname(path))) {
+    if (!name.startsWith(prefix)) continue;
+    const k = Number(name.slice(prefix.length));
+    if (Number.isInteger(k) && k > keep) await rm(join(dirname(path), name), { force: true });
+  }
+}
+
+async function renameIfExists(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/**
+ * Shifts the rotated files (keeping `keepRotated`), copies the file into `.1` (when one is kept) and
+ * truncates it, catching up with what the task appends meanwhile so that only the writes between
+ * the last read and the truncate are lost. Of a file longer than `maxCopy` (it grew while the agent
+ * was down) only the last `maxCopy` bytes are copied, and the older rotated files are dropped: they
+ * would no longer join up with it. Returns the length of the file that was moved out (copied or
+ * skipped): the logical offset advances by that much.
+ */
+async function copyAndTruncate(path: string, keepRotated: number, maxCopy: number): Promise<number> {
+  const src = await open(path, 'r+');
+  try {
+    const size = (await src.stat()).size;
+    if (keepRotated === 0) {
+      await src.truncate(0);
+      return size;
+    }
+    const skip = Math.max(0, size - maxCopy);
+    await dropRotated(path, skip > 0 ? 0 : keepRotated);
+    if (skip === 0)
+      for (let k = keepRotated - 1; k >= 1; k--) await renameIfExists(`${path}.${k}`, `${path}.${k + 1}`);
+    const to = `${path}.1`;
+    const tmp = `${to}.tmp`;
+    const out = await open(tmp, 'w', 0o644);
+    let pos = skip;
+    try {
+      let end = size;
+      const buf = Buffer.allocUnsafe(CHUNK);
+      for (let round = 0; round < 16 && pos < end; round++) {
+        while (pos < end) {
+          const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, end - pos), pos);
+          if (bytesRead === 0) break;
+          await out.write(buf, 0, bytesRead);
+          pos += bytesRead;
+        }
+        end = (await src.stat()).size;
+      }
+    } finally {
+      await out.close();
+    }
+    // Writes that landed after the last read are lost here (the copy-truncate window).
+    await src.truncate(0);
+    await rename(tmp, to);
+    return pos;
+  } finally {
+    await src.close();
+  }
+}
+
+// --- reading ----------------------------------------------------------------------------------------
+
+export interface LogSegment {
   path: string;
-  /** Byte offset to start from. */
+  /** Logical offset of the file's first byte. */
+  start: number;
+  size: number;
+}
+
+/** The files of a log stream, oldest first, with their logical offsets (consistent when `generation` did not move). */
+export async function logSegments(path: string): Promise<LogSegment[]> {
+  const base = await readBase(path);
+  const segs: LogSegment[] = [{ path, start: base, size: (await sizeOf(path)) ?? 0 }];
+  let start = base;
+  for (let k = 1; k <= MAX_ROTATED; k++) {
+    const p = `${path}.${k}`;
+    const size = await sizeOf(p);
+    if (size === undefined) break;
+    start -= size;
+    segs.unshift({ path: p, start, size });
+  }
+  // A base lost in a crash: count from the oldest file kept.
+  const first = segs[0];
+  if (first !== undefined && first.start < 0) {
+    const shift = -first.start;
+    for (const seg of segs) seg.start += shift;
+  }
+  return segs;
+}
+
+/** Runs `read` until no rotation of `path` overlapped it. */
+async function consistent<T>(path: string, read: () => Promise<T>): Promise<T> {
+  const s = fileState(path);
+  for (;;) {
+    await s.idle;
+    const g = s.generation;
+    if (g % 2 === 1) continue;
+    const value = await read();
+    if (s.generation === g) return value;
+  }
+}
+
+/** The logical offsets of the oldest byte kept and of the end of the stream. */
+export async function logBounds(path: string): Promise<{ start: number; end: number }> {
+  return consistent(path, async () => {
+    const segs = await logSegments(path);
+    const last = segs.at(-1);
+    return { start: segs[0]?.start ?? 0, end: last === undefined ? 0 : last.start + last.size };
+  });
+}
+
+/**
+ * The logical offset at which the last `lines` lines start, across rotated files (a final newline
+ * does not start a new line). The oldest offset kept when there are fewer lines; the end when
+ * `lines` is 0.
+ */
+export async function tailOffset(path: string, lines: number): Promise<number> {
+  return consistent(path, async () => {
+    const segs = await logSegments(path);
+    const last = segs.at(-1);
+    const end = last === undefined ? 0 : last.start + last.size;
+    if (lines <= 0 || end === 0) return end;
+    const buf = Buffer.alloc(CHUNK);
+    let found = 0;
+    for (let i = segs.length - 1; i >= 0; i--) {
+      const seg = segs[i];
+      if (seg === undefined || seg.size === 0) continue;
+      const fh = await open(seg.path, 'r').catch(() => undefined);
+      if (fh === undefined) continue;
+      try {
+        let hi = seg.size;
+        while (hi > 0) {
+          const lo = Math.max(0, hi - CHUNK);
+          const { bytesRead } = await fh.read(buf, 0, hi - lo, lo);
+          for (let j = bytesRead - 1; j >= 0; j--) {
+            if (buf[j] !== 0x0a) continue;
+            const at = seg.start + lo + j;
+            if (at === end - 1) continue;
+            found += 1;
+            if (found === lines) return at + 1;
+          }
+          hi = lo;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    return segs[0]?.start ?? 0;
+  });
+}
+
+/**
+ * Reads up to CHUNK bytes at logical offset `pos`. Returns where the bytes start (later than `pos`
+ * when `pos` was rotated away) and the bytes (none at the end of the stream).
+ */
+async function readAt(path: string, pos: number): Promise<{ pos: number; data: Buffer }> {
+  return consistent(path, async () => {
+    const segs = await logSegments(path);
+    const first = segs[0];
+    let at = pos;
+    if (first !== undefined && at < first.start) at = first.start;
+    // The current file (last) may have grown past its stat: read it to its real end.
+    const seg = segs.find((s, i) => at < s.start + s.size || i === segs.length - 1);
+    if (seg === undefined) return { pos: at, data: Buffer.alloc(0) };
+    const isCurrent = seg === segs.at(-1);
+    const want = isCurrent ? CHUNK : Math.min(CHUNK, seg.start + seg.size - at);
+    if (at < seg.start) at = seg.start;
+    const fh = await open(seg.path, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (fh === undefined) return { pos: at, data: Buffer.alloc(0) };
+    try {
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, at - seg.start);
+      return { pos: at, data: buf.subarray(0, bytesRead) };
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+export interface StreamLogOptions {
+  /** The current log file (`…/logs/stdout.log`); rotated files are found next to it. */
+  path: string;
+  /** Logical byte offset to start from. */
   offset: number;
   /** Keep streaming what gets appended. */
   follow: boolean;
@@ -61,13 +329,13 @@ export interface StreamLogOptions {
 }
 
 /**
- * Writes the file from `offset` to `out`. With `follow`, goes on writing what is appended (woken by
- * fs.watch, with a periodic poll as fallback) until `out` closes, or `isLive()` turns false and the
- * file is drained. Does not end `out`. Respects backpressure.
+ * Writes the log from logical `offset` to `out`, through the rotated files oldest first. With
+ * `follow`, goes on writing what is appended (woken by fs.watch, with a periodic poll as fallback),
+ * also across rotations, until `out` closes, or `isLive()` turns false and the log is drained. Does
+ * not end `out`. Respects backpressure.
  */
 export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<void> {
   let pos = opts.offset;
-  let fh: FileHandle | undefined;
   let closed = out.destroyed || out.writableEnded;
   let wake: (() => void) | undefined;
   let dirty = false;
@@ -84,21 +352,12 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
   out.once('close', onClose);
 
   const copy = async (): Promise<void> => {
-    if (fh === undefined) {
-      try {
-        fh = await open(opts.path, 'r');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw err;
-      }
-    }
     for (;;) {
       if (closed) return;
-      const buf = Buffer.allocUnsafe(CHUNK);
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
-      if (bytesRead === 0) return;
-      pos += bytesRead;
-      if (!out.write(buf.subarray(0, bytesRead))) {
+      const chunk = await readAt(opts.path, pos);
+      if (chunk.data.length === 0) return;
+      pos = chunk.pos + chunk.data.length;
+      if (!out.write(chunk.data)) {
         await new Promise<void>((resolve) => {
           const done = (): void => {
             out.off('drain', done);
@@ -118,6 +377,7 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     await copy();
     if (!opts.follow) return;
     try {
+      // Copy-truncate keeps the current file's inode: the watch survives rotations.
       watcher = watch(opts.path, { persistent: false }, poke);
       watcher.on('error', () => undefined);
     } catch {
@@ -137,6 +397,79 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     out.off('close', onClose);
     watcher?.close();
     clearInterval(timer);
-    await fh?.close();
   }
+}
+
+// --- retention ---------------------------------------------------------------------------------------
+
+/**
+ * Removes the directories of allocations that ended more than `retentionMs` ago. The end of an
+ * allocation is the newest modification time found in its directory, its task directories and their
+ * log files (the agent stamps an allocation's directory with its end time when it forgets it).
+ * `keep(id)` protects allocations the agent still runs or reports. Returns the ids removed.
+ */
+export async function gcAllocDirs(
+  allocsDir: string,
+  opts: { retentionMs: number; now: number; keep: (allocId: string) => boolean },
+): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(allocsDir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const e of entries) {
+    if (!e.isDirectory() || !isSafeAllocId(e.name) || opts.keep(e.name)) continue;
+    const root = join(allocsDir, e.name);
+    const last = await lastActivity(root);
+    if (last === undefined || opts.now - last < opts.retentionMs) continue;
+    // Checked again: the allocation may have come back while the directory was being looked at.
+    if (opts.keep(e.name)) continue;
+    await rm(root, { recursive: true, force: true });
+    for (const path of files.keys()) if (path.startsWith(`${root}/`)) files.delete(path);
+    removed.push(e.name);
+  }
+  return removed;
+}
+
+/** Newest mtime (ms) of the allocation dir, its task dirs and their log files. */
+async function lastActivity(root: string): Promise<number | undefined> {
+  let newest: number | undefined;
+  const see = async (p: string): Promise<void> => {
+    try {
+      const t = (await stat(p)).mtimeMs;
+      if (newest === undefined || t > newest) newest = t;
+    } catch {
+      // Gone meanwhile.
+    }
+  };
+  await see(root);
+  let tasks;
+  try {
+    tasks = await readdir(root, { withFileTypes: true });
+  } catch {
+    return newest;
+  }
+  for (const t of tasks) {
+    if (!t.isDirectory()) continue;
+    const logs = join(root, t.name, 'logs');
+    await see(join(root, t.name));
+    await see(logs);
+    let names: string[] = [];
+    try {
+      names = await readdir(logs);
+    } catch {
+      // No logs dir (the shared `alloc` dir).
+    }
+    for (const n of names) await see(join(logs, n));
+  }
+  return newest;
+}
+
+/** Stamps an allocation directory with the time its allocation ended (read back by gcAllocDirs). */
+export async function markAllocDirEnded(root: string, endedAt: number): Promise<void> {
+  const t = new Date(endedAt);
+  await utimes(root, t, t).catch(() => undefined);
 }

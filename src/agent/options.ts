@@ -12,3 +12,52 @@ export function parseHostPort(text: string): { host: string; port: number } | un
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
+
+/** `auto`: enforce what the node allows; `off`: no task isolation (as a non-root agent). */
+export type TaskIsolationMode = 'auto' | 'off';
+
+/** Uids handed to allocations (one each) unless configured. */
+export const DEFAULT_TASK_UID_RANGE = { min: 200_000, max: 265_535 } as const;
+/** pids limit of a task that sets none. */
+export const DEFAULT_TASK_PIDS_LIMIT = 4096;
+
+/** `200000-265535` → { min, max }; undefined when malformed. */
+export function parseUidRange(text: string): { min: number; max: number } | undefined {
+  const m = /^\s*(\d{1,10})\s*-\s*(\d{1,10})\s*$/.exec(text);
+  if (m === null) return undefined;
+  const min = Number(m[1]);
+  const max = Number(m[2]);
+  return min >= 1 && max >= min && max <= 4_294_967_294 ? { min, max } : undefined;
+}
+
+/** Problems with the task isolation options, each naming the option (empty when fine). */
+export function isolationOptionProblems(options: {
+  taskIsolation?: string;
+  allowedTaskUsers?: readonly string[];
+  taskUidRange?: { min: number; max: number };
+  taskPidsLimit?: number;
+}): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
+  if (
+    options.taskIsolation !== undefined &&
+    options.taskIsolation !== 'auto' &&
+    options.taskIsolation !== 'off'
+  )
+    out.push({
+      path: 'taskIsolation',
+      message: `expected "auto" or "off", got ${JSON.stringify(options.taskIsolation)}`,
+    });
+  for (const [i, u] of (options.allowedTaskUsers ?? []).entries())
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(u))
+      out.push({
+        path: `allowedTaskUsers[${i}]`,
+        message: `expected a user name or uid, got ${JSON.stringify(u)}`,
+      });
+  const r = options.taskUidRange;
+  if (r !== undefined && (!Number.isInteger(r.min) || !Number.isInteger(r.max) || r.min < 1 || r.max < r.min))
+    out.push({ path: 'taskUidRange', message: `expected 1 <= min <= max, got ${r.min}-${r.max}` });
+  const p = options.taskPidsLimit;
+  if (p !== undefined && (!Number.isSafeInteger(p) || p < 1))
+    out.push({ path: 'taskPidsLimit', message: `expected a whole number, 1 or more, got ${p}` });
+  return out;
+}

@@ -20,8 +20,15 @@ export class RestartTracker {
   /** Times of the restarts still inside the interval, oldest first. */
   private restarts: number[] = [];
 
-  constructor(policy: RestartPolicy) {
+  /** `history`: the times of earlier restarts, as `history()` returned them (after an agent restart). */
+  constructor(policy: RestartPolicy, history: readonly number[] = []) {
     this.policy = policy;
+    this.restarts = [...history];
+  }
+
+  /** The times of the restarts still counted, oldest first: kept in the agent's state file. */
+  history(): number[] {
+    return [...this.restarts];
   }
 
   /** Decides what happens after an exit at `now`, and counts the restart if there is one. */

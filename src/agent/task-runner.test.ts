@@ -7,6 +7,8 @@ import type { TaskEventType } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
 import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
 import { drivers } from './drivers/index.ts';
+import type { Driver, ExitResult, TaskConfig, TaskHandle, TaskHandleState } from './drivers/types.ts';
+import type { PersistedTask } from './state.ts';
 import { isAlive, killQuietly, tempDir, testAlloc } from './fixtures.ts';
 import { MAX_TASK_EVENTS, TaskRunner } from './task-runner.ts';
 import { buildTaskEnv, interpolateCommand } from './task-env.ts';
@@ -209,5 +211,197 @@ void describe('TaskRunner', () => {
     assert.equal(s.failed, true);
     assert.equal(s.events.length, MAX_TASK_EVENTS);
     assert.equal(s.events.at(-1)?.type, 'not-restarting');
+  });
+});
+
+/**
+ * The runner's side of re-attaching, against a double of the driver contract (`recover`): what the
+ * runner reports for each answer the driver can give. The real driver is exercised end to end in
+ * agent-restart.test.ts.
+ */
+void describe('TaskRunner restored after an agent restart', () => {
+  // A process that surely runs: the test's own (the double never signals it).
+  const PID = process.pid;
+  // The runner keeps the driver's handle state as an opaque value and gives it back to recover().
+  const STATE = {
+    version: 2,
+    driver: 'exec',
+    pid: PID,
+    pgid: PID,
+    startedAt: 1,
+    stdoutPath: '/nonexistent/stdout.log',
+    stderrPath: '/nonexistent/stderr.log',
+  } as unknown as TaskHandleState;
+
+  function handle(result?: ExitResult): TaskHandle & { exit(r: ExitResult): void; stopped: string[] } {
+    const exited = Promise.withResolvers<ExitResult>();
+    if (result !== undefined) exited.resolve(result);
+    const stopped: string[] = [];
+    return {
+      pid: STATE.pid,
+      startedAt: STATE.startedAt,
+      state: STATE,
+      wait: () => exited.promise,
+      signal: () => undefined,
+      stop(signal) {
+        stopped.push(signal);
+        exited.resolve({ signal });
+        return exited.promise;
+      },
+      usage: () => Promise.resolve({ cpuNanos: 5, memoryBytes: 6, pids: 1 }),
+      exit: (r) => exited.resolve(r),
+      stopped,
+    };
+  }
+
+  function restored(
+    recover: Driver['recover'],
+    over: { type?: 'service' | 'batch'; restart?: RestartInput; task?: Partial<PersistedTask> } = {},
+  ) {
+    const alloc = testAlloc({
+      type: over.type ?? 'service',
+      tasks: [{ name: 't', command: 'sleep', args: ['300'] }],
+      restart: over.restart ?? { attempts: 0, mode: 'fail' },
+    });
+    const spec = alloc.groupSpec.tasks[0]!;
+    const started: TaskConfig[] = [];
+    const driver: Driver = {
+      name: 'exec',
+      fingerprint: () => Promise.resolve({ detected: true, healthy: true }),
+      start: (config) => {
+        started.push(config);
+        return Promise.resolve(handle());
+      },
+    };
+    if (recover !== undefined) driver.recover = recover;
+    const r = new TaskRunner({
+      alloc,
+      task: spec,
+      driver,
+      config: {
+        allocId: alloc.id,
+        task: 't',
+        command: 'sleep',
+        args: ['300'],
+        env: {},
+        cwd: '/nonexistent',
+        stdoutPath: STATE.stdoutPath,
+        stderrPath: STATE.stderrPath,
+        resources: spec.resources,
+      },
+      logger: silentLogger(),
+      onChange: () => undefined,
+      restored: {
+        state: {
+          state: 'running',
+          failed: false,
+          restarts: 0,
+          pid: STATE.pid,
+          startedAt: 1,
+          events: [{ time: 1, type: 'started', message: `started (pid ${PID})` }],
+        },
+        started: true,
+        handle: STATE,
+        restartHistory: [],
+        ...over.task,
+      },
+    });
+    return { r, started };
+  }
+
+  void test('a task still running is re-attached: same pid, running, a reattached event, no new start', async () => {
+    const h = handle();
+    const { r, started } = restored((state) => {
+      assert.deepEqual(state, STATE, 'the driver gets the saved handle state back');
+      return Promise.resolve(h);
+    });
+    void r.run();
+    await r.recovered;
+    const s = r.state();
+    assert.equal(s.state, 'running');
+    assert.equal(s.pid, PID);
+    assert.deepEqual(
+      s.events.map((e) => [e.type, e.message]),
+      [
+        ['started', `started (pid ${PID})`],
+        ['reattached', `re-attached after an agent restart (pid ${PID})`],
+      ],
+    );
+    assert.equal(started.length, 0);
+    assert.deepEqual(r.snapshot().handle, STATE, 'the handle is saved again');
+    assert.deepEqual(await r.usage(), { cpuNanos: 5, memoryBytes: 6, pids: 1 });
+    // It is then a task like any other: a kill stops it through the re-attached handle.
+    await r.kill('stopped by test');
+    assert.deepEqual(h.stopped, ['SIGTERM']);
+    assert.equal(r.state().state, 'dead');
+  });
+
+  void test('a task that exited while the agent was down is reported with its exit code', async () => {
+    const { r } = restored(() => Promise.resolve(handle({ exitCode: 42 })), { type: 'batch' });
+    await r.run();
+    const s = r.state();
+    assert.equal(s.state, 'dead');
+    assert.equal(s.failed, true);
+    assert.equal(s.exitCode, 42);
+    const terminated = s.events.find((e) => e.type === 'terminated');
+    assert.equal(terminated?.message, 'exited with code 42 while the agent was down');
+    assert.equal(terminated?.exitCode, 42);
+  });
+
+  void test('then the restart policy applies as for any exit', async () => {
+    const { r, started } = restored(() => Promise.resolve(handle({ exitCode: 3 })), {
+      restart: { attempts: 2, delay: '1ms' },
+    });
+    void r.run();
+    await waitFor(() => started.length === 1, { description: 'a restart' });
+    await waitFor(() => r.state().state === 'running');
+    assert.deepEqual(
+      r.state().events.map((e) => e.type),
+      ['started', 'terminated', 'restarting', 'started'],
+    );
+    assert.equal(r.state().restarts, 1);
+    await r.kill('test over');
+  });
+
+  void test('a task the driver can not find is a failed exit with a clear message', async () => {
+    const { r } = restored(() => Promise.resolve(undefined));
+    await r.run();
+    const s = r.state();
+    assert.equal(s.state, 'dead');
+    assert.equal(s.failed, true);
+    assert.equal(s.exitCode, undefined);
+    assert.equal(
+      s.events.find((e) => e.type === 'terminated')?.message,
+      `lost while the agent was down: process ${PID} could not be found; its exit code is unknown`,
+    );
+    assert.equal(s.events.at(-1)?.type, 'not-restarting');
+  });
+
+  void test('a driver without recover: the task is lost, said so', async () => {
+    const { r } = restored(undefined);
+    await r.run();
+    assert.match(
+      r.state().events.find((e) => e.type === 'terminated')?.message ?? '',
+      new RegExp(
+        `^lost while the agent was down: driver exec cannot re-attach to running tasks \\(pid ${PID}\\)`,
+      ),
+    );
+  });
+
+  void test('a task that was waiting to restart waits out the rest of its delay, with its restart history', async () => {
+    const { r, started } = restored(() => Promise.resolve(undefined), {
+      restart: { attempts: 2, interval: '1h', delay: '1ms' },
+      task: {
+        state: { state: 'pending', failed: false, restarts: 1, events: [] },
+        restartAt: Date.now(),
+        restartHistory: [Date.now(), Date.now()],
+      },
+    });
+    void r.run();
+    await waitFor(() => started.length === 1, { description: 'the pending restart' });
+    assert.equal(r.snapshot().restartHistory.length, 2, 'the history came back');
+    const running = await waitFor(() => (r.state().state === 'running' ? r : undefined));
+    assert.equal(running.state().restarts, 2, 'the pending restart is counted once it happens');
+    await r.kill('test over');
   });
 });

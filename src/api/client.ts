@@ -13,6 +13,7 @@ import type {
   JobListItem,
   Listed,
   NodeRegistration,
+  NodeStats,
   PlanJobResponse,
   RegisterNodeResponse,
   ServerStatus,
@@ -108,6 +109,13 @@ export class UnumClient {
   }
   getNode(id: string): Promise<Node> {
     return this.request('GET', `/v1/nodes/${enc(id)}`);
+  }
+  /**
+   * Usage (CPU, memory, processes) of the running tasks on a node, asked of its agent through the
+   * server. UnavailableError when the node is not heartbeating or its agent does not answer.
+   */
+  nodeStats(nodeId: string): Promise<NodeStats> {
+    return this.request('GET', `/v1/nodes/${enc(nodeId)}/stats`);
   }
   registerNode(node: NodeRegistration): Promise<RegisterNodeResponse> {
     return this.request('POST', '/v1/nodes/register', { body: node });

@@ -20,6 +20,19 @@ export const NodeRegistrationSchema = z.strictObject({
     z.string(),
     z.strictObject({ detected: z.boolean(), healthy: z.boolean(), description: z.string().optional() }),
   ),
+  devices: z
+    .array(
+      z.strictObject({
+        type: z.enum(['gpu']),
+        vendor: z.string().min(1).max(64),
+        id: z.string().min(1).max(256),
+        name: z.string().max(256),
+        index: nonNegInt.optional(),
+        memoryMiB: nonNegInt.optional(),
+      }),
+    )
+    .max(1024)
+    .optional(),
   portRange: z
     .strictObject({ min: z.number().int().min(1).max(65535), max: z.number().int().min(1).max(65535) })
     .refine((r) => r.min <= r.max, { message: 'min must not exceed max' }),
@@ -37,6 +50,7 @@ const TaskEventSchema = z.strictObject({
     'killing',
     'killed',
     'health',
+    'reattached',
   ]),
   message: z.string(),
   exitCode: z.number().int().optional(),

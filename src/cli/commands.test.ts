@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { JobDetail, Listed } from '../api/types.ts';
+import type { JobDetail, Listed, NodeStats } from '../api/types.ts';
 import { parseJobSpec } from '../core/job-spec.ts';
 import type { Allocation, ClusterEvent, Job, Node, PlacementFailure, TaskState } from '../core/types.ts';
 import { main } from './main.ts';
@@ -525,28 +525,90 @@ test('status lists the jobs of the namespace', async () => {
   }
 });
 
-test('ps shows running allocations cluster-wide with pids, ports and restarts', async () => {
+test('ps shows running allocations cluster-wide with pids, CPU, memory, ports and restarts', async () => {
   const web = mkJob();
+  const running = mkAlloc(web, 1, { taskStates: { server: task({ pid: 101, restarts: 2 }) } });
   const api = await fakeApi({
     'GET /v1/nodes': () => ({ items: [NODE], index: 1 }),
     'GET /v1/allocations': (req) => {
       assert.equal(req.query.get('namespace'), null, 'all namespaces unless -n');
       return {
         items: [
-          mkAlloc(web, 1, { taskStates: { server: task({ pid: 101, restarts: 2 }) } }),
+          running,
           mkAlloc(web, 0, { clientStatus: 'complete', taskStates: { server: task({ state: 'dead' }) } }),
         ],
         index: 1,
       };
+    },
+    'GET /v1/nodes/:id/stats': (_req, params) => {
+      assert.equal(params['id'], NODE.id);
+      return {
+        nodeId: NODE.id,
+        time: NOW,
+        allocations: {
+          [running.id]: {
+            tasks: {
+              server: { cpuNanos: 9e9, cpuPercent: 12.4, memoryBytes: 30 * 1024 * 1024, pids: 2 },
+              sidecar: { cpuNanos: 1e9, cpuPercent: 0.3, memoryBytes: 4.5 * 1024 * 1024, pids: 1 },
+            },
+          },
+        },
+      } satisfies NodeStats;
     },
   });
   try {
     const r = await unum(api, ['ps']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        JOB  NAME        NODE  STATUS   PIDS  PORTS       RESTARTS  AGE',
-      '11111111  web  web.web[1]  vm1   running  101   http=23001         2  30s',
+      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU    MEM  PORTS       RESTARTS  AGE',
+      '11111111  web  web.web[1]  vm1   running  101   13%  35MiB  http=23001         2  30s',
     ]);
+    assert.equal(r.stderr, '');
+    assert.equal(api.requests.filter((q) => q.path.endsWith('/stats')).length, 1, 'once per node');
+  } finally {
+    await api.close();
+  }
+});
+
+test('ps shows "-" and a note for a node that does not answer, and still succeeds', async () => {
+  const web = mkJob();
+  const other: Node = { ...NODE, id: 'n0de0002-bbbb-4000-8000-000000000000', name: 'vm2' };
+  const here = mkAlloc(web, 0, { taskStates: { server: task({ pid: 101 }) } });
+  const there = mkAlloc(web, 1, { nodeId: other.id, taskStates: { server: task({ pid: 202 }) } });
+  const api = await fakeApi({
+    'GET /v1/nodes': () => ({ items: [NODE, other], index: 1 }),
+    'GET /v1/allocations': () => ({ items: [here, there], index: 1 }),
+    'GET /v1/nodes/:id/stats': (_req, params) =>
+      params['id'] === NODE.id
+        ? {
+            nodeId: NODE.id,
+            time: NOW,
+            allocations: {
+              [here.id]: { tasks: { server: { cpuNanos: 1, memoryBytes: 1024 * 1024, pids: 1 } } },
+            },
+          }
+        : {
+            httpStatus: 503,
+            body: {
+              error: {
+                code: 'unavailable',
+                message: 'node vm2 is not heartbeating: no usage figures from it',
+              },
+            },
+          },
+  });
+  try {
+    const r = await unum(api, ['ps']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trimEnd().split('\n'), [
+      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU     MEM  PORTS       RESTARTS  AGE',
+      '00000000  web  web.web[0]  vm1   running  101     -  1.0MiB  http=23000         0  30s',
+      '11111111  web  web.web[1]  vm2   running  202     -       -  http=23001         0  30s',
+    ]);
+    assert.equal(
+      r.stderr,
+      'note: no usage from node vm2: node vm2 is not heartbeating: no usage figures from it\n',
+    );
   } finally {
     await api.close();
   }

@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createLogger, type Logger } from '../core/log.ts';
-import { UsageError, stringFlag, type Args, type Context } from './context.ts';
+import { UsageError, boolFlag, intFlag, stringFlag, type Args, type Context } from './context.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -82,3 +82,51 @@ export const DAEMON_FLAGS = {
   'data-dir': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
+
+/** Flags of the verbs that run an agent (`up`, `agent`): which drivers, and how tasks are isolated. */
+export const TASK_FLAGS = {
+  'raw-exec': { type: 'boolean' },
+  'task-isolation': { type: 'string' },
+  'allow-task-user': { type: 'string', multiple: true },
+  'task-uid-range': { type: 'string' },
+  'task-pids-limit': { type: 'string' },
+  'cpu-hard-cap': { type: 'boolean' },
+} as const;
+
+export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver (tasks run without isolation)
+  --task-isolation M   auto (default): enforce what this machine allows (cgroup limits, own
+                       namespaces, a uid per allocation); off: run tasks as this user, unlimited
+  --allow-task-user U  a job's "user:" may name U (repeatable; default: none)
+  --task-uid-range R   uids handed to allocations, one each (default 200000-265535)
+  --task-pids-limit N  most processes and threads per task (default 4096)
+  --cpu-hard-cap       cap each task's CPU time at its "cpu" (default: a relative weight)`;
+
+/** The agent options those flags set. Bad values are usage errors; startAgent checks the rest. */
+export function taskAgentOptions(args: Args): {
+  enableRawExec: boolean;
+  taskIsolation?: 'auto' | 'off';
+  allowedTaskUsers?: string[];
+  taskUidRange?: { min: number; max: number };
+  taskPidsLimit?: number;
+  cpuHardCap?: boolean;
+} {
+  const out: ReturnType<typeof taskAgentOptions> = { enableRawExec: boolFlag(args, 'raw-exec') };
+  const mode = stringFlag(args, 'task-isolation');
+  if (mode !== undefined) {
+    if (mode !== 'auto' && mode !== 'off')
+      throw new UsageError(`--task-isolation expects auto or off, got "${mode}"`);
+    out.taskIsolation = mode;
+  }
+  const users = args.flags['allow-task-user'];
+  if (Array.isArray(users)) out.allowedTaskUsers = users.filter((u): u is string => typeof u === 'string');
+  const range = stringFlag(args, 'task-uid-range');
+  if (range !== undefined) {
+    const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(range);
+    if (!m) throw new UsageError(`--task-uid-range expects MIN-MAX, e.g. 200000-265535, got "${range}"`);
+    out.taskUidRange = { min: Number(m[1]), max: Number(m[2]) };
+  }
+  const pids = intFlag(args, 'task-pids-limit', 1);
+  if (pids !== undefined) out.taskPidsLimit = pids;
+  if (boolFlag(args, 'cpu-hard-cap')) out.cpuHardCap = true;
+  return out;
+}

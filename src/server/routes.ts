@@ -8,7 +8,15 @@ import { ConflictError, InvalidError, NotFoundError, UnavailableError } from '..
 import { shortId } from '../core/ids.ts';
 import { jobSpecJsonSchema, parseJobSpec, type JobSpec } from '../core/job-spec.ts';
 import type { Logger } from '../core/log.ts';
-import type { Allocation, ClusterEvent, Evaluation, Job, Node, PlacementFailure } from '../core/types.ts';
+import type {
+  Allocation,
+  ClusterEvent,
+  Evaluation,
+  Job,
+  Node,
+  NodeDevice,
+  PlacementFailure,
+} from '../core/types.ts';
 import {
   AllocStatusUpdatesSchema,
   JobBodySchema,
@@ -16,7 +24,14 @@ import {
   bodyJsonSchema,
   parseBody,
 } from '../api/schemas.ts';
-import type { FieldDiff, JobDetail, JobSummary, PlanJobResponse, ServerStatus } from '../api/types.ts';
+import type {
+  FieldDiff,
+  JobDetail,
+  JobSummary,
+  NodeStats,
+  PlanJobResponse,
+  ServerStatus,
+} from '../api/types.ts';
 import { schedule } from '../scheduler/generic.ts';
 import type { Snapshot } from '../scheduler/types.ts';
 import type { Compare, Store, TxnOp } from '../store/types.ts';
@@ -28,6 +43,8 @@ import { keys } from './keys.ts';
 import { newEvaluation, type Leadership } from './leader.ts';
 
 export const HEARTBEAT_TTL_SECONDS = 10;
+/** How long the stats route waits for a node's agent. */
+const STATS_TIMEOUT_MS = 5_000;
 const WRITE_ATTEMPTS = 20;
 
 export interface RouteDeps {
@@ -413,6 +430,39 @@ export function apiRoutes(d: RouteDeps): Route[] {
       },
     },
     {
+      method: 'GET',
+      path: '/v1/nodes/:id/stats',
+      capability: 'node:read',
+      summary:
+        "CPU, memory and process count of the running tasks on a node (by node id, id prefix or name). Asked of the node's agent.",
+      async handler(ctx): Promise<NodeStats> {
+        const id = ctx.params['id'] ?? '';
+        const node =
+          cache.node(id) ??
+          cache.listNodes().find((x) => x.name === id) ??
+          (id.length >= 4 ? cache.listNodes().find((x) => x.id.startsWith(id)) : undefined);
+        if (!node) throw new NotFoundError(`no node ${id}`);
+        if (!cache.isAlive(node.id))
+          throw new UnavailableError(`node ${node.name} is not heartbeating: no usage figures from it`);
+        let upstream: Response;
+        try {
+          upstream = await fetch(`${node.address}/v1/agent/stats`, {
+            signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]),
+          });
+        } catch (err) {
+          throw new UnavailableError(`cannot reach the agent of node ${node.name} at ${node.address}`, {
+            cause: err,
+          });
+        }
+        const text = await upstream.text();
+        if (!upstream.ok)
+          throw new UnavailableError(
+            `the agent of node ${node.name} answered HTTP ${upstream.status}: ${text.slice(0, 200)}`,
+          );
+        return JSON.parse(text) as NodeStats;
+      },
+    },
+    {
       method: 'POST',
       path: '/v1/nodes/register',
       capability: 'node:write',
@@ -424,10 +474,12 @@ export function apiRoutes(d: RouteDeps): Route[] {
         const node = await write(() => {
           const existing = cache.node(reg.id);
           const now = Date.now();
+          const { devices, ...rest } = reg;
           const node: Node = {
-            ...reg,
+            ...rest,
             // zod's optional fields admit explicit undefined; the wire JSON never carries one.
             drivers: reg.drivers as Node['drivers'],
+            ...(devices !== undefined && devices.length > 0 ? { devices: devices as NodeDevice[] } : {}),
             status: 'ready',
             drain: existing?.drain ?? false,
             registeredAt: existing?.registeredAt ?? now,

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UnumClient } from '../api/client.ts';
-import type { NodeRegistration } from '../api/types.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { NodeRegistration, NodeStats } from '../api/types.ts';
 import { InvalidError, NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Allocation, TaskState } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
@@ -303,6 +305,69 @@ describe('server API', () => {
     };
     assert.ok(doc.paths['/v1/jobs']);
     assert.ok(doc.paths['/v1/allocations/{id}/logs']);
+    assert.ok(doc.paths['/v1/nodes/{id}/stats']);
+  });
+
+  test("a node's GPUs are kept as devices, and its GPU attributes work in constraints", async () => {
+    const gpu = {
+      type: 'gpu' as const,
+      vendor: 'nvidia',
+      id: 'GPU-0f7e2c1a',
+      name: 'NVIDIA A100-SXM4-40GB',
+      index: 0,
+      memoryMiB: 40960,
+    };
+    live.add('node-gpu');
+    await client.registerNode(
+      registration('node-gpu', {
+        attributes: { os: 'linux', hostname: 'node-gpu', 'gpu.count': '1', 'gpu.0.name': gpu.name },
+        devices: [gpu],
+      }),
+    );
+    assert.deepEqual((await client.getNode('node-gpu')).devices, [gpu]);
+    assert.equal((await client.getNode('node-a')).devices, undefined, 'no devices: no field');
+    await client.submitJob(
+      job('trainer', {
+        type: 'batch',
+        constraints: [{ attribute: 'gpu.count', operator: '=', value: '1' }],
+        groups: [{ name: 'g', count: 1, tasks: [{ name: 't', command: 'true' }] }],
+      }),
+    );
+    const placed = await waitFor(async () => (await client.jobAllocations('trainer')).items[0]);
+    assert.equal(placed.nodeId, 'node-gpu');
+    await client.stopJob('trainer', { purge: true });
+    live.delete('node-gpu');
+  });
+
+  test("GET /v1/nodes/:id/stats asks the node's agent, and says so when it can not be reached", async () => {
+    const stats: NodeStats = {
+      nodeId: 'node-stats',
+      time: 1,
+      allocations: { a1: { tasks: { t: { cpuNanos: 5, cpuPercent: 1.5, memoryBytes: 7, pids: 1 } } } },
+    };
+    const agent = createServer((req, res) => {
+      assert.equal(req.url, '/v1/agent/stats');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+    });
+    await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
+    try {
+      live.add('node-stats');
+      const address = `http://127.0.0.1:${(agent.address() as AddressInfo).port}`;
+      await client.registerNode(registration('node-stats', { address }));
+      assert.deepEqual(await client.nodeStats('node-stats'), stats);
+      // node-a's agent address answers nothing.
+      await assert.rejects(client.nodeStats('node-a'), (err: Error) => {
+        assert.ok(err instanceof UnavailableError);
+        assert.match(err.message, /cannot reach the agent of node node-a at http:\/\/127\.0\.0\.1:9/);
+        return true;
+      });
+      await assert.rejects(client.nodeStats('no-such-node'), NotFoundError);
+    } finally {
+      live.delete('node-stats');
+      agent.closeAllConnections();
+      await new Promise((resolve) => agent.close(resolve));
+    }
   });
 });
 

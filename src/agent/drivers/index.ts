@@ -16,5 +16,6 @@ export type {
   TaskConfig,
   TaskHandle,
   TaskHandleState,
+  TaskUsage,
 } from './types.ts';
 export { ExecError, describeExit } from './types.ts';

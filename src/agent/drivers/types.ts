@@ -2,13 +2,14 @@
  * The driver contract: how the agent starts, watches and stops one task's process. Drivers are picked
  * by name through the explicit factory map in `./index.ts` (`drivers = { exec, raw_exec }`).
  *
- * The shape is made for what comes next: `start` already receives the task's resources and user (the
- * isolating exec driver will put them into a cgroup and run them unprivileged), and every handle
- * carries a JSON-serializable `state` that the agent will persist so that `recover` can re-attach to a
- * task after an agent restart.
+ * `start` receives the task's resources and user (the exec driver puts the task into a cgroup with
+ * those limits, in its own namespaces, as an unprivileged uid: see ../isolation.ts and README.md
+ * "Isolation"), and every handle carries a JSON-serializable `state` that the agent persists so that
+ * `recover` can re-attach to the task after an agent restart.
  */
 import type { DriverInfo } from '../../core/types.ts';
 import type { Logger } from '../../core/log.ts';
+import type { IsolationCapability } from '../isolation.ts';
 
 export type DriverName = 'exec' | 'raw_exec';
 
@@ -26,53 +27,111 @@ export interface TaskConfig {
   /** Log files, opened in append mode and handed to the process as its stdout and stderr. */
   stdoutPath: string;
   stderrPath: string;
-  /** Limits (millicores, MiB). Enforced by the isolating exec driver (next issue); advisory until then. */
-  resources: { cpu: number; memory: number };
-  /** Run as this user (isolating exec driver, next issue); ignored until then. */
+  /**
+   * Limits: cpu in millicores, memory in MiB, pids = most processes and threads (default: the node's
+   * `taskPidsLimit`). Enforced by the exec driver when the node has cgroups; advisory otherwise.
+   */
+  resources: { cpu: number; memory: number; pids?: number };
+  /**
+   * Run as this user (exec driver). Honoured only when the operator allows it (`allowedTaskUsers`);
+   * without it the exec driver runs the task as a uid of its own. raw_exec ignores it.
+   */
   user?: string;
+  /**
+   * The allocation's name (`web.web[0]`): the sandbox's hostname, sanitized. Default: the task's
+   * UNUM_ALLOC_NAME, else the allocation id.
+   */
+  allocName?: string;
 }
 
-/** How a process ended. Exactly one of `exitCode` and `signal` is set. */
+/**
+ * How a process ended. At most one of `exitCode` and `signal` is set; neither only when the exit
+ * status could not be known (then `detail` says why, and the exit counts as a failure).
+ */
 export interface ExitResult {
   exitCode?: number;
   /** Signal name, e.g. `SIGKILL`. */
   signal?: string;
-  /** Killed by the kernel's OOM killer (known once tasks run in a cgroup). */
+  /** Killed by the kernel's OOM killer (known when the task runs in a cgroup). */
   oomKilled?: boolean;
+  /** The memory limit the task went over (MiB); set with `oomKilled`. */
+  memoryLimitMiB?: number;
+  /**
+   * Said instead of the usual wording when the usual wording would mislead: "exited while the agent
+   * was down; exit status unknown", "the sandbox could not be set up (exit code 1; see stderr.log)".
+   */
+  detail?: string;
+}
+
+/** A task's resource use now (from its cgroup). */
+export interface TaskUsage {
+  /** CPU time used since the task started, nanoseconds. */
+  cpuNanos: number;
+  /** Memory in use now, bytes. */
+  memoryBytes: number;
+  /** Processes and threads now. */
+  pids: number;
 }
 
 /**
  * What a driver persists about a running task so that a later agent process can find it again. Plain
- * JSON: no handles, no functions.
+ * JSON: no handles, no functions. Version 1 (before re-attaching existed) is not recoverable.
  */
 export interface TaskHandleState {
-  version: 1;
+  version: 2;
   driver: DriverName;
+  allocId: string;
+  task: string;
+  /**
+   * What the agent spawned: `bwrap` (the sandbox's outer bubblewrap process, which records the exit
+   * status as JSON in `statusPath`) or `sh` (a shell that runs the task and writes its exit code to
+   * `statusPath`).
+   */
+  wrapper: 'bwrap' | 'sh';
+  /** The outer process (the wrapper) the agent spawned. */
   pid: number;
-  /** The task's process group (the task leads it: pgid = pid). */
+  /** Its process group (it leads it: pgid = pid). */
   pgid: number;
+  /** Field 22 of /proc/<pid>/stat (clock ticks after boot): a re-used pid has another one. */
+  pidStartTime: number;
   startedAt: number;
   stdoutPath: string;
   stderrPath: string;
+  /** Where the wrapper records the exit status (also when the agent is down). */
+  statusPath: string;
+  /** The task's cgroup (name under the unum parent), when the node has cgroups. */
+  cgroup?: string;
+  /** OOM kills the cgroup had counted before this start (the cgroup may be re-opened). */
+  oomKillsBefore?: number;
+  /** The uid and gid the task runs as (absent: the agent's own). */
+  uid?: number;
+  gid?: number;
+  /** The task's memory limit (MiB), named when it is OOM-killed. */
+  memoryLimitMiB: number;
 }
 
-/** A started task. */
+/** A started (or re-attached) task. */
 export interface TaskHandle {
+  /** The outer process the agent spawned (the sandbox's bwrap, or the wrapper shell). */
   readonly pid: number;
   readonly startedAt: number;
   readonly state: TaskHandleState;
   /**
-   * Resolves once, when the task's main process has exited; never rejects. When it resolves, the rest
-   * of the task's process group has been sent SIGKILL: a task leaves nothing behind.
+   * Resolves once, when the task has exited; never rejects. When it resolves, whatever the task left
+   * behind has been killed (its cgroup, else its pid namespace or process group) and its cgroup is
+   * removed: a task leaves nothing behind.
    */
   wait(): Promise<ExitResult>;
-  /** Sends `signal` to the task's whole process group. No-op once it has exited. */
+  /** Sends `signal` to the task's process group. No-op once it has exited. */
   signal(signal: NodeJS.Signals): void;
   /**
-   * Stops the task: `signal` to the whole group, then SIGKILL to the group after `timeoutMs`.
-   * Idempotent (a second call joins the first); resolves with the exit result; never rejects.
+   * Stops the task: `signal` to its process group, then after `timeoutMs` SIGKILL to all of it (the
+   * pid namespace, the cgroup). Idempotent (a second call joins the first); resolves with the exit
+   * result; never rejects.
    */
   stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitResult>;
+  /** CPU, memory and process count now, from the task's cgroup; undefined without cgroups or once it exited. */
+  usage(): Promise<TaskUsage | undefined>;
 }
 
 export interface Driver {
@@ -86,8 +145,12 @@ export interface Driver {
    */
   start(config: TaskConfig): Promise<TaskHandle>;
   /**
-   * Re-attaches to a task started by an earlier agent process; undefined when it no longer runs.
-   * Not implemented yet: re-attaching comes with the durable agent (next issue).
+   * Re-attaches to a task started by an earlier agent process from its persisted `state`. When the
+   * task still runs, the handle's `wait()` resolves when it exits (the process is not the agent's
+   * child: its /proc entry is polled); when it already exited, `wait()` resolves at once with the
+   * status its wrapper recorded (or, if none was, a failure "exited while the agent was down; exit
+   * status unknown"). Undefined for a state this driver can not read (another driver, version 1).
+   * Never rejects for a dead task; may reject for a problem of the node.
    */
   recover?(state: TaskHandleState): Promise<TaskHandle | undefined>;
 }
@@ -96,6 +159,25 @@ export interface DriverOptions {
   logger: Logger;
   /** Whether the operator allowed this driver (raw_exec is off unless enabled). */
   enabled: boolean;
+  /**
+   * The agent's data dir: hidden from sandboxed tasks (other allocations are invisible), and where
+   * uid leases live. Default: the allocations root derived from the task dir
+   * (`<dataDir>/agent/allocs`).
+   */
+  dataDir?: string;
+  /**
+   * What the node can enforce (`detectIsolation()` in ../isolation.ts), detected once by the agent
+   * and shared. Default: the exec driver detects it itself on first use.
+   */
+  isolation?: IsolationCapability | Promise<IsolationCapability>;
+  /** Users a job's `user:` may name (default none: tasks run as a uid of their own). */
+  allowedTaskUsers?: readonly string[];
+  /** Uids handed to allocations, one each (default 200000-265535). */
+  taskUidRange?: { min: number; max: number };
+  /** pids limit of a task that sets none (default 4096). */
+  taskPidsLimit?: number;
+  /** Also cap a task's CPU time at its `cpu` (default false: `cpu` is a relative weight only). */
+  cpuHardCap?: boolean;
 }
 
 /** The program of a task could not be executed. The message is for people: `exec: "python4": command not found`. */
@@ -109,9 +191,15 @@ export class ExecError extends Error {
   }
 }
 
-/** "exited with code 1", "killed by signal SIGKILL": how events and descriptions word an exit. */
+/**
+ * "exited with code 1", "killed by signal SIGKILL", "killed: out of memory (limit 64 MiB)": how
+ * events and descriptions word an exit.
+ */
 export function describeExit(result: ExitResult): string {
-  if (result.oomKilled) return 'killed: out of memory';
+  if (result.oomKilled)
+    return `killed: out of memory${result.memoryLimitMiB !== undefined ? ` (limit ${result.memoryLimitMiB} MiB)` : ''}`;
+  if (result.detail !== undefined) return result.detail;
   if (result.signal !== undefined) return `killed by signal ${result.signal}`;
-  return `exited with code ${result.exitCode ?? 'unknown'}`;
+  if (result.exitCode !== undefined) return `exited with code ${result.exitCode}`;
+  return 'exit status unknown';
 }

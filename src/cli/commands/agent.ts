@@ -1,8 +1,11 @@
 /** `unum agent`: runs this machine's share of the cluster's work. */
 import { DEFAULT_ADDR, resolveAddr } from '../../api/client.ts';
-import { boolFlag, positionals, stringFlag, UsageError, type Command } from '../context.ts';
+import { positionals, stringFlag, UsageError, type Command } from '../context.ts';
 import {
   DAEMON_FLAGS,
+  TASK_FLAGS,
+  TASK_FLAGS_HELP,
+  taskAgentOptions,
   daemonLogger,
   dataDirFrom,
   ensureDataDir,
@@ -18,11 +21,12 @@ export const agentCommand: Command = {
   name: 'agent',
   summary: "Run an agent: offer this machine's resources and run its tasks",
   usage: `Usage: unum agent [--servers URL[,URL...]] [--data-dir DIR] [--http-addr HOST:PORT]
-                  [--name NAME] [--raw-exec] [--log-level LEVEL]
+                  [--name NAME] [task flags] [--log-level LEVEL]
 
 Registers this machine as a node with the servers, keeps it alive, and runs the
 allocations placed on it. Tasks keep running while the servers are unreachable,
-and a restarted agent picks up its running tasks again. Runs until Ctrl-C or SIGTERM.
+and a restarted agent picks up its running tasks again. Runs until Ctrl-C or SIGTERM,
+which stop the agent but leave its tasks running for the next agent to take over.
 
 Flags:
   --servers URLS        the servers, comma-separated (default: --addr, $UNUM_ADDR,
@@ -31,7 +35,7 @@ Flags:
                         \${XDG_DATA_HOME:-~/.local/share}/unum)
   --http-addr HOST:PORT where the agent serves logs to clients (default: a free port on 127.0.0.1)
   --name NAME           node name (default: the host name)
-  --raw-exec            allow the raw_exec driver (tasks run without isolation)
+${TASK_FLAGS_HELP}
   --log-level LEVEL     fatal, error, warn, info, debug, trace or silent
                         (default: $UNUM_LOG_LEVEL, else info); logs are JSON on stderr
   --json                print the node id and address as JSON once started
@@ -45,7 +49,7 @@ Examples:
     servers: { type: 'string' },
     'http-addr': { type: 'string' },
     name: { type: 'string' },
-    'raw-exec': { type: 'boolean' },
+    ...TASK_FLAGS,
   },
   async run(args, ctx) {
     positionals(args, 0, 0, '');
@@ -71,17 +75,22 @@ Examples:
         servers,
         httpAddr,
         logger,
-        enableRawExec: boolFlag(args, 'raw-exec'),
+        ...taskAgentOptions(args),
         ...(name ? { name } : {}),
       });
     } catch (err) {
       throw startError('agent', httpAddr, err);
     }
-    if (ctx.json) ctx.stdout.write(json({ nodeId: agent.nodeId, address: agent.address, servers, dataDir }));
-    else
+    if (ctx.json)
+      ctx.stdout.write(
+        json({ nodeId: agent.nodeId, address: agent.address, servers, dataDir, warnings: agent.warnings }),
+      );
+    else {
       ctx.stdout.write(
         `unum agent: node ${shortId(agent.nodeId)} serving at ${agent.address}, joined ${servers.join(', ')}\n`,
       );
+      for (const w of agent.warnings) ctx.stderr.write(`warning: ${w}\n`);
+    }
 
     if (!signal.aborted) await untilInterrupted(ctx);
     if (!ctx.json) ctx.stderr.write('stopping the agent...\n');

@@ -1,4 +1,5 @@
 /** `unum ps`: every allocation in the cluster, like ps(1) for the whole computer. */
+import type { UnumClient } from '../../api/client.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation } from '../../core/types.ts';
 import { boolFlag, positionals, stringFlag, type Command } from '../context.ts';
@@ -19,16 +20,21 @@ export const psCommand: Command = {
   summary: 'List the allocations (running instances) across the cluster',
   usage: `Usage: unum ps [--all] [--job JOB] [--node NODE]
 
-Lists allocations cluster-wide: ID, JOB, NAME, NODE, STATUS, PIDS, PORTS,
-RESTARTS, AGE. By default only the ones running or about to; --all adds the
-stopped, complete and failed ones. All namespaces unless -n is given.
+Lists allocations cluster-wide: ID, JOB, NAME, NODE, STATUS, PIDS, CPU, MEM,
+PORTS, RESTARTS, AGE. By default only the ones running or about to; --all adds
+the stopped, complete and failed ones. All namespaces unless -n is given.
+
+CPU is the CPU the allocation's tasks used over the last few seconds, in percent
+of one core (250% = two and a half cores busy); MEM the memory they use now, in
+MiB. Both are asked of each node's agent (once per node, in parallel) and need
+cgroups on the node; "-" when a node does not answer (a note says which).
 
 Flags:
   --all                include finished allocations
   --job JOB            only this job's
   --node NODE          only on this node (name, id or id prefix)
   -n, --namespace NS   only this namespace
-  --json               the allocations as the API returns them
+  --json               the allocations as the API returns them, and their usage
 
 Examples:
   unum ps
@@ -57,41 +63,109 @@ Examples:
         (job === undefined || a.jobId === job) &&
         (node === undefined || a.nodeId === node.id),
     );
+    const names = new Map(nodes.map((n) => [n.id, n.name]));
+    const { usage, problems } = await fetchUsage(client, items, names);
+    // On stderr, so that stdout stays the table (or the JSON document).
+    const notes = (): void => {
+      for (const p of problems) ctx.stderr.write(`note: ${p}\n`);
+    };
     if (ctx.json) {
-      ctx.stdout.write(json({ items, index: listed.index }));
+      notes();
+      ctx.stdout.write(json({ items, index: listed.index, usage: Object.fromEntries(usage) }));
       return 0;
     }
     if (items.length === 0) {
       ctx.stdout.write(all ? 'No allocations.\n' : 'Nothing running. (--all shows finished allocations)\n');
       return 0;
     }
-    const names = new Map(nodes.map((n) => [n.id, n.name]));
-    ctx.stdout.write(formatPs(items, names, ctx.now(), ctx.color));
+    ctx.stdout.write(formatPs(items, names, ctx.now(), ctx.color, usage));
+    notes();
     return 0;
   },
 };
+
+/** What `ps` shows of an allocation's usage: summed over its tasks. */
+export interface AllocUsage {
+  /** Percent of one core; undefined until the agent has two samples. */
+  cpuPercent: number | undefined;
+  memoryBytes: number;
+}
+
+/**
+ * Usage of the running allocations, asked of each of their nodes once, all in parallel. A node that
+ * does not answer is a note (`problems`), never a failure.
+ */
+export async function fetchUsage(
+  client: UnumClient,
+  allocs: readonly Allocation[],
+  names: ReadonlyMap<string, string>,
+): Promise<{ usage: Map<string, AllocUsage>; problems: string[] }> {
+  const nodeIds = [...new Set(allocs.filter((a) => a.clientStatus === 'running').map((a) => a.nodeId))];
+  const answers = await Promise.allSettled(nodeIds.map((id) => client.nodeStats(id)));
+  const usage = new Map<string, AllocUsage>();
+  const problems: string[] = [];
+  answers.forEach((answer, i) => {
+    const nodeId = nodeIds[i] ?? '';
+    if (answer.status === 'rejected') {
+      const why = answer.reason instanceof Error ? answer.reason.message : String(answer.reason);
+      problems.push(`no usage from node ${nodeLabel(names, nodeId)}: ${why}`);
+      return;
+    }
+    for (const [allocId, stats] of Object.entries(answer.value.allocations)) {
+      const tasks = Object.values(stats.tasks);
+      const cpu = tasks.filter((t) => t.cpuPercent !== undefined);
+      usage.set(allocId, {
+        cpuPercent: cpu.length > 0 ? cpu.reduce((n, t) => n + (t.cpuPercent ?? 0), 0) : undefined,
+        memoryBytes: tasks.reduce((n, t) => n + t.memoryBytes, 0),
+      });
+    }
+  });
+  return { usage, problems };
+}
 
 export function formatPs(
   allocs: readonly Allocation[],
   names: ReadonlyMap<string, string>,
   now: number,
   c: Colors,
+  usage: ReadonlyMap<string, AllocUsage> = new Map(),
 ): string {
-  const rows = sortAllocations(allocs).map((a) => [
-    shortId(a.id),
-    a.namespace === 'default' ? a.jobId : `${a.namespace}/${a.jobId}`,
-    a.name,
-    nodeLabel(names, a.nodeId),
-    statusColor(c, allocStatus(a)),
-    pids(a),
-    formatPorts(a),
-    String(allocRestarts(a)),
-    formatAge(a.createdAt, now),
-  ]);
-  return table(['ID', 'JOB', 'NAME', 'NODE', 'STATUS', 'PIDS', 'PORTS', 'RESTARTS', 'AGE'], rows, {
-    align: ['left', 'left', 'left', 'left', 'left', 'left', 'left', 'right', 'left'],
-    header: c.bold,
+  const rows = sortAllocations(allocs).map((a) => {
+    const u = a.clientStatus === 'running' ? usage.get(a.id) : undefined;
+    return [
+      shortId(a.id),
+      a.namespace === 'default' ? a.jobId : `${a.namespace}/${a.jobId}`,
+      a.name,
+      nodeLabel(names, a.nodeId),
+      statusColor(c, allocStatus(a)),
+      pids(a),
+      formatCpu(u?.cpuPercent),
+      u === undefined ? '-' : formatMiB(u.memoryBytes),
+      formatPorts(a),
+      String(allocRestarts(a)),
+      formatAge(a.createdAt, now),
+    ];
   });
+  return table(
+    ['ID', 'JOB', 'NAME', 'NODE', 'STATUS', 'PIDS', 'CPU', 'MEM', 'PORTS', 'RESTARTS', 'AGE'],
+    rows,
+    {
+      align: ['left', 'left', 'left', 'left', 'left', 'left', 'right', 'right', 'left', 'right', 'left'],
+      header: c.bold,
+    },
+  );
+}
+
+/** `0.4%`, `12%`, `250%`: percent of one core. */
+export function formatCpu(percent: number | undefined): string {
+  if (percent === undefined) return '-';
+  return percent < 10 ? `${percent.toFixed(1)}%` : `${Math.round(percent)}%`;
+}
+
+/** `0.5MiB`, `34MiB`. */
+export function formatMiB(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return mib < 10 ? `${mib.toFixed(1)}MiB` : `${Math.round(mib)}MiB`;
 }
 
 function pids(a: Allocation): string {

@@ -1,9 +1,12 @@
 /** `unum up`: a whole cluster in one process (server + agent on the embedded store). */
 import { DEFAULT_ADDR } from '../../api/client.ts';
 import { shortId } from '../../core/ids.ts';
-import { boolFlag, positionals, stringFlag, type Command } from '../context.ts';
+import { positionals, stringFlag, type Command } from '../context.ts';
 import {
   DAEMON_FLAGS,
+  TASK_FLAGS,
+  TASK_FLAGS_HELP,
+  taskAgentOptions,
   daemonLogger,
   dataDirFrom,
   ensureDataDir,
@@ -17,17 +20,19 @@ import { json, keyValues } from '../output.ts';
 export const upCommand: Command = {
   name: 'up',
   summary: 'Start a one-machine cluster: server and agent in one process',
-  usage: `Usage: unum up [--addr HOST:PORT] [--data-dir DIR] [--raw-exec] [--log-level LEVEL]
+  usage: `Usage: unum up [--addr HOST:PORT] [--data-dir DIR] [task flags] [--log-level LEVEL]
 
 Starts the control plane and an agent for this machine in one process, on the
 embedded store: the zero-config way to run unum. Runs until Ctrl-C or SIGTERM,
-then stops the agent and the server cleanly.
+then stops the tasks, the agent and the server cleanly (nothing is left running;
+the next "unum up" starts the jobs again). If unum crashes instead, the tasks
+keep running and the next "unum up" takes them over.
 
 Flags:
   --addr HOST:PORT     where the API and UI listen (default: $UNUM_ADDR, else 127.0.0.1:8686)
   --data-dir DIR       state directory (default: $UNUM_DATA_DIR, else
                        \${XDG_DATA_HOME:-~/.local/share}/unum)
-  --raw-exec           allow the raw_exec driver (tasks run without isolation)
+${TASK_FLAGS_HELP}
   --log-level LEVEL    fatal, error, warn, info, debug, trace or silent
                        (default: $UNUM_LOG_LEVEL, else warn); logs are JSON on stderr
   --json               print the addresses as JSON once started
@@ -37,7 +42,7 @@ Examples:
   unum up --addr 127.0.0.1:9000 --data-dir /tmp/unum
   UNUM_ADDR=http://127.0.0.1:9000 unum status     # clients then use the same address
 `,
-  flags: { ...DAEMON_FLAGS, 'raw-exec': { type: 'boolean' } },
+  flags: { ...DAEMON_FLAGS, ...TASK_FLAGS },
   async run(args, ctx) {
     positionals(args, 0, 0, '');
     const addr = listenAddr(ctx.addr ?? ctx.env['UNUM_ADDR'] ?? DEFAULT_ADDR);
@@ -62,7 +67,7 @@ Examples:
         servers: [server.addr],
         httpAddr: '127.0.0.1:0',
         logger: logger.child({ role: 'agent' }),
-        enableRawExec: boolFlag(args, 'raw-exec'),
+        ...taskAgentOptions(args),
       });
     } catch (err) {
       await server.stop();
@@ -71,7 +76,13 @@ Examples:
 
     if (ctx.json)
       ctx.stdout.write(
-        json({ addr: server.addr, dataDir, nodeId: agent.nodeId, agentAddress: agent.address }),
+        json({
+          addr: server.addr,
+          dataDir,
+          nodeId: agent.nodeId,
+          agentAddress: agent.address,
+          warnings: agent.warnings,
+        }),
       );
     else {
       const c = ctx.color;
@@ -82,13 +93,16 @@ Examples:
       ];
       let text = `${c.green('unum is up.')}\n\n${indent(keyValues(pairs))}\n`;
       if (server.addr !== DEFAULT_ADDR) text += `Clients: export UNUM_ADDR=${server.addr}\n`;
+      if (agent.warnings.length > 0)
+        text += `\n${c.yellow('Not enforced on this machine:')}\n${agent.warnings.map((w) => `  - ${w}\n`).join('')}\n`;
       text += `try: unum run examples/web.yaml\nCtrl-C stops unum.\n`;
       ctx.stdout.write(text);
     }
 
     if (!signal.aborted) await untilInterrupted(ctx);
-    if (!ctx.json) ctx.stderr.write('stopping: agent, then server...\n');
-    await agent.stop();
+    if (!ctx.json) ctx.stderr.write('stopping: tasks and agent, then server...\n');
+    // A laptop is left clean: `unum up` owns its tasks (a crash still leaves them to be taken over).
+    await agent.stop({ killTasks: true });
     await server.stop();
     if (!ctx.json) ctx.stderr.write('stopped.\n');
     return 0;

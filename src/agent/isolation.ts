@@ -1,0 +1,240 @@
+/**
+ * What this agent can enforce on the tasks it runs, detected once at start-up:
+ *
+ *   root?                  cgroups, namespaces and changing uid all need it
+ *   bwrap can sandbox?     own pid/mount/ipc/uts namespaces, read-only host, private /tmp (bubblewrap)
+ *   setpriv?               drop to the task's uid with no_new_privs (util-linux)
+ *   cgroups?               memory/CPU/pids limits, usage, kill-all (./cgroups)
+ *
+ * Whatever is missing is said once, in words for the operator (`warnings`): the agent logs them and
+ * `unum up` prints them. The exec driver adapts to what is there (README.md, "Isolation").
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { detectCgroups } from './cgroups/index.ts';
+import type { CgroupDetection, CgroupManager } from './cgroups/types.ts';
+import { DEFAULT_TASK_UID_RANGE, uidRangeWarnings } from './users.ts';
+
+export interface IsolationCapability {
+  /** The agent runs as root. */
+  root: boolean;
+  /** Tasks get their own pid, mount, ipc and uts namespaces (bwrap works here, as root). */
+  namespaces: boolean;
+  /** Tasks run as an unprivileged uid (root, and setpriv is there). */
+  unprivilegedUser: boolean;
+  /** Limits, usage and kill-all; undefined when cgroups can not be used. */
+  cgroups: CgroupManager | undefined;
+  /** One line per missing piece, worded for the operator; empty when everything is enforced. */
+  warnings: string[];
+  /** Absolute paths of the tools, when found. */
+  bwrapPath?: string;
+  setprivPath?: string;
+}
+
+export interface DetectIsolationOptions {
+  /**
+   * `off`: enforce nothing (as if not root): tasks run as the agent's user, without namespaces or
+   * cgroups. For development machines and tests. Default `auto`.
+   */
+  mode?: 'auto' | 'off';
+  /** Checked against /etc/passwd and /etc/subuid for overlaps (a warning). */
+  taskUidRange?: { min: number; max: number };
+  /** Cgroup detection (default ./cgroups detectCgroups). */
+  detectCgroups?: () => Promise<CgroupDetection>;
+  /** Where tools are looked up (default the agent's PATH plus the standard system dirs). */
+  path?: string;
+}
+
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The capability of a node where nothing is enforced. */
+export function noIsolation(warnings: string[] = []): IsolationCapability {
+  return { root: false, namespaces: false, unprivilegedUser: false, cgroups: undefined, warnings };
+}
+
+/** Detects what this agent can enforce. Never rejects: what fails to work is reported in `warnings`. */
+export async function detectIsolation(options: DetectIsolationOptions = {}): Promise<IsolationCapability> {
+  const root = process.getuid?.() === 0;
+  if (options.mode === 'off')
+    return noIsolation([
+      `task isolation is turned off in the agent configuration: tasks run as ${root ? 'root' : 'your user'}, without memory/CPU/process limits and without their own namespaces`,
+    ]);
+  if (process.platform !== 'linux')
+    return noIsolation([
+      `unum runs tasks without isolation on ${process.platform}: as your user, without memory/CPU/process limits and without their own namespaces (they need Linux)`,
+    ]);
+  if (!root)
+    return noIsolation([
+      'unum is not running as root: tasks run as your user, without memory/CPU/process limits and without their own namespaces (cgroups and namespaces need root)',
+    ]);
+
+  const warnings: string[] = [];
+  const searchPath = `${options.path ?? process.env['PATH'] ?? ''}${delimiter}${SYSTEM_PATH}`;
+  const setprivPath = findProgram('setpriv', searchPath);
+  const bwrapPath = findProgram('bwrap', searchPath);
+
+  const [setprivError, bwrapError, cgroups] = await Promise.all([
+    setprivPath === undefined
+      ? Promise.resolve('not found')
+      : probe(setprivPath, [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          '--no-new-privs',
+          '--',
+          '/bin/true',
+        ]),
+    bwrapPath === undefined
+      ? Promise.resolve('not found')
+      : probe(bwrapPath, [
+          '--ro-bind',
+          '/',
+          '/',
+          '--proc',
+          '/proc',
+          '--dev',
+          '/dev',
+          '--tmpfs',
+          '/sys',
+          '--unshare-pid',
+          '--unshare-ipc',
+          '--unshare-uts',
+          '--new-session',
+          '--',
+          '/bin/true',
+        ]),
+    (options.detectCgroups ?? detectCgroups)().catch((err: unknown): CgroupDetection => ({
+      available: false,
+      version: 'none',
+      reason: err instanceof Error ? err.message : String(err),
+    })),
+  ]);
+
+  const unprivilegedUser = setprivError === undefined;
+  if (!unprivilegedUser)
+    warnings.push(
+      `setpriv (util-linux) ${setprivError === 'not found' ? 'is not installed' : `does not work here (${setprivError})`}: the exec driver can not run tasks as an unprivileged user, so it refuses to run them (install util-linux)`,
+    );
+  // The sandbox drops to the task's uid with setpriv: without it, no sandbox either.
+  const namespaces = bwrapError === undefined && unprivilegedUser;
+  if (bwrapError !== undefined)
+    warnings.push(
+      bwrapError === 'not found'
+        ? 'bubblewrap (bwrap) is not installed: tasks run without their own namespaces: they see the host\'s processes and files (install the "bubblewrap" package)'
+        : `bubblewrap (bwrap) can not create namespaces here (${bwrapError}): tasks run without their own namespaces: they see the host's processes and files`,
+    );
+  if (!cgroups.available)
+    warnings.push(
+      `cgroups can not be used (${cgroups.reason}): tasks run without memory/CPU/process limits, and a task that leaves its process group may outlive its stop`,
+    );
+  if (unprivilegedUser) warnings.push(...uidRangeWarnings(options.taskUidRange ?? DEFAULT_TASK_UID_RANGE));
+
+  const cap: IsolationCapability = {
+    root,
+    namespaces,
+    unprivilegedUser,
+    cgroups: cgroups.available ? cgroups.manager : undefined,
+    warnings,
+  };
+  if (bwrapPath !== undefined) cap.bwrapPath = bwrapPath;
+  if (setprivPath !== undefined) cap.setprivPath = setprivPath;
+  return cap;
+}
+
+let shared: Promise<IsolationCapability> | undefined;
+
+/**
+ * The lines to show the operator about what this agent can not enforce (`unum up` prints them, the
+ * agent logs them once). Detection with default options runs once per process and is shared.
+ */
+export async function isolationWarnings(options?: DetectIsolationOptions): Promise<string[]> {
+  const cap = await (options === undefined ? detectIsolationOnce() : detectIsolation(options));
+  return [...cap.warnings];
+}
+
+/** `detectIsolation()` with default options, run once per process. */
+export function detectIsolationOnce(): Promise<IsolationCapability> {
+  shared ??= detectIsolation();
+  return shared;
+}
+
+/** The first executable file named `name` in `searchPath`. */
+export function findProgram(name: string, searchPath: string): string | undefined {
+  for (const dir of searchPath.split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, name);
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Runs a program; undefined when it exits 0, else what went wrong (its stderr's last line). */
+function probe(program: string, args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let stderr = '';
+    const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: SYSTEM_PATH } });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      if (stderr.length < 4096) stderr += chunk;
+    });
+    child.on('error', (err) => resolve(err.message));
+    child.on('close', (code, signal) => {
+      if (code === 0) return resolve(undefined);
+      const last = stderr.trim().split('\n').pop()?.trim();
+      resolve(last || (signal !== null ? `killed by ${signal}` : `exit code ${code}`));
+    });
+  });
+}
+
+const masked = new Map<boolean, { files: string[]; dirs: string[] }>();
+
+/**
+ * /proc entries a task must not read (runc's and Nomad's masked paths), those that exist on this
+ * kernel. For a task that is not root, only those others may read: the rest (kcore, timer_list,
+ * sysrq-trigger: mode 0400/0200) are closed to it anyway, and every mount costs start-up time.
+ */
+export function maskedProcPaths(forRoot = true): { files: string[]; dirs: string[] } {
+  let found = masked.get(forRoot);
+  if (found === undefined) {
+    found = findMaskedProcPaths(forRoot);
+    masked.set(forRoot, found);
+  }
+  return found;
+}
+
+function findMaskedProcPaths(forRoot: boolean): { files: string[]; dirs: string[] } {
+  const files: string[] = [];
+  const dirs: string[] = [];
+  for (const name of MASKED_PROC) {
+    const path = `/proc/${name}`;
+    try {
+      const st = statSync(path);
+      if (!forRoot && (st.mode & 0o004) === 0) continue;
+      (st.isDirectory() ? dirs : files).push(path);
+    } catch {
+      // not on this kernel
+    }
+  }
+  return { files, dirs };
+}
+
+/** runc's masked paths (which Nomad's exec driver inherits through libcontainer), plus sysrq-trigger. */
+const MASKED_PROC = [
+  'kcore',
+  'keys',
+  'timer_list',
+  'timer_stats',
+  'sched_debug',
+  'latency_stats',
+  'sysrq-trigger',
+  'acpi',
+  'asound',
+  'scsi',
+];

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { waitFor } from '../testing/wait.ts';
+import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
+import { tempDir } from './fixtures.ts';
+import { gcAllocDirs, logBounds, markAllocDirEnded, rotateLog, streamLog, tailOffset } from './logs.ts';
+
+/** Everything the log holds from logical `offset`, as streamLog serves it. */
+async function readLog(path: string, offset = 0): Promise<string> {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c.toString()));
+  await streamLog(out, { path, offset, follow: false, isLive: () => false });
+  return text;
+}
+
+const numbered = (from: number, to: number): string =>
+  Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join('');
+
+void describe('log rotation', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  before(async () => {
+    dir = await tempDir('unum-logs-');
+  });
+  after(async () => {
+    await dir.cleanup();
+  });
+
+  void test('copy-truncate keeps maxFiles files, and offsets stay the same across rotations', async () => {
+    const logs = join(dir.path, 'a');
+    await mkdir(logs);
+    const file = join(logs, 'stdout.log');
+    const limits = { maxBytes: 400, maxFiles: 3 }; // a file rotates past 134 bytes
+    // The writer keeps its descriptor (append mode) across rotations, as a task does.
+    const fh = await open(file, 'a');
+    let all = '';
+    let line = 0;
+    for (let round = 0; round < 6; round++) {
+      const chunk = numbered(line + 1, line + 60);
+      line += 60;
+      await fh.write(chunk);
+      all += chunk;
+      assert.equal(await rotateLog(file, limits), true, `round ${round} rotates`);
+    }
+    await fh.write('tail\n');
+    all += 'tail\n';
+    await fh.close();
+    assert.equal(await rotateLog(file, limits), false, 'a small file is left alone');
+
+    assert.deepEqual((await readdir(logs)).sort(), [
+      '.stdout.log.base',
+      'stdout.log',
+      'stdout.log.1',
+      'stdout.log.2',
+    ]);
+    // The current file restarted at zero after the last rotation: the task's writes land at its end.
+    assert.equal(await readFile(file, 'utf8'), 'tail\n');
+    const { start, end } = await logBounds(file);
+    assert.equal(end, Buffer.byteLength(all), 'end = everything ever written');
+    // What is kept is the end of everything written, oldest first.
+    assert.equal(await readLog(file), all.slice(start));
+    assert.ok(start > 0, 'the oldest files were dropped');
+    // An offset means the same bytes as before the rotations; one older than what is kept starts there.
+    const at = all.indexOf('300\n');
+    assert.equal(await readLog(file, at), all.slice(at));
+    assert.equal(await readLog(file, 0), all.slice(start));
+    // The last lines, across files.
+    assert.equal(all.slice(await tailOffset(file, 3)), '359\n360\ntail\n');
+    assert.equal(await tailOffset(file, 100_000), start);
+  });
+
+  void test('a task writing fast: what is read back is in order, and the stream is followed across rotations', async () => {
+    const logs = join(dir.path, 'b');
+    await mkdir(logs);
+    const file = join(logs, 'stdout.log');
+    const limits = { maxBytes: 64 * 1024, maxFiles: 4 };
+    const out = new PassThrough();
+    let followed = '';
+    out.on('data', (c: Buffer) => (followed += c.toString()));
+    let live = true;
+    const following = streamLog(out, { path: file, offset: 0, follow: true, isLive: () => live, pollMs: 5 });
+    // One write per line (a shell's echo), into an append-mode descriptor: what a task does.
+    const fd = await open(file, 'a');
+    const child = spawn('sh', ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo $i; done'], {
+      stdio: ['ignore', fd.fd, 'ignore'],
+    });
+    await fd.close();
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let rotations = 0;
+    let done = false;
+    void exited.then(() => (done = true));
+    while (!done) if (await rotateLog(file, limits)) rotations += 1;
+    await exited;
+    if (await rotateLog(file, limits)) rotations += 1;
+    assert.ok(rotations >= 2, `rotated ${rotations} times`);
+
+    const kept = (await readLog(file)).split('\n').slice(0, -1).map(Number);
+    assert.equal(kept.at(-1), 20000, 'ends with the last line');
+    assert.ok(kept[0]! > 1, 'the oldest lines were dropped');
+    for (let i = 1; i < kept.length; i++)
+      assert.ok(kept[i]! > kept[i - 1]!, `in order at ${i}: ${kept[i - 1]} then ${kept[i]}`);
+    const size = (await stat(file)).size + (await stat(`${file}.1`)).size;
+    assert.ok(size <= 2 * limits.maxBytes, 'bounded');
+
+    await waitFor(() => followed.endsWith('20000\n'), { description: 'the follower to reach the end' });
+    live = false;
+    await following;
+    const seenText = followed.split('\n').slice(0, -1);
+    const bad = seenText.findIndex((l, i) => i > 0 && !(Number(l) > Number(seenText[i - 1])));
+    if (bad >= 0) assert.fail(`followed out of order: ${JSON.stringify(seenText.slice(bad - 3, bad + 3))}`);
+    const seen = seenText.map(Number);
+    assert.equal(seen[0], 1, 'the follower saw the start');
+    for (let i = 1; i < seen.length; i++)
+      assert.ok(seen[i]! > seen[i - 1]!, `followed in order at ${i}: ${seen[i - 1]} then ${seen[i]}`);
+  });
+});
+
+void describe('allocation directory retention', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  before(async () => {
+    dir = await tempDir('unum-gc-');
+  });
+  after(async () => {
+    await dir.cleanup();
+  });
+
+  void test('removes finished allocations older than the retention, keeps recent and running ones', async () => {
+    const day = 24 * 60 * 60 * 1000;
+    const now = Date.now();
+    for (const id of ['old', 'recent', 'running', 'quiet-but-just-ended'])
+      await buildAllocDir(dir.path, id, ['t']);
+    const age = async (id: string, ms: number): Promise<void> => {
+      const t = new Date(now - ms);
+      const task = taskDirPaths(dir.path, id, 't');
+      for (const p of [
+        task.stdout,
+        task.stderr,
+        task.logs,
+        task.dir,
+        join(dir.path, id, 'alloc'),
+        join(dir.path, id),
+      ])
+        await utimes(p, t, t);
+    };
+    await age('old', 2 * day);
+    await age('recent', day / 2);
+    await age('running', 3 * day);
+    // A task that logged nothing for days but ended an hour ago: its end time is what counts.
+    await age('quiet-but-just-ended', 5 * day);
+    await markAllocDirEnded(join(dir.path, 'quiet-but-just-ended'), now - 60 * 60 * 1000);
+    await writeFile(join(dir.path, 'not-a-dir'), '');
+
+    const removed = await gcAllocDirs(dir.path, { retentionMs: day, now, keep: (id) => id === 'running' });
+    assert.deepEqual(removed, ['old']);
+    assert.deepEqual((await readdir(dir.path)).sort(), [
+      'not-a-dir',
+      'quiet-but-just-ended',
+      'recent',
+      'running',
+    ]);
+  });
+});
