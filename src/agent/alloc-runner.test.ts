@@ -10,6 +10,7 @@ import { waitFor } from '../testing/wait.ts';
 import { AllocRunner } from './alloc-runner.ts';
 import { taskDirPaths } from './alloc-dir.ts';
 import { drivers } from './drivers/index.ts';
+import { noIsolation } from './isolation.ts';
 import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
 
 /** A port nobody listens on right now. */
@@ -24,7 +25,9 @@ async function freePort(): Promise<number> {
 void describe('AllocRunner', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
   const runners: AllocRunner[] = [];
-  const exec = drivers.exec({ logger: silentLogger(), enabled: true });
+  // The runner's logic, not isolation (drivers/*.test.ts cover that): tasks here run the project's own
+  // node, which a sandbox's private /tmp would hide when the checkout lives under /tmp.
+  const exec = drivers.exec({ logger: silentLogger(), enabled: true, isolation: noIsolation() });
 
   before(async () => {
     dir = await tempDir();
