@@ -63,3 +63,27 @@ export function killEach(pids: readonly number[]): void {
   refuseSelf(pids);
   for (const pid of pids) sigkill(pid);
 }
+
+/** The waits of killAll() and destroy(), shared by the v1 and v2 managers. */
+export interface CgroupTimeoutOptions {
+  /** How long killAll() keeps killing before it gives up (default 10 s). */
+  killTimeoutMs?: number;
+  /** How long killAll() waits for the freezer before killing anyway (default 2 s). */
+  freezeTimeoutMs?: number;
+  /** How long destroy() retries EBUSY (default 2 s). */
+  removeTimeoutMs?: number;
+}
+
+export interface Timeouts {
+  kill: number;
+  freeze: number;
+  remove: number;
+}
+
+export function timeoutsFrom(options: CgroupTimeoutOptions): Timeouts {
+  return {
+    kill: options.killTimeoutMs ?? 10_000,
+    freeze: options.freezeTimeoutMs ?? 2_000,
+    remove: options.removeTimeoutMs ?? 2_000,
+  };
+}

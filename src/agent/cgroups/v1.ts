@@ -26,7 +26,15 @@ import {
   removeCgroupDir,
   writeControl,
 } from './files.ts';
-import { killEach, killUntilEmpty, pollUntil, refuseSelf } from './kill.ts';
+import {
+  killEach,
+  killUntilEmpty,
+  pollUntil,
+  refuseSelf,
+  timeoutsFrom,
+  type CgroupTimeoutOptions,
+  type Timeouts,
+} from './kill.ts';
 import { CPU_PERIOD_MICROS, cpuQuotaMicros, cpuShares, memoryBytes, validateLimits } from './limits.ts';
 import { isValidCgroupName, validateCgroupName } from './names.ts';
 import type { CgroupLimits, CgroupManager, CgroupUsage, TaskCgroup } from './types.ts';
@@ -38,23 +46,11 @@ export type V1Controller = (typeof V1_CONTROLLERS)[number];
 /** Where each controller's hierarchy is mounted (the same directory for co-mounted ones). */
 export type V1Hierarchies = Record<V1Controller, string>;
 
-export interface V1ManagerOptions {
+export interface V1ManagerOptions extends CgroupTimeoutOptions {
   hierarchies: V1Hierarchies;
   /** The unum parent, relative to each hierarchy's root (default `unum`). */
   parent?: string;
   logger?: Logger;
-  /** How long killAll() keeps killing before it gives up (default 10 s). */
-  killTimeoutMs?: number;
-  /** How long killAll() waits for freezer.state to read FROZEN before killing anyway (default 2 s). */
-  freezeTimeoutMs?: number;
-  /** How long destroy() retries EBUSY (default 2 s). */
-  removeTimeoutMs?: number;
-}
-
-interface Timeouts {
-  kill: number;
-  freeze: number;
-  remove: number;
 }
 
 export class V1CgroupManager implements CgroupManager {
@@ -68,11 +64,7 @@ export class V1CgroupManager implements CgroupManager {
     this.hierarchies = { ...options.hierarchies };
     this.parent = options.parent ?? 'unum';
     this.logger = options.logger ?? silentLogger();
-    this.timeouts = {
-      kill: options.killTimeoutMs ?? 10_000,
-      freeze: options.freezeTimeoutMs ?? 2_000,
-      remove: options.removeTimeoutMs ?? 2_000,
-    };
+    this.timeouts = timeoutsFrom(options);
   }
 
   /** The unum parent in each distinct hierarchy. */

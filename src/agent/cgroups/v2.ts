@@ -24,7 +24,15 @@ import {
   removeCgroupDir,
   writeControl,
 } from './files.ts';
-import { killEach, killUntilEmpty, pollUntil, refuseSelf } from './kill.ts';
+import {
+  killEach,
+  killUntilEmpty,
+  pollUntil,
+  refuseSelf,
+  timeoutsFrom,
+  type CgroupTimeoutOptions,
+  type Timeouts,
+} from './kill.ts';
 import {
   CPU_PERIOD_MICROS,
   cpuQuotaMicros,
@@ -39,24 +47,12 @@ import type { CgroupLimits, CgroupManager, CgroupUsage, TaskCgroup } from './typ
 /** The controllers unum needs on v2 (cgroup.controllers names). */
 export const V2_CONTROLLERS = ['cpu', 'memory', 'pids'] as const;
 
-export interface V2ManagerOptions {
+export interface V2ManagerOptions extends CgroupTimeoutOptions {
   /** Where the unified hierarchy is mounted (default `/sys/fs/cgroup`). */
   root?: string;
   /** The unum parent, relative to `root` (default `unum.slice`). */
   parent?: string;
   logger?: Logger;
-  /** How long killAll() keeps killing before it gives up (default 10 s). */
-  killTimeoutMs?: number;
-  /** Without cgroup.kill: how long killAll() waits for `frozen 1` before killing anyway (default 2 s). */
-  freezeTimeoutMs?: number;
-  /** How long destroy() retries EBUSY (default 2 s). */
-  removeTimeoutMs?: number;
-}
-
-interface Timeouts {
-  kill: number;
-  freeze: number;
-  remove: number;
 }
 
 export class V2CgroupManager implements CgroupManager {
@@ -73,11 +69,7 @@ export class V2CgroupManager implements CgroupManager {
     this.parent = options.parent ?? 'unum.slice';
     this.parentDir = join(this.root, this.parent);
     this.logger = options.logger ?? silentLogger();
-    this.timeouts = {
-      kill: options.killTimeoutMs ?? 10_000,
-      freeze: options.freezeTimeoutMs ?? 2_000,
-      remove: options.removeTimeoutMs ?? 2_000,
-    };
+    this.timeouts = timeoutsFrom(options);
   }
 
   /** The directory of the task cgroup `name`. No check that it exists. */
