@@ -274,6 +274,7 @@ export class Agent {
       allocsDir: allocsRoot(this.cfg.dataDir),
       runner: (id) => this.runners.get(id),
       stats: () => this.sampleUsage(),
+      shutdown: this.abort.signal,
       counts: () => ({
         allocations: this.runners.size,
         running: [...this.runners.values()].filter((r) => !r.finished).length,

@@ -7,7 +7,7 @@ import type { AllocStatusUpdate } from '../api/types.ts';
 import { silentLogger } from '../core/log.ts';
 import type { Allocation } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
-import { AllocRunner } from './alloc-runner.ts';
+import { AllocRunner, taskDevicePaths } from './alloc-runner.ts';
 import { taskDirPaths } from './alloc-dir.ts';
 import { drivers } from './drivers/index.ts';
 import { noIsolation } from './isolation.ts';
@@ -186,4 +186,17 @@ void describe('AllocRunner', () => {
     await rm(ok);
     await waitFor(() => updates.at(-1)?.healthy === false);
   });
+});
+
+void test('a task given GPUs gets their device files and the driver control files', () => {
+  const alloc = testAlloc({ tasks: [{ name: 'train', command: 'true' }] });
+  alloc.resources.devices = [
+    { task: 'train', type: 'gpu', vendor: 'nvidia', id: 'GPU-1', index: 1 },
+    { task: 'other', type: 'gpu', vendor: 'nvidia', id: 'GPU-0', index: 0 },
+  ];
+  const paths = taskDevicePaths(alloc, 'train');
+  assert.ok(paths.includes('/dev/nvidia1'));
+  assert.ok(!paths.includes('/dev/nvidia0'), "another task's GPU stays out");
+  assert.ok(paths.includes('/dev/nvidiactl'));
+  assert.deepEqual(taskDevicePaths(alloc, 'nothing'), []);
 });

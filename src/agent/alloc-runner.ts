@@ -97,6 +97,8 @@ export class AllocRunner {
       };
       // The exec driver decides what a job's user may be (allowedTaskUsers); raw_exec ignores it.
       if (task.user !== undefined) config.user = task.user;
+      const devicePaths = taskDevicePaths(opts.alloc, task.name);
+      if (devicePaths.length > 0) config.devicePaths = devicePaths;
 
       return new TaskRunner({
         alloc: opts.alloc,
@@ -319,4 +321,20 @@ export class AllocRunner {
   private persist(): void {
     this.opts.onPersist?.(this.snapshot());
   }
+}
+
+/** NVIDIA's control files, needed beside a GPU's own device file by CUDA and nvidia-smi. */
+const NVIDIA_CONTROL_FILES = [
+  '/dev/nvidiactl',
+  '/dev/nvidia-uvm',
+  '/dev/nvidia-uvm-tools',
+  '/dev/nvidia-modeset',
+];
+
+/** The device files of the devices an allocation gives one task. */
+export function taskDevicePaths(alloc: Allocation, task: string): string[] {
+  const mine = (alloc.resources.devices ?? []).filter((d) => d.task === task);
+  const nvidia = mine.filter((d) => d.vendor === 'nvidia' && d.index !== undefined);
+  if (nvidia.length === 0) return [];
+  return [...nvidia.map((d) => `/dev/nvidia${d.index}`), ...NVIDIA_CONTROL_FILES];
 }

@@ -29,6 +29,8 @@ export interface AgentHttpContext {
   counts(): { allocations: number; running: number };
   /** Usage of the running tasks; absent: the route answers with no allocations. */
   stats?: () => Promise<NodeStats>;
+  /** Aborted when the agent shuts down: followed logs end. */
+  shutdown?: AbortSignal;
   logger: Logger;
   /** Poll period of followed logs (fallback to fs.watch). */
   logPollMs?: number;
@@ -141,6 +143,7 @@ async function serveLogs(
     isLive: () => ctx.runner(allocId)?.finished === false,
   };
   if (ctx.logPollMs !== undefined) streamOpts.pollMs = ctx.logPollMs;
+  if (ctx.shutdown !== undefined) streamOpts.signal = ctx.shutdown;
   await streamLog(res, streamOpts);
   if (!res.destroyed) res.end();
 }

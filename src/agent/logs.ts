@@ -326,6 +326,8 @@ export interface StreamLogOptions {
   isLive: () => boolean;
   /** How often to look for new data when no file-change notification arrives. */
   pollMs?: number;
+  /** Ends a follow (the agent is shutting down). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -336,7 +338,14 @@ export interface StreamLogOptions {
  */
 export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<void> {
   let pos = opts.offset;
-  let closed = out.destroyed || out.writableEnded;
+  // 'close' is the usual news of a reader gone, but a stream closed under us (the server closing
+  // every connection at shutdown) may not say so in time: the state is checked at every wake-up too.
+  const gone = (): boolean =>
+    out.destroyed ||
+    out.writableEnded ||
+    (out as { closed?: boolean }).closed === true ||
+    opts.signal?.aborted === true;
+  let closed = gone();
   let wake: (() => void) | undefined;
   let dirty = false;
   const poke = (): void => {
@@ -350,10 +359,11 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     poke();
   };
   out.once('close', onClose);
+  opts.signal?.addEventListener('abort', onClose, { once: true });
 
   const copy = async (): Promise<void> => {
     for (;;) {
-      if (closed) return;
+      if (closed || gone()) return;
       const chunk = await readAt(opts.path, pos);
       if (chunk.data.length === 0) return;
       pos = chunk.pos + chunk.data.length;
@@ -387,7 +397,7 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     while (!closed) {
       if (!dirty) await new Promise<void>((resolve) => (wake = resolve));
       dirty = false;
-      if (closed) break;
+      if (closed || gone()) break;
       // Read liveness before copying: whatever was written before the end is then drained.
       const live = opts.isLive();
       await copy();
@@ -395,6 +405,7 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     }
   } finally {
     out.off('close', onClose);
+    opts.signal?.removeEventListener('abort', onClose);
     watcher?.close();
     clearInterval(timer);
   }

@@ -71,6 +71,8 @@ export interface AllocatedDevice {
   vendor: string;
   /** The node's id of the device (a GPU's UUID). */
   id: string;
+  /** The vendor's index of the device on its node (names its device file, e.g. /dev/nvidia0). */
+  index?: number;
 }
 
 export interface AllocatedResources {

@@ -230,7 +230,13 @@ export function assignDevices(node: Node, group: GroupSpec, usage: NodeUsage): A
       if (free.length < r.count) return undefined;
       for (const d of free.slice(0, r.count)) {
         taken.add(d.id);
-        out.push({ task: t.name, type: d.type, vendor: d.vendor, id: d.id });
+        out.push({
+          task: t.name,
+          type: d.type,
+          vendor: d.vendor,
+          id: d.id,
+          ...(d.index !== undefined ? { index: d.index } : {}),
+        });
       }
     }
   }

@@ -48,6 +48,7 @@ export interface TaskOptions {
   resources?: Partial<TaskConfig['resources']>;
   user?: string;
   allocName?: string;
+  devicePaths?: string[];
 }
 
 /** A task config in a freshly built allocation directory, as the alloc runner makes them. */
@@ -74,6 +75,7 @@ export async function taskConfig(
   };
   if (opts.user !== undefined) config.user = opts.user;
   if (opts.allocName !== undefined) config.allocName = opts.allocName;
+  if (opts.devicePaths !== undefined) config.devicePaths = opts.devicePaths;
   return config;
 }
 

@@ -156,6 +156,7 @@ class ExecDriver implements Driver {
         maskedProc: maskedProcPaths(drop === undefined),
         hostname: sanitizeHostname(config.allocName ?? config.env['UNUM_ALLOC_NAME'] ?? config.allocId),
         tmpfsBytes: config.resources.memory * 1024 * 1024,
+        ...(config.devicePaths?.length ? { devices: config.devicePaths } : {}),
         statusFd: BWRAP_FDS.status,
         command: config.command,
         args: config.args,

@@ -308,6 +308,15 @@ void describe('the exec driver sandbox', async () => {
     },
   );
 
+  void test('a device given to the task is in its /dev; others are not', { skip }, async () => {
+    // /dev/kmsg stands in for a GPU's /dev/nvidia0: a host device file outside the minimal /dev.
+    const script = 'test -e /dev/kmsg && echo seen || echo hidden; test -e /dev/nvidia-absent && echo odd';
+    const given = await run(script, { devicePaths: ['/dev/kmsg', '/dev/nvidia-absent'] });
+    assert.equal(given.out.trim(), 'seen', 'a granted device is bound; a missing one is skipped');
+    const plain = await run(script);
+    assert.equal(plain.out.trim(), 'hidden');
+  });
+
   void test('the hostname is the allocation name', { skip }, async () => {
     const { out } = await run('hostname', { allocName: 'web.api[3]' });
     assert.equal(out.trim(), 'web-api-3');

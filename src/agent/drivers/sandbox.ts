@@ -25,6 +25,8 @@ export interface SandboxSpec {
   /** /proc entries to mask: files get /dev/null, directories an empty tmpfs. */
   maskedProc: { files: readonly string[]; dirs: readonly string[] };
   hostname: string;
+  /** Device files to bind into /dev (a granted GPU); missing ones are skipped. */
+  devices?: readonly string[];
   /** Size of the private /tmp and /dev/shm (their pages count against the task's memory limit too). */
   tmpfsBytes: number;
   /** Descriptor (in bwrap) where bwrap writes its JSON status: child pid, then exit code. */
@@ -49,6 +51,7 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   for (const f of spec.maskedProc.files) a.push('--ro-bind', '/dev/null', f);
   for (const d of spec.maskedProc.dirs) a.push('--tmpfs', d);
   a.push('--perms', '1777', '--size', String(spec.tmpfsBytes), '--tmpfs', '/dev/shm');
+  for (const d of spec.devices ?? []) a.push('--dev-bind-try', d, d);
   // Nothing of the host's devices, kernel objects or cgroup tree (the limits are in UNUM_*_LIMIT).
   a.push('--tmpfs', '/sys', '--remount-ro', '/sys');
 

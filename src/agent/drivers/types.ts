@@ -33,6 +33,11 @@ export interface TaskConfig {
    */
   resources: { cpu: number; memory: number; pids?: number };
   /**
+   * Device files the task was given (e.g. /dev/nvidia0 and the driver's control files): the
+   * sandbox binds them into the task's otherwise minimal /dev.
+   */
+  devicePaths?: string[];
+  /**
    * Run as this user (exec driver). Honoured only when the operator allows it (`allowedTaskUsers`);
    * without it the exec driver runs the task as a uid of its own. raw_exec ignores it.
    */
