@@ -3,6 +3,7 @@
  * (start-task.fixture.ts), as an agent that goes down; a fresh driver recovers it from its state.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -23,7 +24,7 @@ import {
   type DataDir,
 } from './driver-fixtures.ts';
 import { drivers } from './index.ts';
-import { isSameProcess, procStat } from './task-process.ts';
+import { groupTakenOver, isSameProcess, procStat } from './task-process.ts';
 import type { Driver, DriverName, TaskHandle, TaskHandleState } from './types.ts';
 
 const modes: {
@@ -179,6 +180,24 @@ for (const mode of modes) {
       assert.notEqual(procStat(process.pid)?.startTime, state.pidStartTime);
       const h = await recover(impostor);
       assert.deepEqual(await withDeadline(h.wait(), 'the recorded result'), { exitCode: 0 });
+    });
+
+    void test('a process group number taken over by a stranger is not killed', { skip }, async () => {
+      const cfg = await taskConfig(data, 'sh', ['-c', 'exit 0']);
+      const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+      await waitFor(() => !isSameProcess(state.pid, state.pidStartTime));
+      // A stranger's group leader now holds the number the task's group had.
+      const stranger = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+      try {
+        const pid = stranger.pid!;
+        const taken = { ...state, pid: pid, pgid: pid, pidStartTime: state.pidStartTime };
+        assert.equal(groupTakenOver(taken), true);
+        const h = await recover(taken);
+        await withDeadline(h.wait(), 'the recorded result');
+        assert.ok(isSameProcess(pid, procStat(pid)!.startTime), 'the stranger survived');
+      } finally {
+        stranger.kill('SIGKILL');
+      }
     });
   });
 }

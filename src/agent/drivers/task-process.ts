@@ -380,7 +380,7 @@ export class TaskProcess implements TaskHandle {
       const init = status.childPid;
       // Only when the outer bwrap was killed: otherwise it waited for init.
       if (init !== undefined && isAlive(init) && nsPids(init).at(-1) === 1) killQuietly(init, 'SIGKILL');
-    } else {
+    } else if (raw !== 'gone' || !groupTakenOver(s)) {
       this.killGroup(s.pgid, 'SIGKILL');
     }
 
@@ -493,6 +493,18 @@ export function procStat(pid: number): ProcStat | undefined {
   // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   return { state: f[0] ?? '?', ppid: Number(f[1]), pgrp: Number(f[2]), startTime: Number(f[19]) };
+}
+
+/**
+ * After an agent restart, whether the task's process group number now belongs to someone else: its
+ * leader (the wrapper, pid = pgid) is gone and the number was handed to a new process. Killing the
+ * group then would kill a stranger's processes. (While any member of our group lives, the kernel
+ * does not reuse the number.)
+ */
+export function groupTakenOver(state: { pid: number; pgid: number; pidStartTime: number }): boolean {
+  const leader = procStat(state.pgid);
+  if (leader === undefined) return false;
+  return state.pgid !== state.pid || leader.startTime !== state.pidStartTime;
 }
 
 /** Alive (not a zombie) and, where /proc tells, the same process (same start time). */
