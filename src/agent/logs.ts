@@ -368,14 +368,20 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
       if (chunk.data.length === 0) return;
       pos = chunk.pos + chunk.data.length;
       if (!out.write(chunk.data)) {
+        // Wait for room; a poke (the poll, the agent shutting down) also ends the wait, so that a
+        // socket that died without a word cannot hold this loop forever.
         await new Promise<void>((resolve) => {
           const done = (): void => {
             out.off('drain', done);
             out.off('close', done);
+            out.off('error', done);
+            if (wake === done) wake = undefined;
             resolve();
           };
           out.on('drain', done);
           out.on('close', done);
+          out.on('error', done);
+          wake = done;
         });
       }
     }
@@ -384,6 +390,7 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
   let watcher: FSWatcher | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
+    if (opts.follow) timer = setInterval(poke, opts.pollMs ?? 250);
     await copy();
     if (!opts.follow) return;
     try {
@@ -393,7 +400,6 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     } catch {
       // No notifications (file not there yet, or no inotify): the poll covers it.
     }
-    timer = setInterval(poke, opts.pollMs ?? 250);
     while (!closed) {
       if (!dirty) await new Promise<void>((resolve) => (wake = resolve));
       dirty = false;
