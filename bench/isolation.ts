@@ -6,8 +6,8 @@
  *
  *   node bench/isolation.ts [--starts 200]
  *
- * Each start gets a new allocation (its directories are built before the clock starts, as the alloc
- * runner does). Modes, one after the other:
+ * Each start gets a new allocation, set up before the clock starts as the alloc runner does: its
+ * directories built and the driver's prepareAllocation() done (the exec driver leases its uid). Modes, one after the other:
  *   spawn        child_process.spawn, stdout to the log file: the floor
  *   raw_exec     the raw_exec driver (the recording shell)
  *   exec-off     the exec driver with isolation turned off (what a non-root agent does)
@@ -46,9 +46,10 @@ async function firstInstructionMs(stdoutPath: string): Promise<number> {
   return Number(ns / 1000n) / 1000;
 }
 
-async function newTask(allocs: string): Promise<TaskConfig> {
+async function newTask(allocs: string, driver?: Driver): Promise<TaskConfig> {
   const allocId = newId();
   await buildAllocDir(allocs, allocId, ['t']);
+  await driver?.prepareAllocation?.(allocId, allocs);
   const t = taskDirPaths(allocs, allocId, 't');
   return {
     allocId,
@@ -112,17 +113,19 @@ async function main(): Promise<void> {
   const execNoCgroup = make('exec', { ...cap, cgroups: undefined });
   const execNoSandbox = make('exec', { ...cap, namespaces: false });
   const exec = make('exec', cap);
-  const modes: [string, (cfg: TaskConfig) => Promise<{ latency: number; startReturned: number }>][] = [
+  type Run = (cfg: TaskConfig) => Promise<{ latency: number; startReturned: number }>;
+  const via = (d: Driver): [Run, Driver] => [(cfg) => viaDriver(d, cfg), d];
+  const modes: [string, Run, Driver?][] = [
     ['spawn', rawSpawn],
-    ['raw_exec', (cfg) => viaDriver(rawExec, cfg)],
-    ['exec-off', (cfg) => viaDriver(execOff, cfg)],
-    ...((cap.cgroups !== undefined && cap.namespaces
-      ? [
-          ['exec-nocg', (cfg: TaskConfig) => viaDriver(execNoCgroup, cfg)],
-          ['exec-nons', (cfg: TaskConfig) => viaDriver(execNoSandbox, cfg)],
-        ]
-      : []) as [string, (cfg: TaskConfig) => Promise<{ latency: number; startReturned: number }>][]),
-    ['exec', (cfg) => viaDriver(exec, cfg)],
+    ['raw_exec', ...via(rawExec)],
+    ['exec-off', ...via(execOff)],
+    ...(cap.cgroups !== undefined && cap.namespaces
+      ? ([
+          ['exec-nocg', ...via(execNoCgroup)],
+          ['exec-nons', ...via(execNoSandbox)],
+        ] as [string, Run, Driver][])
+      : []),
+    ['exec', ...via(exec)],
   ];
   const isolation = [
     cap.cgroups !== undefined ? `cgroups ${cap.cgroups.version}` : 'no cgroups',
@@ -135,13 +138,13 @@ async function main(): Promise<void> {
   const results: Record<string, ModeResult> = {};
   try {
     // Warm-up: the first starts pay for loading code and creating parent cgroups.
-    for (const [, run] of modes) for (let i = 0; i < 5; i++) await run(await newTask(allocs));
+    for (const [, run, driver] of modes) for (let i = 0; i < 5; i++) await run(await newTask(allocs, driver));
     // Interleaved, so that a slow phase of the machine hits every mode alike.
     const lat: Record<string, number[]> = {};
     const ret: Record<string, number[]> = {};
     for (let i = 0; i < STARTS; i++) {
-      for (const [name, run] of modes) {
-        const r = await run(await newTask(allocs));
+      for (const [name, run, driver] of modes) {
+        const r = await run(await newTask(allocs, driver));
         (lat[name] ??= []).push(r.latency);
         (ret[name] ??= []).push(r.startReturned);
       }

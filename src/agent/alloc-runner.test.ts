@@ -10,6 +10,7 @@ import { waitFor } from '../testing/wait.ts';
 import { AllocRunner, taskDevicePaths } from './alloc-runner.ts';
 import { taskDirPaths } from './alloc-dir.ts';
 import { drivers } from './drivers/index.ts';
+import type { Driver } from './drivers/types.ts';
 import { noIsolation } from './isolation.ts';
 import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
 
@@ -39,7 +40,10 @@ void describe('AllocRunner', () => {
     await dir.cleanup();
   });
 
-  function start(opts: TestAllocOptions): {
+  function start(
+    opts: TestAllocOptions,
+    execDriver: Driver = exec,
+  ): {
     runner: AllocRunner;
     alloc: Allocation;
     updates: AllocStatusUpdate[];
@@ -50,7 +54,7 @@ void describe('AllocRunner', () => {
       alloc,
       allocsDir: dir.path,
       nodeId: 'node-1',
-      driverFor: (name) => (name === 'exec' ? exec : { unavailable: `driver "${name}" is disabled` }),
+      driverFor: (name) => (name === 'exec' ? execDriver : { unavailable: `driver "${name}" is disabled` }),
       logger: silentLogger(),
       onUpdate: (u) => updates.push(u),
     });
@@ -77,6 +81,36 @@ void describe('AllocRunner', () => {
     assert.equal(last.healthy, undefined);
     assert.deepEqual(Object.keys(last.taskStates).sort(), ['quick', 'slower']);
     assert.ok(Object.values(last.taskStates).every((t) => t.state === 'dead' && !t.failed));
+  });
+
+  void test('the driver prepares the allocation once, before its tasks start; a failure there is no failure', async () => {
+    const calls: string[] = [];
+    const recording: Driver = {
+      name: 'exec',
+      fingerprint: () => exec.fingerprint(),
+      start: (config) => {
+        calls.push(`start ${config.task}`);
+        return exec.start(config);
+      },
+      prepareAllocation: (allocId, allocsDir) => {
+        calls.push(`prepare ${allocId} in ${allocsDir}`);
+        return Promise.reject(new Error('no uid today'));
+      },
+    };
+    const { runner, alloc, updates } = start(
+      {
+        type: 'batch',
+        tasks: [
+          { name: 'a', command: 'true' },
+          { name: 'b', command: 'true' },
+        ],
+      },
+      recording,
+    );
+    await runner.run();
+    assert.deepEqual(calls.slice(0, 1), [`prepare ${alloc.id} in ${dir.path}`]);
+    assert.deepEqual(calls.slice(1).sort(), ['start a', 'start b']);
+    assert.equal(updates.at(-1)?.clientStatus, 'complete');
   });
 
   void test('tasks get the unum environment and interpolated args', async () => {

@@ -55,6 +55,8 @@ export class AllocRunner {
   private readonly opts: AllocRunnerOptions;
   private readonly logger: Logger;
   private readonly tasks: TaskRunner[];
+  /** The drivers of its tasks that can run here. */
+  private readonly drivers = new Set<Driver>();
   private readonly health: HealthWatcher | undefined;
   private healthSnap: HealthSnapshot | undefined;
   private clientStatus: AllocClientStatus = 'pending';
@@ -100,10 +102,12 @@ export class AllocRunner {
       const devicePaths = taskDevicePaths(opts.alloc, task.name);
       if (devicePaths.length > 0) config.devicePaths = devicePaths;
 
+      const driver = opts.driverFor(task.driver);
+      if (!('unavailable' in driver)) this.drivers.add(driver);
       return new TaskRunner({
         alloc: opts.alloc,
         task,
-        driver: opts.driverFor(task.driver),
+        driver,
         config,
         logger: this.logger.child({ task: task.name }),
         onChange: () => this.recompute(),
@@ -160,6 +164,7 @@ export class AllocRunner {
     this.report();
     try {
       await buildAllocDir(this.opts.allocsDir, this.id, this.taskNames);
+      if (!restored) await this.prepareDrivers();
     } catch (err) {
       this.logger.error({ err }, 'could not set up the allocation directory');
       // Restored tasks may still run: they are re-attached all the same (a start would fail anyway).
@@ -178,6 +183,17 @@ export class AllocRunner {
     else if (this.clientStatus === 'running') this.health?.start();
     await Promise.all(this.tasks.map((t) => t.run()));
     this.recompute();
+  }
+
+  /** What each driver sets up for the allocation before its tasks start (best effort: start() redoes it). */
+  private async prepareDrivers(): Promise<void> {
+    await Promise.all(
+      [...this.drivers].map((d) =>
+        d.prepareAllocation?.(this.id, this.opts.allocsDir).catch((err: unknown) => {
+          this.logger.warn({ err, driver: d.name }, 'could not prepare the allocation for its driver');
+        }),
+      ),
+    );
   }
 
   /** Resolves once every restored task is re-attached (or known to have ended). Call after run(). */

@@ -6,6 +6,9 @@ import { afterEach, beforeEach, test } from 'node:test';
 import {
   CgroupFileError,
   makeCgroupDir,
+  makeCgroupDirSync,
+  readControlSync,
+  writeControlSync,
   parseKeyedValues,
   parsePidList,
   parseSingleValue,
@@ -52,6 +55,15 @@ test('a failed write names the file, the value and the errno', async () => {
   });
 });
 
+test('the synchronous forms fail alike: file, value and errno named', () => {
+  const file = join(tmp, 'no-such-cgroup', 'pids.max');
+  assert.throws(
+    () => writeControlSync(file, '20'),
+    (err: unknown) => err instanceof CgroupFileError && err.code === 'ENOENT' && err.path === file,
+  );
+  assert.throws(() => readControlSync(file), /^CgroupFileError: cannot read .*pids\.max: ENOENT/);
+});
+
 test('writes go as exact strings; reads of missing files are errors or undefined', async () => {
   const file = join(tmp, 'cpu.max');
   await writeFile(file, 'max 100000\n');
@@ -70,6 +82,13 @@ test('cgroup dirs: made once, re-opened after, gone is fine to remove, a file is
   await removeCgroupDir(dir);
   await writeFile(join(tmp, 'tasks'), '');
   await assert.rejects(makeCgroupDir(join(tmp, 'tasks')), /a file of that name exists/);
+  // Synchronously: the same, and a missing parent (removed by hand since detection) is made again.
+  const nested = join(tmp, 'parent', 'task');
+  assert.equal(makeCgroupDirSync(nested), true);
+  assert.equal(makeCgroupDirSync(nested), false);
+  assert.throws(() => makeCgroupDirSync(join(tmp, 'tasks')), /a file of that name exists/);
+  writeControlSync(join(nested, 'pids.max'), '7');
+  assert.equal(readControlSync(join(nested, 'pids.max')), '7');
   // Not empty (ENOTEMPTY) is not retried like EBUSY: it fails at once, naming the dir.
   await mkdir(join(tmp, 'full', 'child'), { recursive: true });
   await assert.rejects(removeCgroupDir(join(tmp, 'full')), (err: unknown) => {

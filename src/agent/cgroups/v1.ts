@@ -10,14 +10,16 @@
  *
  * A process joins by writing its pid to the cgroup.procs of every one of them (`procsFiles`).
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import {
   childCgroups,
   exists,
   isDirectory,
-  makeCgroupDir,
+  existsSync,
+  makeCgroupDirSync,
+  readControlSync,
+  writeControlSync,
   parseKeyedValues,
   parsePidList,
   parseSingleValue,
@@ -85,18 +87,15 @@ export class V1CgroupManager implements CgroupManager {
     };
   }
 
+  /** Synchronous file operations inside: see files.ts for why. */
   async create(name: string, limits: CgroupLimits): Promise<TaskCgroup> {
     const paths = this.paths(name);
     validateLimits(limits);
     const dirs = unique(Object.values(paths));
     let madeAll = true;
-    for (const dir of dirs) {
-      // The parent may have been removed since detection (a manual cleanup): make it again.
-      await mkdir(join(dir, '..'), { recursive: true });
-      if (!(await makeCgroupDir(dir))) madeAll = false;
-    }
     try {
-      await applyV1Limits(paths, limits);
+      for (const dir of dirs) if (!makeCgroupDirSync(dir)) madeAll = false;
+      applyV1Limits(paths, limits);
     } catch (err) {
       // A cgroup made just now holds nothing yet: do not leave it behind half-configured.
       if (madeAll) await Promise.allSettled(dirs.map((d) => removeCgroupDir(d, 0)));
@@ -220,26 +219,26 @@ class V1TaskCgroup implements TaskCgroup {
  * swap) is set equal to the memory limit so that swapping can not dodge it; the kernel wants memsw ≥
  * memory at every step, so the order depends on whether the limit goes up or down.
  */
-async function applyV1Limits(paths: V1Hierarchies, limits: CgroupLimits): Promise<void> {
+function applyV1Limits(paths: V1Hierarchies, limits: CgroupLimits): void {
   const limitFile = join(paths.memory, 'memory.limit_in_bytes');
   const memswFile = join(paths.memory, 'memory.memsw.limit_in_bytes');
   const bytes = memoryBytes(limits.memoryMiB);
-  if (await exists(memswFile)) {
-    const current = parseSingleValue(await readControl(limitFile), 'memory.limit_in_bytes');
+  if (existsSync(memswFile)) {
+    const current = parseSingleValue(readControlSync(limitFile), 'memory.limit_in_bytes');
     const order = bytes >= current ? [memswFile, limitFile] : [limitFile, memswFile];
-    for (const file of order) await writeControl(file, String(bytes));
+    for (const file of order) writeControlSync(file, String(bytes));
   } else {
-    await writeControl(limitFile, String(bytes));
+    writeControlSync(limitFile, String(bytes));
   }
 
-  await writeControl(join(paths.cpu, 'cpu.shares'), String(cpuShares(limits.cpuMillicores)));
-  await writeControl(join(paths.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_MICROS));
-  await writeControl(
+  writeControlSync(join(paths.cpu, 'cpu.shares'), String(cpuShares(limits.cpuMillicores)));
+  writeControlSync(join(paths.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_MICROS));
+  writeControlSync(
     join(paths.cpu, 'cpu.cfs_quota_us'),
     limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : '-1',
   );
 
-  await writeControl(join(paths.pids, 'pids.max'), String(limits.pids));
+  writeControlSync(join(paths.pids, 'pids.max'), String(limits.pids));
 }
 
 /**

@@ -8,14 +8,15 @@
  *
  * A process joins by writing its pid to `<name>/cgroup.procs` (the one file of `procsFiles`).
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import {
   childCgroups,
   exists,
   isDirectory,
-  makeCgroupDir,
+  existsSync,
+  makeCgroupDirSync,
+  writeControlSync,
   parseKeyedValues,
   parsePidList,
   parseSingleValue,
@@ -78,15 +79,15 @@ export class V2CgroupManager implements CgroupManager {
     return join(this.parentDir, name);
   }
 
+  /** Synchronous file operations inside: see files.ts for why. */
   async create(name: string, limits: CgroupLimits): Promise<TaskCgroup> {
     const dir = this.path(name);
     validateLimits(limits);
     // Detection made the parent and enabled its controllers; a parent removed since then comes back
     // without them, and the writes below then fail naming the missing file.
-    await mkdir(this.parentDir, { recursive: true });
-    const made = await makeCgroupDir(dir);
+    const made = makeCgroupDirSync(dir);
     try {
-      await applyV2Limits(dir, limits);
+      applyV2Limits(dir, limits);
     } catch (err) {
       if (made) await removeCgroupDir(dir, 0).catch(() => undefined);
       throw err;
@@ -208,14 +209,14 @@ class V2TaskCgroup implements TaskCgroup {
  * dodge the limit); cpu.weight from the v1 shares mapping; cpu.max (`max` without a hard cap);
  * pids.max. Every value is written each time, so re-creating with other limits replaces them all.
  */
-async function applyV2Limits(dir: string, limits: CgroupLimits): Promise<void> {
-  await writeControl(join(dir, 'memory.max'), String(memoryBytes(limits.memoryMiB)));
+function applyV2Limits(dir: string, limits: CgroupLimits): void {
+  writeControlSync(join(dir, 'memory.max'), String(memoryBytes(limits.memoryMiB)));
   const swapMax = join(dir, 'memory.swap.max');
-  if (await exists(swapMax)) await writeControl(swapMax, '0');
-  await writeControl(join(dir, 'cpu.weight'), String(cpuWeightFromShares(cpuShares(limits.cpuMillicores))));
+  if (existsSync(swapMax)) writeControlSync(swapMax, '0');
+  writeControlSync(join(dir, 'cpu.weight'), String(cpuWeightFromShares(cpuShares(limits.cpuMillicores))));
   const quota = limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : 'max';
-  await writeControl(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_MICROS}`);
-  await writeControl(join(dir, 'pids.max'), String(limits.pids));
+  writeControlSync(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_MICROS}`);
+  writeControlSync(join(dir, 'pids.max'), String(limits.pids));
 }
 
 /** cpu.stat `usage_usec` in nanoseconds. */

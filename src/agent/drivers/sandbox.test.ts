@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -108,6 +108,8 @@ void describe('the exec driver sandbox', async () => {
       'try home "echo x > ./file-in-home"',
       `try tmp "echo x > /tmp/${marker}"`,
       'try shm "echo x > /dev/shm/file"',
+      'try sys "echo x > /sys/file"',
+      'try sys-mkdir "mkdir /sys/dir"',
     ].join('\n');
     const { result, out } = await run(script);
     assert.deepEqual(result, { exitCode: 0 });
@@ -131,6 +133,8 @@ void describe('the exec driver sandbox', async () => {
       home: 'ok',
       tmp: 'ok',
       shm: 'ok',
+      sys: 'denied',
+      'sys-mkdir': 'denied',
     });
     assert.equal(existsSync(join(tmpdir(), marker)), false, "the task's /tmp is not the host's");
     assert.equal(existsSync('/etc/unum-test'), false);
@@ -141,10 +145,14 @@ void describe('the exec driver sandbox', async () => {
     { skip },
     async () => {
       const allocId = newId();
+      // The alloc runner has the uid leased with the allocation's directories, before any start.
+      await exec.prepareAllocation?.(allocId, data.allocs);
+      const leased = await readFile(join(data.path, 'agent', 'task-uids', 'by-alloc', allocId), 'utf8');
       const a = await run('id -u; id -g; id -G', { allocId, task: 'a' });
       const b = await run('id -u', { allocId, task: 'b' });
       const other = await run('id -u');
       const [uid = '', gid = '', groups = ''] = a.out.trim().split('\n');
+      assert.equal(uid, leased.trim(), 'the uid leased for the allocation');
       assert.notEqual(Number(uid), 0);
       assert.ok(Number(uid) >= DEFAULT_TASK_UID_RANGE.min && Number(uid) <= DEFAULT_TASK_UID_RANGE.max, uid);
       assert.equal(gid, uid);
@@ -361,7 +369,8 @@ void describe('sandbox pieces', () => {
     assert.ok(text.startsWith('--ro-bind / / --dev /dev --proc /proc'));
     assert.ok(at('--ro-bind /dev/null /proc/kcore') > 0);
     assert.ok(at('--tmpfs /proc/acpi') > 0);
-    assert.ok(at('--tmpfs /sys --remount-ro /sys') > 0);
+    // A root-owned 0555 tmpfs: an unprivileged task can not write it (root gets a read-only one).
+    assert.ok(at('--perms 0555 --tmpfs /sys') > 0);
     // An unprivileged task can not write /proc/sys anyway; for root it is made read-only.
     assert.ok(!text.includes('/proc/sys'));
     assert.ok(at('--tmpfs /tmp') > 0);

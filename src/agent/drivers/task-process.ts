@@ -25,10 +25,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { constants } from 'node:os';
 import type { Logger } from '../../core/log.ts';
+import { writeControlSync } from '../cgroups/index.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
 import { describeExecFailure } from './process.ts';
 import type { DriverName, ExitResult, TaskConfig, TaskHandle, TaskHandleState, TaskUsage } from './types.ts';
@@ -179,13 +180,17 @@ async function release(child: ChildProcess, gate: Promise<Prepared>): Promise<Pr
   const [ready] = await Promise.allSettled([gate, named]);
   const init = Number((/"child-pid":\s*(\d+)/.exec(text) ?? [])[1]);
   const outer = child.pid ?? 0;
-  const join = (cgroup: TaskCgroup, pid: number) =>
-    Promise.all(cgroup.procsFiles.map((file) => writeFile(file, `${pid}\n`))).catch((err: unknown) => {
+  // Synchronous, as the cgroup's creation (../cgroups/files.ts says why).
+  const join = (cgroup: TaskCgroup, pid: number) => {
+    try {
+      for (const file of cgroup.procsFiles) writeControlSync(file, `${pid}\n`);
+    } catch (err) {
       throw new Error(
         `could not put the task into its cgroup: ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );
-    });
+    }
+  };
   try {
     if (ready.status === 'rejected') throw ready.reason;
     const cgroup = ready.value.cgroup;
@@ -193,9 +198,13 @@ async function release(child: ChildProcess, gate: Promise<Prepared>): Promise<Pr
     if (cgroup !== undefined && init > 0) {
       // The init forks the task: it joins first. The outer process forks nothing more: it follows
       // once the task runs, and only to be out of the agent's cgroup (best effort).
-      await join(cgroup, init);
+      join(cgroup, init);
       block.end('go');
-      await join(cgroup, outer).catch(() => undefined);
+      try {
+        join(cgroup, outer);
+      } catch {
+        // best effort
+      }
     } else {
       block.end('go');
     }

@@ -150,6 +150,13 @@ export interface Driver {
    */
   start(config: TaskConfig): Promise<TaskHandle>;
   /**
+   * Sets up what an allocation's tasks share on this driver, once, with the allocation's
+   * directories and before any of its tasks starts (the exec driver leases the allocation's uid
+   * here). `allocsDir` is the allocations root (`<allocsDir>/<allocId>/<task>`). Optional: start()
+   * does whatever was not done, so a failure here only costs time.
+   */
+  prepareAllocation?(allocId: string, allocsDir: string): Promise<void>;
+  /**
    * Re-attaches to a task started by an earlier agent process from its persisted `state`. When the
    * task still runs, the handle's `wait()` resolves when it exits (the process is not the agent's
    * child: its /proc entry is polled); when it already exited, `wait()` resolves at once with the
