@@ -4,6 +4,7 @@
  *   root?                  cgroups, namespaces and changing uid all need it
  *   bwrap can sandbox?     own pid/mount/ipc/uts namespaces, read-only host, private /tmp (bubblewrap)
  *   setpriv?               drop to the task's uid with no_new_privs (util-linux)
+ *   unshare -S/-G?         the same, quicker, inside a sandbox (util-linux 2.32+; else setpriv)
  *   cgroups?               memory/CPU/pids limits, usage, kill-all (./cgroups)
  *
  * Whatever is missing is said once, in words for the operator (`warnings`): the agent logs them and
@@ -30,6 +31,8 @@ export interface IsolationCapability {
   /** Absolute paths of the tools, when found. */
   bwrapPath?: string;
   setprivPath?: string;
+  /** unshare, when it can set the uid and gid (-S/-G): drops to the task's uid inside a sandbox. */
+  unsharePath?: string;
 }
 
 export interface DetectIsolationOptions {
@@ -73,8 +76,9 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   const searchPath = `${options.path ?? process.env['PATH'] ?? ''}${delimiter}${SYSTEM_PATH}`;
   const setprivPath = findProgram('setpriv', searchPath);
   const bwrapPath = findProgram('bwrap', searchPath);
+  const unsharePath = findProgram('unshare', searchPath);
 
-  const [setprivError, bwrapError, cgroups] = await Promise.all([
+  const [setprivError, bwrapError, cgroups, unshareError] = await Promise.all([
     setprivPath === undefined
       ? Promise.resolve('not found')
       : probe(setprivPath, [
@@ -109,6 +113,9 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
       version: 'none',
       reason: err instanceof Error ? err.message : String(err),
     })),
+    unsharePath === undefined
+      ? Promise.resolve('not found')
+      : probe(unsharePath, ['-S', '65534', '-G', '65534', '--', '/bin/true']),
   ]);
 
   const unprivilegedUser = setprivError === undefined;
@@ -139,6 +146,8 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   };
   if (bwrapPath !== undefined) cap.bwrapPath = bwrapPath;
   if (setprivPath !== undefined) cap.setprivPath = setprivPath;
+  // Quietly: setpriv does the same, a little slower.
+  if (unsharePath !== undefined && unshareError === undefined) cap.unsharePath = unsharePath;
   return cap;
 }
 

@@ -73,7 +73,9 @@ void describe('log rotation', () => {
     assert.equal(await tailOffset(file, 100_000), start);
   });
 
-  void test('a task writing fast: what is read back is in order, and the stream is followed across rotations', async () => {
+  // What is kept, and what is dropped, depends on when the rotations happen to run against the writer:
+  // the first test checks that deterministically. Here: order, and following.
+  void test('a task writing fast: what is read back is in order, and the stream is followed across rotations', async (t) => {
     const logs = join(dir.path, 'b');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
@@ -83,6 +85,11 @@ void describe('log rotation', () => {
     out.on('data', (c: Buffer) => (followed += c.toString()));
     let live = true;
     const following = streamLog(out, { path: file, offset: 0, follow: true, isLive: () => live, pollMs: 5 });
+    // A failed assertion must not leave the follower polling (the test file would never end).
+    t.after(async () => {
+      live = false;
+      await following;
+    });
     // One write per line (a shell's echo), into an append-mode descriptor: what a task does.
     const fd = await open(file, 'a');
     const child = spawn('sh', ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo $i; done'], {
@@ -100,7 +107,6 @@ void describe('log rotation', () => {
 
     const kept = (await readLog(file)).split('\n').slice(0, -1).map(Number);
     assert.equal(kept.at(-1), 20000, 'ends with the last line');
-    assert.ok(kept[0]! > 1, 'the oldest lines were dropped');
     for (let i = 1; i < kept.length; i++)
       assert.ok(kept[i]! > kept[i - 1]!, `in order at ${i}: ${kept[i - 1]} then ${kept[i]}`);
     const size = (await stat(file)).size + (await stat(`${file}.1`)).size;

@@ -27,7 +27,7 @@ import {
   type TaskIdentity,
 } from '../users.ts';
 import { checkCommand, type CommandCheck } from './process.ts';
-import { bwrapArgs, isWithin, sanitizeHostname, type SandboxSpec } from './sandbox.ts';
+import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
 import {
   BWRAP_FDS,
   launch,
@@ -144,12 +144,10 @@ class ExecDriver implements Driver {
     // bwrap waits for them (--block-fd) while it sets up the sandbox.
     const gated = sandboxed;
 
-    const drop =
-      identity !== undefined && identity.uid !== 0 && cap.setprivPath !== undefined
-        ? { setpriv: cap.setprivPath, uid: identity.uid, gid: identity.gid }
-        : undefined;
+    const dropsTo = identity !== undefined && identity.uid !== 0 ? identity : undefined;
     let argv: string[];
     if (sandboxed && cap.bwrapPath !== undefined) {
+      const drop = dropsTo === undefined ? undefined : dropper(cap, dropsTo, true);
       const spec: SandboxSpec = {
         hide: layout.hide,
         taskDir: config.cwd,
@@ -171,18 +169,8 @@ class ExecDriver implements Driver {
       if (gated) spec.join = { info: BWRAP_FDS.info, block: BWRAP_FDS.block };
       argv = [cap.bwrapPath, ...bwrapArgs(spec)];
     } else {
-      const setpriv =
-        drop === undefined
-          ? []
-          : [
-              drop.setpriv,
-              `--reuid=${drop.uid}`,
-              `--regid=${drop.gid}`,
-              '--clear-groups',
-              '--no-new-privs',
-              '--',
-            ];
-      argv = [...setpriv, config.command, ...config.args];
+      const drop = dropsTo === undefined ? undefined : dropper(cap, dropsTo, false);
+      argv = [...(drop === undefined ? [] : dropArgs(drop)), config.command, ...config.args];
     }
 
     const spec: LaunchSpec = {
@@ -336,6 +324,22 @@ function hiddenFromSandbox(
   if (isWithin('/tmp', path)) return 'not visible inside the task sandbox (its /tmp is private)';
   if (layout.hide.some((h) => isWithin(h, path)))
     return 'not visible inside the task sandbox (the agent data dir is hidden)';
+  return undefined;
+}
+
+/**
+ * The program that drops a task to its uid (sandbox.ts, Drop): unshare in a sandbox (bwrap set
+ * no_new_privs), setpriv elsewhere. Undefined without setpriv (refuses() stops such starts).
+ */
+function dropper(
+  cap: IsolationCapability,
+  to: { uid: number; gid: number },
+  inSandbox: boolean,
+): Drop | undefined {
+  if (inSandbox && cap.unsharePath !== undefined)
+    return { tool: 'unshare', path: cap.unsharePath, uid: to.uid, gid: to.gid };
+  if (cap.setprivPath !== undefined)
+    return { tool: 'setpriv', path: cap.setprivPath, uid: to.uid, gid: to.gid };
   return undefined;
 }
 

@@ -25,7 +25,7 @@ import {
   type TaskOptions,
 } from './driver-fixtures.ts';
 import { drivers } from './index.ts';
-import { bwrapArgs, isWithin, sanitizeHostname } from './sandbox.ts';
+import { bwrapArgs, dropArgs, isWithin, sanitizeHostname } from './sandbox.ts';
 import { fromCode, parseBwrapStatus } from './task-process.ts';
 import {
   ExecError,
@@ -148,10 +148,21 @@ void describe('the exec driver sandbox', async () => {
       // The alloc runner has the uid leased with the allocation's directories, before any start.
       await exec.prepareAllocation?.(allocId, data.allocs);
       const leased = await readFile(join(data.path, 'agent', 'task-uids', 'by-alloc', allocId), 'utf8');
-      const a = await run('id -u; id -g; id -G', { allocId, task: 'a' });
+      const a = await run(
+        'id -u; id -g; id -G; grep -E "^(CapPrm|CapEff|CapAmb|NoNewPrivs):" /proc/self/status',
+        {
+          allocId,
+          task: 'a',
+        },
+      );
       const b = await run('id -u', { allocId, task: 'b' });
       const other = await run('id -u');
-      const [uid = '', gid = '', groups = ''] = a.out.trim().split('\n');
+      const [uid = '', gid = '', groups = '', ...status] = a.out.trim().split('\n');
+      // No capability left, none to gain.
+      assert.deepEqual(
+        status.map((l) => l.replace(/\s+/g, ' ')),
+        ['CapPrm: 0000000000000000', 'CapEff: 0000000000000000', 'CapAmb: 0000000000000000', 'NoNewPrivs: 1'],
+      );
       assert.equal(uid, leased.trim(), 'the uid leased for the allocation');
       assert.notEqual(Number(uid), 0);
       assert.ok(Number(uid) >= DEFAULT_TASK_UID_RANGE.min && Number(uid) <= DEFAULT_TASK_UID_RANGE.max, uid);
@@ -164,6 +175,36 @@ void describe('the exec driver sandbox', async () => {
       assert.equal(local.uid, Number(uid));
       assert.equal(local.mode & 0o777, 0o700);
       assert.equal((await stat(join(a.cfg.cwd, 'logs'))).uid, 0);
+    },
+  );
+
+  void test(
+    'both ways of dropping to the uid (unshare, setpriv) leave the same identity',
+    { skip },
+    async () => {
+      const cap = await nodeIsolation();
+      assert.ok(cap.unsharePath !== undefined, 'util-linux here has unshare -S/-G');
+      const { unsharePath: _unshare, ...setprivOnly } = cap;
+      const withSetpriv = drivers.exec({
+        logger: silentLogger(),
+        enabled: true,
+        dataDir: data.path,
+        isolation: setprivOnly,
+      });
+      const script = 'id -u; id -G; grep -E "^(CapEff|NoNewPrivs):" /proc/self/status | tr -s "\\t " " "';
+      const identity = async (driver: Driver): Promise<string[]> => {
+        const cfg = await taskConfig(data, 'sh', ['-c', script]);
+        const h = await driver.start(cfg);
+        handles.push(h);
+        assert.deepEqual(await h.wait(), { exitCode: 0 });
+        const [uid = '', ...rest] = (await stdoutOf(cfg)).trim().split('\n');
+        // Each allocation has its own uid: compare the rest, and that the groups are the uid's own.
+        assert.notEqual(uid, '0');
+        return rest.map((l) => l.replaceAll(uid, 'UID'));
+      };
+      const expected = ['UID', 'CapEff: 0000000000000000', 'NoNewPrivs: 1'];
+      assert.deepEqual(await identity(exec), expected);
+      assert.deepEqual(await identity(withSetpriv), expected);
     },
   );
 
@@ -360,7 +401,7 @@ void describe('sandbox pieces', () => {
       hostname: 'web-0',
       tmpfsBytes: 1024,
       statusFd: 3,
-      drop: { setpriv: '/usr/bin/setpriv', uid: 200001, gid: 200001 },
+      drop: { tool: 'unshare', path: '/usr/bin/unshare', uid: 200001, gid: 200001 },
       command: 'python3',
       args: ['-m', 'http.server'],
     });
@@ -386,10 +427,17 @@ void describe('sandbox pieces', () => {
     assert.ok(text.includes('--unshare-pid --unshare-ipc --unshare-uts --hostname web-0 --new-session'));
     assert.ok(!text.includes('--die-with-parent') && !text.includes('--unshare-net'));
     assert.ok(
-      text.endsWith(
-        '--json-status-fd 3 -- /usr/bin/setpriv --reuid=200001 --regid=200001 --clear-groups --no-new-privs -- python3 -m http.server',
-      ),
+      text.endsWith('--json-status-fd 3 -- /usr/bin/unshare -S 200001 -G 200001 -- python3 -m http.server'),
     );
+    // Outside a sandbox, setpriv sets no_new_privs itself.
+    assert.deepEqual(dropArgs({ tool: 'setpriv', path: '/usr/bin/setpriv', uid: 7, gid: 8 }), [
+      '/usr/bin/setpriv',
+      '--reuid=7',
+      '--regid=8',
+      '--clear-groups',
+      '--no-new-privs',
+      '--',
+    ]);
   });
 
   void test('a data dir under /tmp is hidden by the private /tmp already', () => {

@@ -37,8 +37,8 @@ export interface SandboxSpec {
    * EOF arrives on `block`.
    */
   join?: { info: number; block: number };
-  /** Drop to this uid/gid inside (setpriv); absent: stay root (an allowed `user: root`). */
-  drop?: { setpriv: string; uid: number; gid: number };
+  /** Drop to this uid/gid inside (dropArgs); absent: stay root (an allowed `user: root`). */
+  drop?: Drop;
   command: string;
   args: readonly string[];
 }
@@ -82,17 +82,32 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   if (spec.join !== undefined)
     a.push('--info-fd', String(spec.join.info), '--block-fd', String(spec.join.block));
   a.push('--');
-  if (spec.drop !== undefined)
-    a.push(
-      spec.drop.setpriv,
-      `--reuid=${spec.drop.uid}`,
-      `--regid=${spec.drop.gid}`,
-      '--clear-groups',
-      '--no-new-privs',
-      '--',
-    );
+  if (spec.drop !== undefined) a.push(...dropArgs(spec.drop));
   a.push(spec.command, ...spec.args);
   return a;
+}
+
+/**
+ * How a task drops from root to its uid: the program execs the task with that uid and gid and no
+ * supplementary groups, and without capabilities (a uid change from 0 clears them).
+ *
+ *   unshare  `unshare -S UID -G GID --` (util-linux 2.32+): in the sandbox, where bwrap has set
+ *            no_new_privs already. About 0.6 ms quicker than setpriv, which first looks the number
+ *            up as a user name (NSS modules loaded and all).
+ *   setpriv  `setpriv --reuid --regid --clear-groups --no-new-privs --`: outside a sandbox, where
+ *            nothing else sets no_new_privs, and where unshare lacks -S.
+ */
+export interface Drop {
+  tool: 'unshare' | 'setpriv';
+  path: string;
+  uid: number;
+  gid: number;
+}
+
+/** The drop's command line, up to the task's command. */
+export function dropArgs(drop: Drop): string[] {
+  if (drop.tool === 'unshare') return [drop.path, '-S', String(drop.uid), '-G', String(drop.gid), '--'];
+  return [drop.path, `--reuid=${drop.uid}`, `--regid=${drop.gid}`, '--clear-groups', '--no-new-privs', '--'];
 }
 
 /**
