@@ -31,7 +31,7 @@ import { V1_CONTROLLERS, V1CgroupManager, type V1Controller, type V1Hierarchies 
 import { V2_CONTROLLERS, V2CgroupManager } from './v2.ts';
 
 export type * from './types.ts';
-export { CgroupFileError, writeControlSync } from './files.ts';
+export { CgroupFileError, writeControl, writeControlSync } from './files.ts';
 export { taskCgroupName, validateCgroupName, isValidCgroupName } from './names.ts';
 export { cpuShares, cpuWeightFromShares, cpuQuotaMicros } from './limits.ts';
 export { V1CgroupManager, type V1ManagerOptions, type V1Hierarchies } from './v1.ts';

@@ -29,7 +29,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { constants } from 'node:os';
 import type { Logger } from '../../core/log.ts';
-import { writeControlSync } from '../cgroups/index.ts';
+import { writeControl, writeControlSync } from '../cgroups/index.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
 import { describeExecFailure } from './process.ts';
 import type { DriverName, ExitResult, TaskConfig, TaskHandle, TaskHandleState, TaskUsage } from './types.ts';
@@ -134,7 +134,8 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   const pid = child.pid;
   // Before the event loop can reap a task that exits at once.
   const pidStartTime = procStat(pid)?.startTime ?? 0;
-  const prepared = gated && gate !== undefined ? await release(child, gate) : (spec.prepared ?? {});
+  const prepared =
+    gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
   const state: TaskHandleState = {
     version: 2,
     driver: spec.driver,
@@ -164,7 +165,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
  * it (and the exit status it records) along. On failure the sandbox is
  * killed before the task ever ran (the init first: closing the block pipe alone would let it go).
  */
-async function release(child: ChildProcess, gate: Promise<Prepared>): Promise<Prepared> {
+async function release(child: ChildProcess, gate: Promise<Prepared>, logger: Logger): Promise<Prepared> {
   const stdio = child.stdio as unknown as (Readable | Writable | null)[];
   const info = stdio[BWRAP_FDS.info] as Readable;
   const block = stdio[BWRAP_FDS.block] as Writable;
@@ -180,17 +181,13 @@ async function release(child: ChildProcess, gate: Promise<Prepared>): Promise<Pr
   const [ready] = await Promise.allSettled([gate, named]);
   const init = Number((/"child-pid":\s*(\d+)/.exec(text) ?? [])[1]);
   const outer = child.pid ?? 0;
-  // Synchronous, as the cgroup's creation (../cgroups/files.ts says why).
-  const join = (cgroup: TaskCgroup, pid: number) => {
-    try {
-      for (const file of cgroup.procsFiles) writeControlSync(file, `${pid}\n`);
-    } catch (err) {
+  const join = (cgroup: TaskCgroup, pid: number) =>
+    joinCgroup(cgroup, pid, logger).catch((err: unknown) => {
       throw new Error(
         `could not put the task into its cgroup: ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );
-    }
-  };
+    });
   try {
     if (ready.status === 'rejected') throw ready.reason;
     const cgroup = ready.value.cgroup;
@@ -198,13 +195,9 @@ async function release(child: ChildProcess, gate: Promise<Prepared>): Promise<Pr
     if (cgroup !== undefined && init > 0) {
       // The init forks the task: it joins first. The outer process forks nothing more: it follows
       // once the task runs, and only to be out of the agent's cgroup (best effort).
-      join(cgroup, init);
+      await join(cgroup, init);
       block.end('go');
-      try {
-        join(cgroup, outer);
-      } catch {
-        // best effort
-      }
+      await join(cgroup, outer).catch(() => undefined);
     } else {
       block.end('go');
     }
@@ -214,6 +207,40 @@ async function release(child: ChildProcess, gate: Promise<Prepared>): Promise<Pr
     block.destroy();
     throw err;
   }
+}
+
+/** A move into a cgroup slower than this makes later moves go through the thread pool. */
+export const SLOW_JOIN_MS = 2;
+let joinSynchronously = true;
+
+/**
+ * Moves `pid` into the task cgroup. Synchronously while that is quick: a move usually takes
+ * microseconds, and a trip through the thread pool and back costs the start of the task more than
+ * the move itself. On kernels where a move waits for an RCU grace period (cgroup v1 and v2 without
+ * `favordynmods` on some kernels: milliseconds; README.md, "Start-up cost"), the first slow move
+ * switches this process to asynchronous moves, which do not stall the agent's event loop.
+ */
+export async function joinCgroup(
+  cgroup: Pick<TaskCgroup, 'procsFiles'>,
+  pid: number,
+  logger: Logger,
+  slowMs = SLOW_JOIN_MS,
+): Promise<'sync' | 'async'> {
+  if (!joinSynchronously) {
+    await Promise.all(cgroup.procsFiles.map((file) => writeControl(file, `${pid}\n`)));
+    return 'async';
+  }
+  const started = performance.now();
+  for (const file of cgroup.procsFiles) writeControlSync(file, `${pid}\n`);
+  const ms = performance.now() - started;
+  if (ms > slowMs) {
+    joinSynchronously = false;
+    logger.info(
+      { ms: Math.round(ms * 10) / 10 },
+      'moving a process into a cgroup is slow on this kernel: done off the event loop from now on (mounting the cgroup hierarchy with favordynmods makes it quick)',
+    );
+  }
+  return 'sync';
 }
 
 /**
