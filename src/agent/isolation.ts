@@ -5,6 +5,7 @@
  *   bwrap can sandbox?     own pid/mount/ipc/uts namespaces, read-only host, private /tmp (bubblewrap)
  *   setpriv?               drop to the task's uid with no_new_privs (util-linux)
  *   unshare -S/-G?         the same, quicker, inside a sandbox (util-linux 2.32+; else setpriv)
+ *   shared sandbox /dev?   one bind instead of bwrap's --dev (./sandbox-dev.ts; else --dev)
  *   cgroups?               memory/CPU/pids limits, usage, kill-all (./cgroups)
  *
  * Whatever is missing is said once, in words for the operator (`warnings`): the agent logs them and
@@ -15,6 +16,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { detectCgroups } from './cgroups/index.ts';
 import type { CgroupDetection, CgroupManager } from './cgroups/types.ts';
+import { SANDBOX_DEV_DIR, ensureSandboxDev } from './sandbox-dev.ts';
 import { DEFAULT_TASK_UID_RANGE, uidRangeWarnings } from './users.ts';
 
 export interface IsolationCapability {
@@ -33,6 +35,8 @@ export interface IsolationCapability {
   setprivPath?: string;
   /** unshare, when it can set the uid and gid (-S/-G): drops to the task's uid inside a sandbox. */
   unsharePath?: string;
+  /** The shared /dev of unprivileged sandboxes (./sandbox-dev.ts), when it could be made. */
+  sandboxDev?: string;
 }
 
 export interface DetectIsolationOptions {
@@ -47,6 +51,8 @@ export interface DetectIsolationOptions {
   detectCgroups?: () => Promise<CgroupDetection>;
   /** Where tools are looked up (default the agent's PATH plus the standard system dirs). */
   path?: string;
+  /** Where the shared /dev of sandboxes is made (default SANDBOX_DEV_DIR); false: none. */
+  sandboxDev?: string | false;
 }
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -148,6 +154,11 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   if (setprivPath !== undefined) cap.setprivPath = setprivPath;
   // Quietly: setpriv does the same, a little slower.
   if (unsharePath !== undefined && unshareError === undefined) cap.unsharePath = unsharePath;
+  // Quietly too: without it each sandbox gets bwrap's own /dev, a little slower.
+  if (namespaces && options.sandboxDev !== false) {
+    const dir = options.sandboxDev ?? SANDBOX_DEV_DIR;
+    if ((await ensureSandboxDev(dir)) === undefined) cap.sandboxDev = dir;
+  }
   return cap;
 }
 

@@ -18,6 +18,7 @@ import { taskCgroupName } from '../cgroups/index.ts';
 import type { CgroupManager, TaskCgroup } from '../cgroups/types.ts';
 import { DEFAULT_TASK_PIDS_LIMIT } from '../options.ts';
 import { detectIsolationOnce, maskedProcPaths, type IsolationCapability } from '../isolation.ts';
+import { ensureSandboxDev, sandboxDevReady } from '../sandbox-dev.ts';
 import {
   DEFAULT_TASK_UID_RANGE,
   UidPool,
@@ -63,6 +64,7 @@ class ExecDriver implements Driver {
   private readonly logger: Logger;
   private capability: Promise<IsolationCapability> | undefined;
   private pool: UidPool | undefined;
+  private remakingDev: Promise<void> | undefined;
   /** Allocations with a task running through this driver (their uid leases are not reclaimed). */
   private readonly running = new Map<string, number>();
 
@@ -166,6 +168,8 @@ class ExecDriver implements Driver {
         spec.logsDir = logsDir;
       if (layout.shared !== undefined) spec.sharedDir = layout.shared;
       if (drop !== undefined) spec.drop = drop;
+      const sharedDev = drop !== undefined && !config.devicePaths?.length ? this.sharedDev(cap) : undefined;
+      if (sharedDev !== undefined) spec.sharedDev = sharedDev;
       if (gated) spec.join = { info: BWRAP_FDS.info, block: BWRAP_FDS.block };
       argv = [cap.bwrapPath, ...bwrapArgs(spec)];
     } else {
@@ -243,6 +247,22 @@ class ExecDriver implements Driver {
     if (state.cgroup !== undefined && cap.cgroups !== undefined)
       cgroup = await cap.cgroups.open(state.cgroup);
     return this.track(reattach(state, cgroup, this.logger));
+  }
+
+  /**
+   * The shared /dev when it is whole. Unmounted since (by hand): this start uses bwrap's own, and
+   * the tree is made again in the background for the next ones.
+   */
+  private sharedDev(cap: IsolationCapability): string | undefined {
+    const dir = cap.sandboxDev;
+    if (dir === undefined) return undefined;
+    if (sandboxDevReady(dir)) return dir;
+    this.remakingDev ??= ensureSandboxDev(dir).then((problem) => {
+      this.remakingDev = undefined;
+      if (problem !== undefined)
+        this.logger.warn({ dir, problem }, 'could not make the shared sandbox /dev again');
+    });
+    return undefined;
   }
 
   /** Counts the allocation's running tasks until this one exits. */

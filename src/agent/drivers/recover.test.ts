@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -174,6 +175,8 @@ for (const mode of modes) {
     void test('a re-used pid is not mistaken for the task', { skip }, async () => {
       const cfg = await taskConfig(data, 'sh', ['-c', 'exit 0']);
       const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+      // Read before the wrapper (gone at once) could be reaped: without it any process would match.
+      assert.ok(state.pidStartTime > 0, 'the start time is known');
       await waitFor(() => !isSameProcess(state.pid, state.pidStartTime));
       // Our own pid is alive, with another start time.
       const impostor = { ...state, pid: process.pid };
@@ -186,10 +189,14 @@ for (const mode of modes) {
       const cfg = await taskConfig(data, 'sh', ['-c', 'exit 0']);
       const state = await startDetached(mode.driver, cfg, data, mode.isolation);
       await waitFor(() => !isSameProcess(state.pid, state.pidStartTime));
-      // A stranger's group leader now holds the number the task's group had.
+      // A stranger's group leader now holds the number the task's group had. Start times count in
+      // clock ticks (10 ms): one started in the task's own tick would pass for the task itself, which
+      // a real restart never sees (the task started long before). Wait for a later tick.
+      await waitFor(() => uptimeTicks() > state.pidStartTime + 1);
       const stranger = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
       try {
         const pid = stranger.pid!;
+        assert.notEqual(procStat(pid)?.startTime, state.pidStartTime);
         const taken = { ...state, pid: pid, pgid: pid, pidStartTime: state.pidStartTime };
         assert.equal(groupTakenOver(taken), true);
         const h = await recover(taken);
@@ -227,3 +234,8 @@ void describe('recover', () => {
     );
   });
 });
+
+/** Clock ticks since boot (the unit of a process's start time in /proc/<pid>/stat). */
+function uptimeTicks(): number {
+  return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
+}

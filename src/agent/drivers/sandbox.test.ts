@@ -6,13 +6,15 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { newId } from '../../core/ids.ts';
 import { silentLogger } from '../../core/log.ts';
 import { waitFor } from '../../testing/wait.ts';
 import { taskCgroupName } from '../cgroups/index.ts';
 import { isAlive } from '../fixtures.ts';
+import { sandboxDevReady } from '../sandbox-dev.ts';
 import { DEFAULT_TASK_UID_RANGE } from '../users.ts';
 import {
   dataDir,
@@ -246,7 +248,8 @@ void describe('the exec driver sandbox', async () => {
     const cfg = await taskConfig(
       data,
       'sh',
-      ['-c', 'bomb() { bomb | bomb & }; bomb; echo started; sleep 300'],
+      // exec: the task's own shell must not need a fork (the bomb may have taken every pid by then).
+      ['-c', 'bomb() { bomb | bomb & }; bomb; echo started; exec sleep 300'],
       {
         resources: { pids: 40 },
       },
@@ -368,6 +371,81 @@ void describe('the exec driver sandbox', async () => {
     const plain = await run(script);
     assert.equal(plain.out.trim(), 'hidden');
   });
+
+  void test(
+    "an unprivileged task's /dev is the machine's shared one: ptys work, nothing can be changed",
+    { skip },
+    async () => {
+      const cap = await nodeIsolation();
+      assert.ok(cap.sandboxDev !== undefined, 'the shared /dev was made');
+      const script = [
+        'awk \'$5 == "/dev" { print "dev=" $(NF-2) " " $(NF-1) }\' /proc/self/mountinfo',
+        'python3 -c "import os, pty; m, s = pty.openpty(); print(\'pty=\' + os.ttyname(s))"',
+        'echo "write=$(touch /dev/x 2>/dev/null && echo ok || echo denied)"',
+        'echo "null=$(echo hi > /dev/null && echo ok)"',
+        'echo "zero=$(head -c 4 /dev/zero | wc -c)"',
+      ].join('; ');
+      const { result, out } = await run(script);
+      assert.deepEqual(result, { exitCode: 0 });
+      const seen = Object.fromEntries(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
+      assert.equal(seen['dev'], 'tmpfs unum-sandbox-dev', 'the shared tmpfs, bound');
+      assert.match(seen['pty'] ?? '', /^\/dev\/pts\/\d+$/);
+      assert.equal(seen['write'], 'denied');
+      assert.equal(seen['null'], 'ok');
+      assert.equal(seen['zero'], '4');
+      // A root task gets a /dev of its own: it could change a shared one.
+      const asRoot = drivers.exec({
+        logger: silentLogger(),
+        enabled: true,
+        dataDir: data.path,
+        isolation: cap,
+        allowedTaskUsers: ['root'],
+      });
+      const cfg = await taskConfig(
+        data,
+        'sh',
+        // The last mount on /dev (the host's is under it, from the read-only root).
+        ['-c', 'awk \'$5 == "/dev" { l = $(NF-1) " " $(NF) } END { print l }\' /proc/self/mountinfo'],
+        { user: 'root' },
+      );
+      const h = await asRoot.start(cfg);
+      handles.push(h);
+      assert.deepEqual(await h.wait(), { exitCode: 0 });
+      const rootDev = await stdoutOf(cfg);
+      assert.match(rootDev, /^tmpfs /, 'bwrap made it');
+      assert.doesNotMatch(rootDev, /unum-sandbox-dev/);
+    },
+  );
+
+  void test(
+    'a shared /dev unmounted since start-up: tasks still start, and it is made again',
+    { skip },
+    async () => {
+      const dir = `/run/unum-test-${newId().slice(0, 8)}/sandbox-dev`;
+      const driver = drivers.exec({
+        logger: silentLogger(),
+        enabled: true,
+        dataDir: data.path,
+        isolation: { ...(await nodeIsolation()), sandboxDev: dir },
+      });
+      try {
+        const cfg = await taskConfig(data, 'sh', ['-c', 'test -c /dev/null && echo ok']);
+        const h = await driver.start(cfg);
+        handles.push(h);
+        assert.deepEqual(await h.wait(), { exitCode: 0 });
+        assert.equal((await stdoutOf(cfg)).trim(), 'ok');
+        await waitFor(() => sandboxDevReady(dir), { description: 'the shared /dev to be made again' });
+      } finally {
+        for (const m of [join(dir, 'pts'), dir]) spawnSync('umount', [m]);
+        await rm(dirname(dir), { recursive: true, force: true });
+      }
+    },
+  );
 
   void test('the hostname is the allocation name', { skip }, async () => {
     const { out } = await run('hostname', { allocName: 'web.api[3]' });

@@ -25,6 +25,11 @@ export interface SandboxSpec {
   /** /proc entries to mask: files get /dev/null, directories an empty tmpfs. */
   maskedProc: { files: readonly string[]; dirs: readonly string[] };
   hostname: string;
+  /**
+   * The machine's shared /dev tree (../sandbox-dev.ts), bound in one mount; absent: bwrap's own
+   * `--dev`. Only for an unprivileged task without devices: bwrap makes their mount points in /dev.
+   */
+  sharedDev?: string;
   /** Device files to bind into /dev (a granted GPU); missing ones are skipped. */
   devices?: readonly string[];
   /** Size of the private /tmp and /dev/shm (their pages count against the task's memory limit too). */
@@ -45,7 +50,8 @@ export interface SandboxSpec {
 
 /** bwrap's arguments (after the program name) for the spec. */
 export function bwrapArgs(spec: SandboxSpec): string[] {
-  const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc'];
+  const dev = spec.sharedDev === undefined ? ['--dev', '/dev'] : ['--dev-bind', spec.sharedDev, '/dev'];
+  const a: string[] = ['--ro-bind', '/', '/', ...dev, '--proc', '/proc'];
   // A task running as root must not tune the host's kernel (an unprivileged uid can not anyway).
   if (spec.drop === undefined) a.push('--ro-bind', '/proc/sys', '/proc/sys');
   for (const f of spec.maskedProc.files) a.push('--ro-bind', '/dev/null', f);

@@ -105,6 +105,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   let child: ChildProcess;
   let exit: Promise<RawExit>;
   let gate: Promise<Prepared> | undefined;
+  let pidStartTime = 0;
   try {
     if (stdout === undefined) throw new Error(`could not open ${config.stdoutPath}`);
     if (stderr === undefined) throw new Error(`could not open ${config.stderrPath}`);
@@ -127,13 +128,14 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
       const err = await spawnError;
       throw new Error(describeExecFailure(program, err), { cause: err });
     }
+    // Now, before anything is awaited: the event loop reaps a task that exits at once, and its start
+    // time (what tells it from a later process with its pid) would be lost with it.
+    pidStartTime = procStat(child.pid)?.startTime ?? 0;
   } finally {
     // The child holds its own copies of the descriptors now.
     await Promise.all(files.map((f) => (typeof f === 'object' ? f.close() : undefined)));
   }
   const pid = child.pid;
-  // Before the event loop can reap a task that exits at once.
-  const pidStartTime = procStat(pid)?.startTime ?? 0;
   const prepared =
     gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
   const state: TaskHandleState = {
