@@ -97,7 +97,7 @@ export class AllocRunner {
         stderrPath: taskDir.stderr,
         resources: { cpu: task.resources.cpu, memory: task.resources.memory },
       };
-      // The exec driver decides what a job's user may be (allowedTaskUsers); raw_exec ignores it.
+      // The driver decides what a job's user may be (exec: allowedTaskUsers; raw_exec: only its own).
       if (task.user !== undefined) config.user = task.user;
       const devicePaths = taskDevicePaths(opts.alloc, task.name);
       if (devicePaths.length > 0) config.devicePaths = devicePaths;

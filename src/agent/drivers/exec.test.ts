@@ -11,6 +11,7 @@ import { waitFor } from '../../testing/wait.ts';
 import { taskCgroupName } from '../cgroups/index.ts';
 import { isAlive } from '../fixtures.ts';
 import { noIsolation, type IsolationCapability } from '../isolation.ts';
+import { currentUserName } from '../users.ts';
 import {
   dataDir,
   nodeIsolation,
@@ -269,6 +270,18 @@ void describe('raw_exec driver', () => {
       assert.equal((await stdoutOf(cfg)).trim(), String(process.getuid?.()));
       assert.equal(h.state.wrapper, 'sh');
       assert.equal(await h.usage(), undefined);
+      // user: can not be honoured without a uid change: refused, unless it is the agent's own.
+      const other = await taskConfig(data, 'true', [], { user: 'nobody' });
+      await assert.rejects(raw.start(other), (err: unknown) => {
+        assert.ok(err instanceof ExecError);
+        assert.match(
+          err.message,
+          /user "nobody" can not be used with raw_exec: it runs tasks as the agent's user/,
+        );
+        return true;
+      });
+      const own = await taskConfig(data, 'true', [], { user: currentUserName() });
+      assert.deepEqual(await (await raw.start(own)).wait(), { exitCode: 0 });
     } finally {
       await data.cleanup();
     }

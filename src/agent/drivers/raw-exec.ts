@@ -1,6 +1,6 @@
 /**
  * The `raw_exec` driver: runs a program as the agent's own user with no isolation at all (no
- * namespaces, no cgroup, no uid change; `user:` is ignored). Off unless the operator enables it
+ * namespaces, no cgroup, no uid change: a `user:` other than the agent's own is refused). Off unless the operator enables it
  * (`enableRawExec`), because a task then has every right the agent has. Like exec without a sandbox,
  * the task runs behind a shell that records its exit code, so a restarted agent re-attaches to it.
  */
@@ -8,7 +8,15 @@ import type { DriverInfo } from '../../core/types.ts';
 import { statusPathFor } from './exec.ts';
 import { checkCommand } from './process.ts';
 import { launch, reattach } from './task-process.ts';
-import type { Driver, DriverOptions, TaskConfig, TaskHandle, TaskHandleState } from './types.ts';
+import { currentUserName } from '../users.ts';
+import {
+  ExecError,
+  type Driver,
+  type DriverOptions,
+  type TaskConfig,
+  type TaskHandle,
+  type TaskHandleState,
+} from './types.ts';
 
 export function createRawExecDriver(options: DriverOptions): Driver {
   const logger = options.logger.child({ driver: 'raw_exec' });
@@ -29,6 +37,12 @@ export function createRawExecDriver(options: DriverOptions): Driver {
       if (!options.enabled)
         throw new Error(
           'the raw_exec driver is disabled on this node (enable raw_exec in the agent configuration)',
+        );
+      // No uid change here: a job that asks for another user must not silently run as the agent's.
+      if (config.user !== undefined && config.user !== currentUserName())
+        throw new ExecError(
+          `user ${JSON.stringify(config.user)} can not be used with raw_exec: it runs tasks as the agent's user ${JSON.stringify(currentUserName())} (use the exec driver, where the operator allows that user)`,
+          'EPERM',
         );
       await checkCommand(config);
       return launch({

@@ -39,7 +39,7 @@ export interface TaskConfig {
   devicePaths?: string[];
   /**
    * Run as this user (exec driver). Honoured only when the operator allows it (`allowedTaskUsers`);
-   * without it the exec driver runs the task as a uid of its own. raw_exec ignores it.
+   * without it the exec driver runs the task as a uid of its own. raw_exec refuses any but the agent's own user.
    */
   user?: string;
   /**
