@@ -115,12 +115,7 @@ void describe('the exec driver sandbox', async () => {
     ].join('\n');
     const { result, out } = await run(script);
     assert.deepEqual(result, { exitCode: 0 });
-    const seen = Object.fromEntries(
-      out
-        .trim()
-        .split('\n')
-        .map((l) => l.split('=')),
-    );
+    const seen = keyValues(out);
     assert.deepEqual(seen, {
       etc: 'denied',
       usr: 'denied',
@@ -348,12 +343,7 @@ void describe('the exec driver sandbox', async () => {
       handles.push(h);
       assert.deepEqual(await h.wait(), { exitCode: 0 });
       const out = await stdoutOf(cfg);
-      const seen = Object.fromEntries(
-        out
-          .trim()
-          .split('\n')
-          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-      );
+      const seen = keyValues(out);
       assert.equal(seen['sys'], '');
       assert.equal(seen['sysfs'], '0');
       for (const p of masked) assert.equal(seen[p], '0', `${p} shows nothing`);
@@ -387,12 +377,7 @@ void describe('the exec driver sandbox', async () => {
       ].join('; ');
       const { result, out } = await run(script);
       assert.deepEqual(result, { exitCode: 0 });
-      const seen = Object.fromEntries(
-        out
-          .trim()
-          .split('\n')
-          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-      );
+      const seen = keyValues(out);
       assert.equal(seen['dev'], 'tmpfs unum-sandbox-dev', 'the shared tmpfs, bound');
       assert.match(seen['pty'] ?? '', /^\/dev\/pts\/\d+$/);
       assert.equal(seen['write'], 'denied');
@@ -571,3 +556,13 @@ void describe('sandbox pieces', () => {
     assert.equal(describeExit({}), 'exit status unknown');
   });
 });
+
+/** `key=value` lines (a later key wins): what the sandbox scripts print. */
+function keyValues(out: string): Record<string, string> {
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+}
