@@ -51,8 +51,6 @@ export interface DetectIsolationOptions {
   detectCgroups?: () => Promise<CgroupDetection>;
   /** Where tools are looked up (default the agent's PATH plus the standard system dirs). */
   path?: string;
-  /** Where the shared /dev of sandboxes is made (default SANDBOX_DEV_DIR); false: none. */
-  sandboxDev?: string | false;
 }
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -155,10 +153,7 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   // Quietly: setpriv does the same, a little slower.
   if (unsharePath !== undefined && unshareError === undefined) cap.unsharePath = unsharePath;
   // Quietly too: without it each sandbox gets bwrap's own /dev, a little slower.
-  if (namespaces && options.sandboxDev !== false) {
-    const dir = options.sandboxDev ?? SANDBOX_DEV_DIR;
-    if ((await ensureSandboxDev(dir)) === undefined) cap.sandboxDev = dir;
-  }
+  if (namespaces && (await ensureSandboxDev(SANDBOX_DEV_DIR)) === undefined) cap.sandboxDev = SANDBOX_DEV_DIR;
   return cap;
 }
 

@@ -5,7 +5,8 @@
  *   cgroup     memory, CPU and pids limits; usage; kill-all; OOM kills seen   (root + cgroups)
  *   sandbox    bwrap: own pid/mount/ipc/uts namespaces, read-only host, only its own directories
  *              writable, private /tmp, masked /sys and /proc entries          (root + bwrap)
- *   identity   a uid of its own per allocation (or an allowed `user:`), no_new_privs (root + setpriv)
+ *   identity   a uid of its own per allocation (or an allowed `user:`), no_new_privs (root + setpriv;
+ *              in a sandbox the drop itself is unshare's, where it has -S/-G)
  *
  * Without root none of these exist: the task runs as the agent's user behind a small shell that
  * records its exit code (so that a restarted agent still learns it). README.md, "Isolation".
