@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -7,7 +8,15 @@ import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../testing/wait.ts';
 import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
 import { tempDir } from './fixtures.ts';
-import { gcAllocDirs, logBounds, markAllocDirEnded, rotateLog, streamLog, tailOffset } from './logs.ts';
+import {
+  gcAllocDirs,
+  logBounds,
+  markAllocDirEnded,
+  rotateLog,
+  rotationHooks,
+  streamLog,
+  tailOffset,
+} from './logs.ts';
 
 /** Everything the log holds from logical `offset`, as streamLog serves it. */
 async function readLog(path: string, offset = 0): Promise<string> {
@@ -71,6 +80,63 @@ void describe('log rotation', () => {
     // The last lines, across files.
     assert.equal(all.slice(await tailOffset(file, 3)), '359\n360\ntail\n');
     assert.equal(await tailOffset(file, 100_000), start);
+  });
+
+  void test('a line the task has not finished yet is kept whole across a rotation', async () => {
+    const logs = join(dir.path, 'partial');
+    await mkdir(logs);
+    const file = join(logs, 'stdout.log');
+    const fh = await open(file, 'a');
+    await fh.write(`${numbered(1, 40)}password: `);
+    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
+    await fh.write('hunter2\n');
+    await fh.close();
+    assert.equal(
+      await readFile(`${file}.1`, 'utf8'),
+      `${numbered(1, 40)}password: `,
+      'nothing lost, nothing added',
+    );
+    assert.equal(await readLog(file), `${numbered(1, 40)}password: hunter2\n`);
+  });
+
+  void test('writes lost in the copy-truncate window do not glue two lines together', async (t) => {
+    const logs = join(dir.path, 'window');
+    await mkdir(logs);
+    const file = join(logs, 'stdout.log');
+    const fh = await open(file, 'a');
+    // The copy sees a write half done ("12" of "1234\n"); the rest, and more, lands before the truncate.
+    await fh.write(`${numbered(1, 40)}12`);
+    rotationHooks.beforeTruncate = (path) => {
+      if (path === file) appendFileSync(file, '34\n41\n');
+    };
+    t.after(() => (rotationHooks.beforeTruncate = undefined));
+    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
+    rotationHooks.beforeTruncate = undefined;
+    await fh.write('42\n');
+    await fh.close();
+    const text = await readLog(file);
+    assert.equal(text, `${numbered(1, 40)}12\n42\n`, 'the cut line is ended; what was lost is gone');
+    const { start, end } = await logBounds(file);
+    assert.equal(end - start, Buffer.byteLength(text), 'offsets count the newline that ended the cut line');
+    assert.equal(await readLog(file, end - 3), '42\n');
+  });
+
+  void test('of a file that grew far past the limit, what is kept starts at a line', async () => {
+    const logs = join(dir.path, 'grown');
+    await mkdir(logs);
+    const file = join(logs, 'stdout.log');
+    const all = numbered(1, 1000);
+    await writeFile(file, all);
+    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 2 }), true);
+    const kept = await readFile(`${file}.1`, 'utf8');
+    assert.ok(kept.length <= 1000 && kept.length > 900, `kept ${kept.length} bytes`);
+    assert.ok(
+      all.endsWith(kept) && all.at(-kept.length - 1) === '\n',
+      `kept starts at a line: ${kept.slice(0, 10)}`,
+    );
+    const { start, end } = await logBounds(file);
+    assert.equal(end, Buffer.byteLength(all), 'the end is everything written');
+    assert.equal(start, end - kept.length);
   });
 
   // What is kept, and what is dropped, depends on when the rotations happen to run against the writer:

@@ -22,7 +22,7 @@
  * Readers and the rotator live in the same agent process: a per-file generation counter (odd while a
  * rotation runs) lets a reader detect a rotation that happened during its read and read again.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { fstatSync, ftruncateSync, watch, type FSWatcher } from 'node:fs';
 import { open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -127,6 +127,9 @@ export async function rotateLog(path: string, limits: LogLimits): Promise<boolea
   }
 }
 
+/** For tests: a write landing in the copy-truncate window, made to happen on purpose. */
+export const rotationHooks: { beforeTruncate?: ((path: string) => void) | undefined } = {};
+
 /** Removes rotated files numbered `keep + 1` and above. */
 async function dropRotated(path: string, keep: number): Promise<void> {
   const prefix = `${basename(path)}.`;
@@ -149,9 +152,11 @@ async function renameIfExists(from: string, to: string): Promise<void> {
  * Shifts the rotated files (keeping `keepRotated`), copies the file into `.1` (when one is kept) and
  * truncates it, catching up with what the task appends meanwhile so that only the writes between
  * the last read and the truncate are lost. Of a file longer than `maxCopy` (it grew while the agent
- * was down) only the last `maxCopy` bytes are copied, and the older rotated files are dropped: they
- * would no longer join up with it. Returns the length of the file that was moved out (copied or
- * skipped): the logical offset advances by that much.
+ * was down) only the last `maxCopy` bytes are copied, from the first line that starts in them, and
+ * the older rotated files are dropped: they would no longer join up with it. When writes were lost
+ * and the copy ends inside a line, `.1` gets a newline to end it. Returns the length of the file
+ * that was moved out (copied, with that newline, or skipped): the logical offset advances by that
+ * much.
  */
 async function copyAndTruncate(path: string, keepRotated: number, maxCopy: number): Promise<number> {
   const src = await open(path, 'r+');
@@ -161,7 +166,14 @@ async function copyAndTruncate(path: string, keepRotated: number, maxCopy: numbe
       await src.truncate(0);
       return size;
     }
-    const skip = Math.max(0, size - maxCopy);
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let skip = Math.max(0, size - maxCopy);
+    if (skip > 0) {
+      // Start at a line: the bytes before the first newline are the end of a line that is not kept.
+      const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, size - skip), skip);
+      const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+      if (nl >= 0 && nl + 1 < bytesRead) skip += nl + 1;
+    }
     await dropRotated(path, skip > 0 ? 0 : keepRotated);
     if (skip === 0)
       for (let k = keepRotated - 1; k >= 1; k--) await renameIfExists(`${path}.${k}`, `${path}.${k + 1}`);
@@ -169,23 +181,33 @@ async function copyAndTruncate(path: string, keepRotated: number, maxCopy: numbe
     const tmp = `${to}.tmp`;
     const out = await open(tmp, 'w', 0o644);
     let pos = skip;
+    let last = 0x0a;
     try {
       let end = size;
-      const buf = Buffer.allocUnsafe(CHUNK);
       for (let round = 0; round < 16 && pos < end; round++) {
         while (pos < end) {
           const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, end - pos), pos);
           if (bytesRead === 0) break;
           await out.write(buf, 0, bytesRead);
           pos += bytesRead;
+          last = buf[bytesRead - 1] ?? last;
         }
         end = (await src.stat()).size;
+      }
+      rotationHooks.beforeTruncate?.(path);
+      // Writes that land between this look and the truncate are lost (the copy-truncate window);
+      // both are system calls back to back, without a turn of the event loop between them.
+      const lost = fstatSync(src.fd).size > pos;
+      ftruncateSync(src.fd, 0);
+      // The copy may end inside a line whose rest was just lost (a writer that outran the copy, or
+      // a write seen half done): end that line, or it would run into the next file's first one.
+      if (lost && last !== 0x0a) {
+        await out.write('\n');
+        pos += 1;
       }
     } finally {
       await out.close();
     }
-    // Writes that landed after the last read are lost here (the copy-truncate window).
-    await src.truncate(0);
     await rename(tmp, to);
     return pos;
   } finally {
