@@ -62,6 +62,8 @@ export interface AgentConfig {
   taskUidRange?: { min: number; max: number };
   taskPidsLimit?: number;
   cpuHardCap?: boolean;
+  /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
+  favorDynmods?: boolean;
 }
 
 export interface StopOptions {
@@ -138,10 +140,11 @@ export class Agent {
     this.clients = cfg.servers.map((addr) => new UnumClient({ addr }));
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =
-      cfg.taskIsolation === 'off' || cfg.taskUidRange !== undefined
+      cfg.taskIsolation === 'off' || cfg.taskUidRange !== undefined || cfg.favorDynmods === false
         ? detectIsolation({
             ...(cfg.taskIsolation ? { mode: cfg.taskIsolation } : {}),
             ...(cfg.taskUidRange ? { taskUidRange: cfg.taskUidRange } : {}),
+            ...(cfg.favorDynmods === false ? { favorDynmods: false } : {}),
           })
         : detectIsolationOnce();
     this.drivers = (Object.keys(driverFactories) as DriverName[]).map((name) =>
@@ -196,6 +199,17 @@ export class Agent {
   private async init(): Promise<void> {
     const isolation = await this.isolation;
     for (const warning of isolation.warnings) this.logger.warn({ isolation: true }, warning);
+    const moves = isolation.cgroupMoves;
+    if (moves?.state === 'mounted')
+      this.logger.info(
+        { mountPoint: moves.mountPoint },
+        'moves into cgroups made quick: a cgroup hierarchy with favordynmods is mounted (umount it, or start the agent with --no-favordynmods, to leave the kernel as it was)',
+      );
+    else if (moves?.state === 'unavailable')
+      this.logger.info(
+        { problem: moves.problem },
+        'this kernel can not make moves into cgroups quick (favordynmods, Linux 6.0 and later): each task start may wait for an RCU grace period',
+      );
     const fp = await fingerprint(this.cfg.dataDir, this.drivers, { isolation });
     this.driverInfo = fp.drivers;
     this.registration = {

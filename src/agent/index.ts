@@ -62,6 +62,8 @@ export interface AgentOptions {
   taskPidsLimit?: number;
   /** Also cap each task's CPU time at its `cpu` (otherwise `cpu` is a relative weight); default false. */
   cpuHardCap?: boolean;
+  /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
+  favorDynmods?: boolean;
 }
 
 export type { StopOptions } from './agent.ts';
@@ -152,6 +154,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(options.taskUidRange !== undefined ? { taskUidRange: options.taskUidRange } : {}),
     ...(options.taskPidsLimit !== undefined ? { taskPidsLimit: options.taskPidsLimit } : {}),
     ...(options.cpuHardCap !== undefined ? { cpuHardCap: options.cpuHardCap } : {}),
+    ...(options.favorDynmods !== undefined ? { favorDynmods: options.favorDynmods } : {}),
   });
   await agent.start();
   // The agent logs them once itself; callers (unum up, unum agent) show them to the operator.

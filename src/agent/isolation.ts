@@ -14,7 +14,8 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { detectCgroups } from './cgroups/index.ts';
+import { detectCgroups, favorDynamicMoves, type FavorDynmodsResult } from './cgroups/index.ts';
+import { readMounts } from './cgroups/mountinfo.ts';
 import type { CgroupDetection, CgroupManager } from './cgroups/types.ts';
 import { SANDBOX_DEV_DIR, ensureSandboxDev } from './sandbox-dev.ts';
 import { DEFAULT_TASK_UID_RANGE, uidRangeWarnings } from './users.ts';
@@ -37,6 +38,8 @@ export interface IsolationCapability {
   unsharePath?: string;
   /** The shared /dev of unprivileged sandboxes (./sandbox-dev.ts), when it could be made. */
   sandboxDev?: string;
+  /** Whether moves into cgroups are quick (./cgroups/favor.ts); looked at only with cgroups. */
+  cgroupMoves?: FavorDynmodsResult;
 }
 
 export interface DetectIsolationOptions {
@@ -51,6 +54,13 @@ export interface DetectIsolationOptions {
   detectCgroups?: () => Promise<CgroupDetection>;
   /** Where tools are looked up (default the agent's PATH plus the standard system dirs). */
   path?: string;
+  /**
+   * Make moves into cgroups quick by mounting a hierarchy with `favordynmods` (./cgroups/favor.ts),
+   * when cgroups are used. Default true; false leaves the kernel as it is.
+   */
+  favorDynmods?: boolean;
+  /** The mount table to look for `favordynmods` in (default `/proc/self/mountinfo`). */
+  mountinfoPath?: string;
 }
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -152,6 +162,8 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   if (setprivPath !== undefined) cap.setprivPath = setprivPath;
   // Quietly: setpriv does the same, a little slower.
   if (unsharePath !== undefined && unshareError === undefined) cap.unsharePath = unsharePath;
+  if (cap.cgroups !== undefined && options.favorDynmods !== false)
+    cap.cgroupMoves = await favorDynamicMoves(await readMounts(options.mountinfoPath));
   // Quietly too: without it each sandbox gets bwrap's own /dev, a little slower.
   if (namespaces && (await ensureSandboxDev(SANDBOX_DEV_DIR)) === undefined) cap.sandboxDev = SANDBOX_DEV_DIR;
   return cap;

@@ -36,6 +36,7 @@ export { taskCgroupName, validateCgroupName, isValidCgroupName } from './names.t
 export { cpuShares, cpuWeightFromShares, cpuQuotaMicros } from './limits.ts';
 export { V1CgroupManager, type V1ManagerOptions, type V1Hierarchies } from './v1.ts';
 export { V2CgroupManager, type V2ManagerOptions } from './v2.ts';
+export { favorDynamicMoves, favoringMount, FAVOR_DYNMODS_DIR, type FavorDynmodsResult } from './favor.ts';
 
 export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
 export const DEFAULT_V1_PARENT = 'unum';
