@@ -9,6 +9,8 @@
  * Each start gets a new allocation, set up before the clock starts as the alloc runner does: its
  * directories built and the driver's prepareAllocation() done (the exec driver leases its uid). Modes, one after the other:
  *   spawn        child_process.spawn, stdout to the log file: the floor
+ *   bwrap+drop   the same spawn of a bare `bwrap --ro-bind / / --proc --dev --unshare-pid,ipc,uts --
+ *                unshare -S 65534 -G 65534 -- date`: what the sandbox tools cost on this machine
  *   raw_exec     the raw_exec driver (the recording shell)
  *   exec-off     the exec driver with isolation turned off (what a non-root agent does)
  *   exec-nocg    the sandbox and the uid, without a cgroup             } where the time goes
@@ -65,10 +67,11 @@ async function newTask(allocs: string, driver?: Driver): Promise<TaskConfig> {
 }
 
 /** One raw spawn: what the drivers are measured against. */
-async function rawSpawn(cfg: TaskConfig): Promise<{ latency: number; startReturned: number }> {
+async function rawSpawn(cfg: TaskConfig, argv: readonly string[] = ['date', '+%s%N']) {
+  const [program, ...args] = argv;
   const t0 = nowMs();
   const out = await open(cfg.stdoutPath, 'a');
-  const child = spawn('date', ['+%s%N'], {
+  const child = spawn(program!, args, {
     cwd: cfg.cwd,
     env: cfg.env,
     stdio: ['ignore', out.fd, 'ignore'],
@@ -115,8 +118,22 @@ async function main(): Promise<void> {
   const exec = make('exec', cap);
   type Run = (cfg: TaskConfig) => Promise<{ latency: number; startReturned: number }>;
   const via = (d: Driver): [Run, Driver] => [(cfg) => viaDriver(d, cfg), d];
+  // What bubblewrap and dropping to an unprivileged uid cost on this machine, with no agent work
+  // around them: the least a sandbox started this way can cost.
+  const floorArgv =
+    cap.namespaces && cap.bwrapPath !== undefined && cap.unsharePath !== undefined
+      ? [
+          cap.bwrapPath,
+          ...['--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev'],
+          ...['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--'],
+          ...[cap.unsharePath, '-S', '65534', '-G', '65534', '--', 'date', '+%s%N'],
+        ]
+      : undefined;
   const modes: [string, Run, Driver?][] = [
-    ['spawn', rawSpawn],
+    ['spawn', (cfg) => rawSpawn(cfg)],
+    ...(floorArgv !== undefined
+      ? ([['bwrap+drop', (cfg) => rawSpawn(cfg, floorArgv)]] as [string, Run][])
+      : []),
     ['raw_exec', ...via(rawExec)],
     ['exec-off', ...via(execOff)],
     ...(cap.cgroups !== undefined && cap.namespaces
@@ -174,6 +191,12 @@ async function main(): Promise<void> {
     );
   const added = results['exec']!.p50Ms - base.p50Ms;
   console.log(`\nisolated exec adds ${added.toFixed(2)} ms at p50 over a raw spawn (target ≤ 8 ms)`);
+  const floor = results['bwrap+drop'];
+  const floorAdded = floor === undefined ? undefined : floor.p50Ms - base.p50Ms;
+  if (floorAdded !== undefined)
+    console.log(
+      `bare bwrap + unshare -S/-G adds ${floorAdded.toFixed(2)} ms on this machine: the agent's own work adds ${(added - floorAdded).toFixed(2)} ms to it`,
+    );
 
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   writeFileSync(
@@ -186,6 +209,7 @@ async function main(): Promise<void> {
         node: process.version,
         date: new Date().toISOString(),
         addedP50Ms: added,
+        ...(floorAdded !== undefined ? { bareSandboxAddedP50Ms: floorAdded } : {}),
         targetAddedP50Ms: 8,
         modes: results,
       },

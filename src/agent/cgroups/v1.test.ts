@@ -134,6 +134,16 @@ describe('cgroups v1 (real, as root)', { skip }, () => {
     assert.equal(again.available, true);
   });
 
+  test('a new cgroup without a hard cap keeps the kernel defaults that are not written: no quota, 100 ms', async () => {
+    const cgroup = await create('defaults', { memoryMiB: 48, cpuMillicores: 250, pids: 10 });
+    const p = mgr().paths(cgroup.name);
+    assert.equal(await read(join(p.cpu, 'cpu.cfs_quota_us')), '-1');
+    assert.equal(await read(join(p.cpu, 'cpu.cfs_period_us')), '100000');
+    assert.equal(await read(join(p.memory, 'memory.limit_in_bytes')), String(48 * MIB));
+    const memsw = join(p.memory, 'memory.memsw.limit_in_bytes');
+    if (existsSync(memsw)) assert.equal(await read(memsw), String(48 * MIB));
+  });
+
   test('the limit files hold what was asked, and re-creating replaces them', async () => {
     const cgroup = await create('limits', { memoryMiB: 32, cpuMillicores: 500, cpuHardCap: true, pids: 20 });
     const p = mgr().paths(cgroup.name);

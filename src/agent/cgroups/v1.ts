@@ -10,7 +10,7 @@
  *
  * A process joins by writing its pid to the cgroup.procs of every one of them (`procsFiles`).
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import {
   childCgroups,
@@ -95,7 +95,7 @@ export class V1CgroupManager implements CgroupManager {
     let madeAll = true;
     try {
       for (const dir of dirs) if (!makeCgroupDirSync(dir)) madeAll = false;
-      applyV1Limits(paths, limits);
+      applyV1Limits(paths, limits, madeAll);
     } catch (err) {
       // A cgroup made just now holds nothing yet: do not leave it behind half-configured.
       if (madeAll) await Promise.allSettled(dirs.map((d) => removeCgroupDir(d, 0)));
@@ -217,14 +217,29 @@ class V1TaskCgroup implements TaskCgroup {
 /**
  * Writes the limits. memory.memsw.limit_in_bytes (memory + swap, present when the kernel accounts
  * swap) is set equal to the memory limit so that swapping can not dodge it; the kernel wants memsw ≥
- * memory at every step, so the order depends on whether the limit goes up or down.
+ * memory at every step, so the order depends on whether the limit goes up or down. A cgroup made
+ * just now (`fresh`) has the kernel's defaults: no memory limit, a 100 ms CPU period and no quota;
+ * what would only write a default again is skipped (each write is a few tens of microseconds on the
+ * path to the task's start).
  */
-function applyV1Limits(paths: V1Hierarchies, limits: CgroupLimits): void {
+/** Whether the kernel accounts swap (memory.memsw.* exist), per memory hierarchy: it does not change. */
+const swapAccounting = new Map<string, boolean>();
+function accountsSwap(memoryDir: string, memswFile: string): boolean {
+  const hierarchy = dirname(dirname(memoryDir));
+  let known = swapAccounting.get(hierarchy);
+  if (known === undefined) {
+    known = existsSync(memswFile);
+    swapAccounting.set(hierarchy, known);
+  }
+  return known;
+}
+
+function applyV1Limits(paths: V1Hierarchies, limits: CgroupLimits, fresh: boolean): void {
   const limitFile = join(paths.memory, 'memory.limit_in_bytes');
   const memswFile = join(paths.memory, 'memory.memsw.limit_in_bytes');
   const bytes = memoryBytes(limits.memoryMiB);
-  if (existsSync(memswFile)) {
-    const current = parseSingleValue(readControlSync(limitFile), 'memory.limit_in_bytes');
+  if (accountsSwap(paths.memory, memswFile)) {
+    const current = fresh ? Infinity : parseSingleValue(readControlSync(limitFile), 'memory.limit_in_bytes');
     const order = bytes >= current ? [memswFile, limitFile] : [limitFile, memswFile];
     for (const file of order) writeControlSync(file, String(bytes));
   } else {
@@ -232,11 +247,13 @@ function applyV1Limits(paths: V1Hierarchies, limits: CgroupLimits): void {
   }
 
   writeControlSync(join(paths.cpu, 'cpu.shares'), String(cpuShares(limits.cpuMillicores)));
-  writeControlSync(join(paths.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_MICROS));
-  writeControlSync(
-    join(paths.cpu, 'cpu.cfs_quota_us'),
-    limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : '-1',
-  );
+  if (!fresh || limits.cpuHardCap === true) {
+    writeControlSync(join(paths.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_MICROS));
+    writeControlSync(
+      join(paths.cpu, 'cpu.cfs_quota_us'),
+      limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : '-1',
+    );
+  }
 
   writeControlSync(join(paths.pids, 'pids.max'), String(limits.pids));
 }

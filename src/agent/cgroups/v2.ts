@@ -87,7 +87,7 @@ export class V2CgroupManager implements CgroupManager {
     // without them, and the writes below then fail naming the missing file.
     const made = makeCgroupDirSync(dir);
     try {
-      applyV2Limits(dir, limits);
+      applyV2Limits(dir, limits, made);
     } catch (err) {
       if (made) await removeCgroupDir(dir, 0).catch(() => undefined);
       throw err;
@@ -209,13 +209,19 @@ class V2TaskCgroup implements TaskCgroup {
  * dodge the limit); cpu.weight from the v1 shares mapping; cpu.max (`max` without a hard cap);
  * pids.max. Every value is written each time, so re-creating with other limits replaces them all.
  */
-function applyV2Limits(dir: string, limits: CgroupLimits): void {
+/**
+ * Writes the limits. A cgroup made just now (`fresh`) has the kernel's default `cpu.max` (no quota,
+ * a 100 ms period): writing it again is skipped, as in v1.
+ */
+function applyV2Limits(dir: string, limits: CgroupLimits, fresh: boolean): void {
   writeControlSync(join(dir, 'memory.max'), String(memoryBytes(limits.memoryMiB)));
   const swapMax = join(dir, 'memory.swap.max');
   if (existsSync(swapMax)) writeControlSync(swapMax, '0');
   writeControlSync(join(dir, 'cpu.weight'), String(cpuWeightFromShares(cpuShares(limits.cpuMillicores))));
-  const quota = limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : 'max';
-  writeControlSync(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_MICROS}`);
+  if (!fresh || limits.cpuHardCap === true) {
+    const quota = limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : 'max';
+    writeControlSync(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_MICROS}`);
+  }
   writeControlSync(join(dir, 'pids.max'), String(limits.pids));
 }
 
