@@ -22,7 +22,7 @@
  * Readers and the rotator live in the same agent process: a per-file generation counter (odd while a
  * rotation runs) lets a reader detect a rotation that happened during its read and read again.
  */
-import { fstatSync, ftruncateSync, watch, type FSWatcher } from 'node:fs';
+import { fstatSync, ftruncateSync, readSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -30,6 +30,8 @@ import { isSafeAllocId } from './alloc-dir.ts';
 import { writeFileAtomic } from './state.ts';
 
 const CHUNK = 64 * 1024;
+/** The most a rotation copies synchronously, right before its truncate. */
+const SYNC_CATCH_UP = 1024 * 1024;
 /** More rotated files than this are never looked for. */
 const MAX_ROTATED = 1000;
 
@@ -194,9 +196,19 @@ async function copyAndTruncate(path: string, keepRotated: number, maxCopy: numbe
         }
         end = (await src.stat()).size;
       }
+      // The last catch-up is synchronous, up to the end of the file (at most SYNC_CATCH_UP bytes):
+      // what the task writes meanwhile would otherwise land in a trip through the thread pool.
+      for (let copied = 0; copied < SYNC_CATCH_UP;) {
+        const n = readSync(src.fd, buf, 0, CHUNK, pos);
+        if (n === 0) break;
+        writeSync(out.fd, buf, 0, n);
+        pos += n;
+        copied += n;
+        last = buf[n - 1] ?? last;
+      }
       rotationHooks.beforeTruncate?.(path);
-      // Writes that land between this look and the truncate are lost (the copy-truncate window);
-      // both are system calls back to back, without a turn of the event loop between them.
+      // Writes that land between the last read and the truncate are lost (the copy-truncate
+      // window): microseconds, with no turn of the event loop in between.
       const lost = fstatSync(src.fd).size > pos;
       ftruncateSync(src.fd, 0);
       // The copy may end inside a line whose rest was just lost (a writer that outran the copy, or
