@@ -215,6 +215,21 @@ class V1TaskCgroup implements TaskCgroup {
 }
 
 /**
+ * Whether the kernel accounts swap (memory.memsw.* exist): a property of the kernel, looked up once
+ * per unum parent in the memory hierarchy.
+ */
+const swapAccounting = new Map<string, boolean>();
+function accountsSwap(memoryDir: string, memswFile: string): boolean {
+  const parent = dirname(memoryDir);
+  let known = swapAccounting.get(parent);
+  if (known === undefined) {
+    known = existsSync(memswFile);
+    swapAccounting.set(parent, known);
+  }
+  return known;
+}
+
+/**
  * Writes the limits. memory.memsw.limit_in_bytes (memory + swap, present when the kernel accounts
  * swap) is set equal to the memory limit so that swapping can not dodge it; the kernel wants memsw ≥
  * memory at every step, so the order depends on whether the limit goes up or down. A cgroup made
@@ -222,18 +237,6 @@ class V1TaskCgroup implements TaskCgroup {
  * what would only write a default again is skipped (each write is a few tens of microseconds on the
  * path to the task's start).
  */
-/** Whether the kernel accounts swap (memory.memsw.* exist), per memory hierarchy: it does not change. */
-const swapAccounting = new Map<string, boolean>();
-function accountsSwap(memoryDir: string, memswFile: string): boolean {
-  const hierarchy = dirname(dirname(memoryDir));
-  let known = swapAccounting.get(hierarchy);
-  if (known === undefined) {
-    known = existsSync(memswFile);
-    swapAccounting.set(hierarchy, known);
-  }
-  return known;
-}
-
 function applyV1Limits(paths: V1Hierarchies, limits: CgroupLimits, fresh: boolean): void {
   const limitFile = join(paths.memory, 'memory.limit_in_bytes');
   const memswFile = join(paths.memory, 'memory.memsw.limit_in_bytes');
