@@ -27,7 +27,7 @@ import {
   type TaskOptions,
 } from './driver-fixtures.ts';
 import { drivers } from './index.ts';
-import { bwrapArgs, dropArgs, isWithin, sanitizeHostname } from './sandbox.ts';
+import { ROOT_TASK_CAPABILITIES, bwrapArgs, dropArgs, isWithin, sanitizeHostname } from './sandbox.ts';
 import { fromCode, parseBwrapStatus } from './task-process.ts';
 import {
   ExecError,
@@ -349,6 +349,57 @@ void describe('the exec driver sandbox', async () => {
       for (const p of masked) assert.equal(seen[p], '0', `${p} shows nothing`);
       assert.equal(seen['proc-sys'], 'denied');
       assert.equal(seen['sys-write'], 'denied');
+      assert.equal(seen['uid'], '0');
+    },
+  );
+
+  void test(
+    'a task allowed to run as root keeps only a short list of capabilities: no mount, no mknod',
+    { skip },
+    async () => {
+      const asRoot = drivers.exec({
+        logger: silentLogger(),
+        enabled: true,
+        dataDir: data.path,
+        isolation: await nodeIsolation(),
+        allowedTaskUsers: ['root'],
+      });
+      const script = [
+        'awk \'/^(Cap(Eff|Prm)|NoNewPrivs):/ { sub(":", "", $1); print $1 "=" $2 }\' /proc/self/status',
+        'mkdir -p local/m',
+        'echo "mount=$(mount -t tmpfs none local/m 2>/dev/null && echo done || echo denied)"',
+        'echo "mknod=$(mknod local/disk b 8 0 2>/dev/null && echo done || echo denied)"',
+        'echo "chown=$(touch local/f && chown 1234:1234 local/f && stat -c %u local/f)"',
+        'echo "uid=$(id -u)"',
+      ].join('\n');
+      const cfg = await taskConfig(data, 'sh', ['-c', script], { user: 'root' });
+      const h = await asRoot.start(cfg);
+      handles.push(h);
+      assert.deepEqual(await h.wait(), { exitCode: 0 });
+      const seen = keyValues(await stdoutOf(cfg));
+      // capability(7) numbers of the list.
+      const numbers: Record<string, number> = {
+        CAP_CHOWN: 0,
+        CAP_DAC_OVERRIDE: 1,
+        CAP_FOWNER: 3,
+        CAP_FSETID: 4,
+        CAP_KILL: 5,
+        CAP_SETGID: 6,
+        CAP_SETUID: 7,
+        CAP_SETPCAP: 8,
+        CAP_NET_BIND_SERVICE: 10,
+        CAP_SYS_CHROOT: 18,
+        CAP_AUDIT_WRITE: 29,
+        CAP_SETFCAP: 31,
+      };
+      const want = ROOT_TASK_CAPABILITIES.reduce((m, c) => m | (1n << BigInt(numbers[c]!)), 0n);
+      assert.equal(BigInt(`0x${seen['CapEff']}`), want, `effective: ${seen['CapEff']}`);
+      assert.equal(BigInt(`0x${seen['CapPrm']}`), want, `permitted: ${seen['CapPrm']}`);
+      // What keeps a later exec (awk here) from getting the rest back, as root would otherwise.
+      assert.equal(seen['NoNewPrivs'], '1');
+      assert.equal(seen['mount'], 'denied');
+      assert.equal(seen['mknod'], 'denied');
+      assert.equal(seen['chown'], '1234', 'what root needs for its own files still works');
       assert.equal(seen['uid'], '0');
     },
   );

@@ -48,6 +48,29 @@ export interface SandboxSpec {
   args: readonly string[];
 }
 
+/**
+ * What a task running as root (an allowed `user: root`) may still do: own and change the files it
+ * can reach, change its uid and gid, bind low ports, signal its own processes, chroot. Not among
+ * them: mounting (CAP_SYS_ADMIN), device nodes (CAP_MKNOD: a disk's node made in the allocation
+ * directory would read the host's disk), raw sockets, ptrace, modules, the clock, the host's
+ * network configuration. The list container runtimes give root in a container, without MKNOD and
+ * NET_RAW.
+ */
+export const ROOT_TASK_CAPABILITIES = [
+  'CAP_AUDIT_WRITE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETPCAP',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+] as const;
+
 /** bwrap's arguments (after the program name) for the spec. */
 export function bwrapArgs(spec: SandboxSpec): string[] {
   const dev = spec.sharedDev === undefined ? ['--dev', '/dev'] : ['--dev-bind', spec.sharedDev, '/dev'];
@@ -85,6 +108,12 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   // /dev/null; the agent starts tasks without a controlling terminal).
   a.push('--new-session');
   a.push('--chdir', spec.taskDir, '--json-status-fd', String(spec.statusFd));
+  // bwrap run by root keeps every capability by default: a task allowed to run as root gets the
+  // short list a container runtime gives its root (an unprivileged task has none either way).
+  if (spec.drop === undefined) {
+    a.push('--cap-drop', 'ALL');
+    for (const cap of ROOT_TASK_CAPABILITIES) a.push('--cap-add', cap);
+  }
   if (spec.join !== undefined)
     a.push('--info-fd', String(spec.join.info), '--block-fd', String(spec.join.block));
   a.push('--');
