@@ -31,6 +31,7 @@ export const V2_DEFAULT_FILES: Readonly<Record<string, string>> = {
   'cgroup.kill': '',
   'memory.max': 'max\n',
   'memory.swap.max': 'max\n',
+  'memory.oom.group': '0\n',
   'memory.current': '0\n',
   'memory.peak': '0\n',
   'memory.stat': 'anon 0\nfile 0\ninactive_file 0\n',

@@ -74,8 +74,9 @@ describe('cgroups v2 (fake cgroupfs)', () => {
     assert.equal(await read(join(dir, 'cpu.weight')), '20', '500m = 512 shares = weight 20');
     assert.equal(await read(join(dir, 'cpu.max')), '50000 100000');
     assert.equal(await read(join(dir, 'pids.max')), '20');
-    // This kernel (the fake) has no memory.swap.max: nothing is written there.
+    // This kernel (the fake) has no memory.swap.max and no memory.oom.group: nothing is written there.
     assert.equal(existsSync(join(dir, 'memory.swap.max')), false);
+    assert.equal(existsSync(join(dir, 'memory.oom.group')), false);
   });
 
   test('memory.swap.max is set to 0 when the kernel has it; no hard cap is "max"; re-create replaces', async () => {
@@ -86,6 +87,7 @@ describe('cgroups v2 (fake cgroupfs)', () => {
     await manager.create('alloc2.db', { memoryMiB: 128, cpuMillicores: 1000, pids: 50 });
     assert.equal(await read(join(dir, 'memory.max')), String(128 * MIB));
     assert.equal(await read(join(dir, 'memory.swap.max')), '0');
+    assert.equal(await read(join(dir, 'memory.oom.group')), '1', 'out of memory, the whole task goes');
     assert.equal(await read(join(dir, 'cpu.weight')), '39', '1 core = 1024 shares = weight 39');
     assert.equal(await read(join(dir, 'cpu.max')), 'max 100000');
     assert.equal(await read(join(dir, 'pids.max')), '50');

@@ -210,13 +210,17 @@ class V2TaskCgroup implements TaskCgroup {
  * pids.max. Every value is written each time, so re-creating with other limits replaces them all.
  */
 /**
- * Writes the limits. A cgroup made just now (`fresh`) has the kernel's default `cpu.max` (no quota,
- * a 100 ms period): writing it again is skipped, as in v1.
+ * Writes the limits, and `memory.oom.group` = 1. A cgroup made just now (`fresh`) has the kernel's
+ * default `cpu.max` (no quota, a 100 ms period): writing it again is skipped, as in v1.
  */
 function applyV2Limits(dir: string, limits: CgroupLimits, fresh: boolean): void {
   writeControlSync(join(dir, 'memory.max'), String(memoryBytes(limits.memoryMiB)));
   const swapMax = join(dir, 'memory.swap.max');
   if (existsSync(swapMax)) writeControlSync(swapMax, '0');
+  // Out of memory, the whole task goes (as its stop would), not just its biggest process: a task
+  // left with a worker killed under it would run on broken. Kernels before 4.19 lack the file.
+  const oomGroup = join(dir, 'memory.oom.group');
+  if (existsSync(oomGroup)) writeControlSync(oomGroup, '1');
   writeControlSync(join(dir, 'cpu.weight'), String(cpuWeightFromShares(cpuShares(limits.cpuMillicores))));
   if (!fresh || limits.cpuHardCap === true) {
     const quota = limits.cpuHardCap === true ? String(cpuQuotaMicros(limits.cpuMillicores)) : 'max';
