@@ -30,6 +30,8 @@ import { isSafeAllocId } from './alloc-dir.ts';
 import { writeFileAtomic } from './state.ts';
 
 const CHUNK = 64 * 1024;
+/** How long a follower holds back the end of a line that has no newline yet (by default). */
+const PARTIAL_LINE_MS = 500;
 /** The most a rotation copies synchronously, right before its truncate. */
 const SYNC_CATCH_UP = 1024 * 1024;
 /** More rotated files than this are never looked for. */
@@ -183,7 +185,13 @@ async function copyAndTruncate(path: string, keepRotated: number, maxCopy: numbe
     const tmp = `${to}.tmp`;
     const out = await open(tmp, 'w', 0o644);
     let pos = skip;
-    let last = 0x0a;
+    // Just after the last newline copied (in the file's offsets).
+    let lineEnd = pos;
+    const copied = (n: number): void => {
+      const nl = buf.subarray(0, n).lastIndexOf(0x0a);
+      if (nl >= 0) lineEnd = pos + nl + 1;
+      pos += n;
+    };
     try {
       let end = size;
       for (let round = 0; round < 16 && pos < end; round++) {
@@ -191,20 +199,18 @@ async function copyAndTruncate(path: string, keepRotated: number, maxCopy: numbe
           const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, end - pos), pos);
           if (bytesRead === 0) break;
           await out.write(buf, 0, bytesRead);
-          pos += bytesRead;
-          last = buf[bytesRead - 1] ?? last;
+          copied(bytesRead);
         }
         end = (await src.stat()).size;
       }
       // The last catch-up is synchronous, up to the end of the file (at most SYNC_CATCH_UP bytes):
       // what the task writes meanwhile would otherwise land in a trip through the thread pool.
-      for (let copied = 0; copied < SYNC_CATCH_UP;) {
+      for (let caught = 0; caught < SYNC_CATCH_UP;) {
         const n = readSync(src.fd, buf, 0, CHUNK, pos);
         if (n === 0) break;
         writeSync(out.fd, buf, 0, n);
-        pos += n;
-        copied += n;
-        last = buf[n - 1] ?? last;
+        copied(n);
+        caught += n;
       }
       rotationHooks.beforeTruncate?.(path);
       // Writes that land between the last read and the truncate are lost (the copy-truncate
@@ -212,10 +218,17 @@ async function copyAndTruncate(path: string, keepRotated: number, maxCopy: numbe
       const lost = fstatSync(src.fd).size > pos;
       ftruncateSync(src.fd, 0);
       // The copy may end inside a line whose rest was just lost (a writer that outran the copy, or
-      // a write seen half done): end that line, or it would run into the next file's first one.
-      if (lost && last !== 0x0a) {
-        await out.write('\n');
-        pos += 1;
+      // a write seen half done). That line is dropped: it would run into the next file's first one,
+      // and a follower (which holds back a line until its newline) has not shown it. A copy without
+      // any newline (one line longer than the file) is ended instead.
+      if (lost && lineEnd < pos) {
+        if (lineEnd > skip) {
+          ftruncateSync(out.fd, lineEnd - skip);
+          pos = lineEnd;
+        } else {
+          writeSync(out.fd, '\n');
+          pos += 1;
+        }
       }
     } finally {
       await out.close();
@@ -362,6 +375,8 @@ export interface StreamLogOptions {
   pollMs?: number;
   /** Ends a follow (the agent is shutting down). */
   signal?: AbortSignal;
+  /** While following: how long the end of a line without its newline is held back (default 500 ms). */
+  holdPartialLineMs?: number;
 }
 
 /**
@@ -395,13 +410,33 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
   out.once('close', onClose);
   opts.signal?.addEventListener('abort', onClose, { once: true });
 
-  const copy = async (): Promise<void> => {
+  // While following a live task, the end of a line is held back until its newline (or until it has
+  // waited PARTIAL_LINE_MS: a prompt, dots of progress): a rotation that loses the rest of a line
+  // drops what was written of it, and a follower must not have shown it (see copyAndTruncate).
+  let partial: { at: number; since: number } | undefined;
+  const holdMs = opts.holdPartialLineMs ?? PARTIAL_LINE_MS;
+  const copy = async (hold: boolean): Promise<void> => {
     for (;;) {
       if (closed || gone()) return;
       const chunk = await readAt(opts.path, pos);
-      if (chunk.data.length === 0) return;
-      pos = chunk.pos + chunk.data.length;
-      if (!out.write(chunk.data)) {
+      let data = chunk.data;
+      if (data.length === 0) return;
+      if (hold) {
+        const nl = data.lastIndexOf(0x0a);
+        if (nl + 1 < data.length && data.length < CHUNK) {
+          // The chunk ends inside a line: hold its end back, unless it has waited long enough.
+          // (The poll wakes this loop again in time to let it go.)
+          const start = chunk.pos + nl + 1;
+          if (partial?.at !== start) partial = { at: start, since: Date.now() };
+          if (Date.now() - partial.since < holdMs) {
+            if (nl < 0) return;
+            data = data.subarray(0, nl + 1);
+          }
+        }
+      }
+      pos = chunk.pos + data.length;
+      if (pos > (partial?.at ?? Infinity)) partial = undefined;
+      if (!out.write(data)) {
         // Wait for room; a poke (the poll, the agent shutting down) also ends the wait, so that a
         // socket that died without a word cannot hold this loop forever.
         await new Promise<void>((resolve) => {
@@ -425,7 +460,7 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
   let timer: NodeJS.Timeout | undefined;
   try {
     if (opts.follow) timer = setInterval(poke, opts.pollMs ?? 250);
-    await copy();
+    await copy(opts.follow && opts.isLive());
     if (!opts.follow) return;
     try {
       // Copy-truncate keeps the current file's inode: the watch survives rotations.
@@ -440,7 +475,8 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
       if (closed || gone()) break;
       // Read liveness before copying: whatever was written before the end is then drained.
       const live = opts.isLive();
-      await copy();
+      // Once the task can write no more, its last line goes out whole or not.
+      await copy(live);
       if (!live) break;
     }
   } finally {
