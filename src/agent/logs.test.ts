@@ -4,7 +4,7 @@ import { appendFileSync } from 'node:fs';
 import { appendFile, mkdir, open, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { waitFor } from '../testing/wait.ts';
 import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
 import { tempDir } from './fixtures.ts';
@@ -16,6 +16,7 @@ import {
   rotationHooks,
   streamLog,
   tailOffset,
+  type StreamLogOptions,
 } from './logs.ts';
 
 /** Everything the log holds from logical `offset`, as streamLog serves it. */
@@ -25,6 +26,48 @@ async function readLog(path: string, offset = 0): Promise<string> {
   out.on('data', (c: Buffer) => (text += c.toString()));
   await streamLog(out, { path, offset, follow: false, isLive: () => false });
   return text;
+}
+
+/**
+ * Follows the log from offset 0 as the endpoint does for a live task; `end()` says the task can
+ * write no more and waits for the drain. A failed assertion must not leave the follower polling
+ * (the test file would never end): the test's cleanup ends it too.
+ */
+function followLog(
+  t: TestContext,
+  path: string,
+  extra: Partial<StreamLogOptions> = {},
+): { text: () => string; end: () => Promise<void> } {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c.toString()));
+  let live = true;
+  const following = streamLog(out, {
+    path,
+    offset: 0,
+    follow: true,
+    isLive: () => live,
+    pollMs: 5,
+    ...extra,
+  });
+  const end = async (): Promise<void> => {
+    live = false;
+    await following;
+  };
+  t.after(end);
+  return { text: () => text, end };
+}
+
+/** Rotates `file` once, with `lost` written by the task in the copy-truncate window. */
+async function rotateLosing(file: string, lost: string): Promise<void> {
+  rotationHooks.beforeTruncate = (path) => {
+    if (path === file) appendFileSync(file, lost);
+  };
+  try {
+    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
+  } finally {
+    rotationHooks.beforeTruncate = undefined;
+  }
 }
 
 const numbered = (from: number, to: number): string =>
@@ -99,19 +142,14 @@ void describe('log rotation', () => {
     assert.equal(await readLog(file), `${numbered(1, 40)}password: hunter2\n`);
   });
 
-  void test('writes lost in the copy-truncate window do not glue two lines together', async (t) => {
+  void test('writes lost in the copy-truncate window do not glue two lines together', async () => {
     const logs = join(dir.path, 'window');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
     const fh = await open(file, 'a');
     // The copy sees a write half done ("12" of "1234\n"); the rest, and more, lands before the truncate.
     await fh.write(`${numbered(1, 40)}12`);
-    rotationHooks.beforeTruncate = (path) => {
-      if (path === file) appendFileSync(file, '34\n41\n');
-    };
-    t.after(() => (rotationHooks.beforeTruncate = undefined));
-    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
-    rotationHooks.beforeTruncate = undefined;
+    await rotateLosing(file, '34\n41\n');
     await fh.write('42\n');
     await fh.close();
     const text = await readLog(file);
@@ -122,18 +160,13 @@ void describe('log rotation', () => {
     assert.equal(await readLog(file, start + numbered(1, 40).length), '42\n');
   });
 
-  void test('a copy without a single newline that loses its end is ended with one', async (t) => {
+  void test('a copy without a single newline that loses its end is ended with one', async () => {
     const logs = join(dir.path, 'oneline');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
     const fh = await open(file, 'a');
     await fh.write('x'.repeat(150));
-    rotationHooks.beforeTruncate = (path) => {
-      if (path === file) appendFileSync(file, 'yy\n');
-    };
-    t.after(() => (rotationHooks.beforeTruncate = undefined));
-    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
-    rotationHooks.beforeTruncate = undefined;
+    await rotateLosing(file, 'yy\n');
     await fh.write('next\n');
     await fh.close();
     assert.equal(await readLog(file), `${'x'.repeat(150)}\nnext\n`);
@@ -145,37 +178,16 @@ void describe('log rotation', () => {
     const file = join(logs, 'stdout.log');
     const fh = await open(file, 'a');
     t.after(() => fh.close());
-    const out = new PassThrough();
-    let followed = '';
-    out.on('data', (c: Buffer) => (followed += c.toString()));
-    let live = true;
-    const following = streamLog(out, {
-      path: file,
-      offset: 0,
-      follow: true,
-      isLive: () => live,
-      pollMs: 5,
-      holdPartialLineMs: 10 * 60_000,
-    });
-    t.after(async () => {
-      live = false;
-      await following;
-    });
+    const follower = followLog(t, file, { holdPartialLineMs: 10 * 60_000 });
     await fh.write(`${numbered(1, 40)}12`);
-    await waitFor(() => followed.endsWith('\n40\n'), { description: 'the follower at line 40' });
+    await waitFor(() => follower.text().endsWith('\n40\n'), { description: 'the follower at line 40' });
     // The rest of "1234" and a whole line land in the copy-truncate window.
-    rotationHooks.beforeTruncate = (path) => {
-      if (path === file) appendFileSync(file, '34\n41\n');
-    };
-    t.after(() => (rotationHooks.beforeTruncate = undefined));
-    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
-    rotationHooks.beforeTruncate = undefined;
+    await rotateLosing(file, '34\n41\n');
     await fh.write('42\nprompt: ');
-    await waitFor(() => followed.endsWith('\n42\n'), { description: 'the follower at line 42' });
+    await waitFor(() => follower.text().endsWith('\n42\n'), { description: 'the follower at line 42' });
     // The task ends without a newline: what it wrote last goes out whole.
-    live = false;
-    await following;
-    assert.equal(followed, `${numbered(1, 40)}42\nprompt: `);
+    await follower.end();
+    assert.equal(follower.text(), `${numbered(1, 40)}42\nprompt: `);
   });
 
   void test('a line without its newline is shown once it has waited', async (t) => {
@@ -183,25 +195,12 @@ void describe('log rotation', () => {
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
     await writeFile(file, 'hello\npassword: ');
-    const out = new PassThrough();
-    let followed = '';
-    out.on('data', (c: Buffer) => (followed += c.toString()));
-    let live = true;
-    const following = streamLog(out, {
-      path: file,
-      offset: 0,
-      follow: true,
-      isLive: () => live,
-      pollMs: 5,
-      holdPartialLineMs: 20,
-    });
-    t.after(async () => {
-      live = false;
-      await following;
-    });
-    await waitFor(() => followed === 'hello\npassword: ', { description: 'the prompt shown' });
+    const follower = followLog(t, file, { holdPartialLineMs: 20 });
+    await waitFor(() => follower.text() === 'hello\npassword: ', { description: 'the prompt shown' });
     await appendFile(file, 'ok\n');
-    await waitFor(() => followed === 'hello\npassword: ok\n', { description: 'the rest of the line' });
+    await waitFor(() => follower.text() === 'hello\npassword: ok\n', {
+      description: 'the rest of the line',
+    });
   });
 
   void test('of a file that grew far past the limit, what is kept starts at a line', async () => {
@@ -229,16 +228,7 @@ void describe('log rotation', () => {
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
     const limits = { maxBytes: 64 * 1024, maxFiles: 4 };
-    const out = new PassThrough();
-    let followed = '';
-    out.on('data', (c: Buffer) => (followed += c.toString()));
-    let live = true;
-    const following = streamLog(out, { path: file, offset: 0, follow: true, isLive: () => live, pollMs: 5 });
-    // A failed assertion must not leave the follower polling (the test file would never end).
-    t.after(async () => {
-      live = false;
-      await following;
-    });
+    const follower = followLog(t, file);
     // One write per line (a shell's echo), into an append-mode descriptor: what a task does.
     const fd = await open(file, 'a');
     const child = spawn('sh', ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo $i; done'], {
@@ -262,10 +252,11 @@ void describe('log rotation', () => {
     const size = (await stat(file)).size + (await stat(`${file}.1`)).size;
     assert.ok(size <= 2 * limits.maxBytes, 'bounded');
 
-    await waitFor(() => followed.endsWith('20000\n'), { description: 'the follower to reach the end' });
-    live = false;
-    await following;
-    const seenText = followed.split('\n').slice(0, -1);
+    await waitFor(() => follower.text().endsWith('20000\n'), {
+      description: 'the follower to reach the end',
+    });
+    await follower.end();
+    const seenText = follower.text().split('\n').slice(0, -1);
     const bad = seenText.findIndex((l, i) => i > 0 && !(Number(l) > Number(seenText[i - 1])));
     if (bad >= 0) assert.fail(`followed out of order: ${JSON.stringify(seenText.slice(bad - 3, bad + 3))}`);
     const seen = seenText.map(Number);

@@ -158,9 +158,9 @@ async function renameIfExists(from: string, to: string): Promise<void> {
  * the last read and the truncate are lost. Of a file longer than `maxCopy` (it grew while the agent
  * was down) only the last `maxCopy` bytes are copied, from the first line that starts in them, and
  * the older rotated files are dropped: they would no longer join up with it. When writes were lost
- * and the copy ends inside a line, `.1` gets a newline to end it. Returns the length of the file
- * that was moved out (copied, with that newline, or skipped): the logical offset advances by that
- * much.
+ * and the copy ends inside a line, that line is left out of `.1` (a copy without any newline gets
+ * one instead). Returns the length of the file that was moved out (copied, with that newline, or
+ * skipped; not the line left out): the logical offset advances by that much.
  */
 async function copyAndTruncate(path: string, keepRotated: number, maxCopy: number): Promise<number> {
   const src = await open(path, 'r+');

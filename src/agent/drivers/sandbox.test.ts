@@ -42,17 +42,23 @@ void describe('the exec driver sandbox', async () => {
   const skip = await sandboxUnavailable();
   let data: DataDir;
   let exec: Driver;
+  /** The same, on a node whose operator allows tasks to run as root. */
+  let asRoot: Driver;
   const handles: TaskHandle[] = [];
 
   before(async () => {
     data = await dataDir();
-    exec = drivers.exec({
-      logger: silentLogger(),
-      enabled: true,
-      dataDir: data.path,
-      isolation: await nodeIsolation(),
-      allowedTaskUsers: ['nobody'],
-    });
+    const cap = await nodeIsolation();
+    const made = (allowedTaskUsers: string[]): Driver =>
+      drivers.exec({
+        logger: silentLogger(),
+        enabled: true,
+        dataDir: data.path,
+        isolation: cap,
+        allowedTaskUsers,
+      });
+    exec = made(['nobody']);
+    asRoot = made(['root']);
   });
   afterEach(async () => {
     await Promise.all(handles.splice(0).map((h) => h.stop('SIGKILL', 0)));
@@ -314,13 +320,6 @@ void describe('the exec driver sandbox', async () => {
     '/sys and sensitive /proc files are masked, even for a task running as root',
     { skip },
     async () => {
-      const asRoot = drivers.exec({
-        logger: silentLogger(),
-        enabled: true,
-        dataDir: data.path,
-        isolation: await nodeIsolation(),
-        allowedTaskUsers: ['root'],
-      });
       // Those this kernel has (/proc/kcore is missing in some VMs).
       const masked = [
         '/proc/kcore',
@@ -357,13 +356,6 @@ void describe('the exec driver sandbox', async () => {
     'a task allowed to run as root keeps only a short list of capabilities: no mount, no mknod',
     { skip },
     async () => {
-      const asRoot = drivers.exec({
-        logger: silentLogger(),
-        enabled: true,
-        dataDir: data.path,
-        isolation: await nodeIsolation(),
-        allowedTaskUsers: ['root'],
-      });
       const script = [
         'awk \'/^(Cap(Eff|Prm)|NoNewPrivs):/ { sub(":", "", $1); print $1 "=" $2 }\' /proc/self/status',
         'mkdir -p local/m',
@@ -435,13 +427,6 @@ void describe('the exec driver sandbox', async () => {
       assert.equal(seen['null'], 'ok');
       assert.equal(seen['zero'], '4');
       // A root task gets a /dev of its own: it could change a shared one.
-      const asRoot = drivers.exec({
-        logger: silentLogger(),
-        enabled: true,
-        dataDir: data.path,
-        isolation: cap,
-        allowedTaskUsers: ['root'],
-      });
       const cfg = await taskConfig(
         data,
         'sh',
