@@ -9,6 +9,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   conflict: 409,
   compacted: 410,
   internal: 500,
+  not_leader: 503,
   unavailable: 503,
 };
 

@@ -104,3 +104,8 @@ export type _CheckUpdate = AllocStatusUpdate extends z.output<
 export function bodyJsonSchema(schema: z.ZodType): Record<string, unknown> {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
 }
+
+/** A node registration as validated (optional fields may hold undefined). */
+export type ParsedNodeRegistration = z.output<typeof NodeRegistrationSchema>;
+/** An allocation status report as validated (optional fields may hold undefined). */
+export type ParsedAllocStatusUpdate = z.output<typeof AllocStatusUpdatesSchema>['updates'][number];

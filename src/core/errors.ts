@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'unavailable'
   | 'compacted'
+  | 'not_leader'
   | 'internal';
 
 export interface FieldProblem {
@@ -91,6 +92,16 @@ export class CompactedError extends UnumError {
   }
 }
 
+/**
+ * A write of the leader's (a plan, a controller's change) was made in a leadership term that has
+ * ended: it was refused, never sent without its fence. The new leader redoes the work.
+ */
+export class NotLeaderError extends UnumError {
+  constructor(message: string, options?: { cause?: unknown; details?: ErrorDetails }) {
+    super('not_leader', message, options);
+  }
+}
+
 export class InternalError extends UnumError {
   constructor(message: string, options?: { cause?: unknown; details?: ErrorDetails }) {
     super('internal', message, options);
@@ -109,6 +120,7 @@ const byCode: Record<ErrorCode, new (message: string, options?: { details?: Erro
       super(message, Number(options?.details?.['compactRevision'] ?? 0));
     }
   },
+  not_leader: NotLeaderError,
   internal: InternalError,
 };
 

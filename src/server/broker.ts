@@ -3,6 +3,7 @@
  * worker. At most one evaluation per job is in flight, so two workers never race on one job;
  * evaluations with `waitUntil` sleep until then; blocked ones wait for capacity to change.
  */
+import { systemClock, type Clock, type ClockTimer } from '../core/clock.ts';
 import type { Evaluation } from '../core/types.ts';
 import { jobKey } from './cache.ts';
 
@@ -11,22 +12,22 @@ export class EvalBroker {
   private inflight = new Set<string>();
   /** Evaluations of a job whose earlier evaluation is in flight. */
   private waitingOnJob = new Map<string, Evaluation[]>();
-  private delayed = new Map<string, { evaluation: Evaluation; timer: NodeJS.Timeout }>();
+  private delayed = new Map<string, { evaluation: Evaluation; timer: ClockTimer }>();
   private blocked = new Map<string, Evaluation>();
   private known = new Set<string>();
   private takers: ((e: Evaluation | undefined) => void)[] = [];
   private enabled = false;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
-  constructor(now: () => number = Date.now) {
-    this.now = now;
+  constructor(clock: Clock = systemClock) {
+    this.clock = clock;
   }
 
   /** Turned on when this server becomes leader; off drops everything (the next leader reloads from the Store). */
   setEnabled(on: boolean): void {
     this.enabled = on;
     if (!on) {
-      for (const d of this.delayed.values()) clearTimeout(d.timer);
+      for (const d of this.delayed.values()) this.clock.clearTimeout(d.timer);
       this.delayed.clear();
       this.ready = [];
       this.inflight.clear();
@@ -45,13 +46,12 @@ export class EvalBroker {
   enqueue(evaluation: Evaluation): void {
     if (!this.enabled || this.known.has(evaluation.id)) return;
     this.known.add(evaluation.id);
-    const wait = (evaluation.waitUntil ?? 0) - this.now();
+    const wait = (evaluation.waitUntil ?? 0) - this.clock.now();
     if (wait > 0) {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.delayed.delete(evaluation.id);
         this.makeReady(evaluation);
       }, wait);
-      timer.unref();
       this.delayed.set(evaluation.id, { evaluation, timer });
       return;
     }

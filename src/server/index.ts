@@ -8,15 +8,17 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { UnavailableError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { unumVersion } from '../core/version.ts';
 import { createStore } from '../store/index.ts';
 import { allowAll, type Authorizer } from './auth.ts';
 import { StateCache } from './cache.ts';
 import { Router, sendJson } from './http.ts';
-import { Leadership, type Retention } from './leader.ts';
+import { Heartbeats } from './heartbeats.ts';
+import { Leadership, type Retention } from './leadership/leadership.ts';
 import { openApiDocument } from './openapi.ts';
-import { apiRoutes } from './routes.ts';
+import { apiRoutes } from './api/index.ts';
 import { uiPage } from './ui.ts';
 
 export interface ServerOptions {
@@ -30,8 +32,10 @@ export interface ServerOptions {
   authorizer?: Authorizer;
   /** Scheduler workers on the leader (default 1). */
   workers?: number;
-  /** History kept by the leader's garbage collector (defaults in leader.ts). */
+  /** History kept by the leader's garbage collector (defaults in controllers/collector.ts). */
   retention?: Partial<Retention>;
+  /** Time for the leader's controllers and the API's writes (tests pass a fake one). */
+  clock?: Clock;
 }
 
 export interface RunningServer {
@@ -48,10 +52,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = await createStore(options.store ?? `sqlite:${join(dir, 'state.db')}`);
   const cache = new StateCache(store, log);
   await cache.start();
+  const clock = options.clock ?? systemClock;
   const leadership = new Leadership({
     store,
     cache,
     log,
+    clock,
     serverId,
     workers: options.workers ?? 1,
     ...(options.retention ? { retention: options.retention } : {}),
@@ -60,7 +66,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = new Router(authorizer, log);
   let addr = '';
   const version = unumVersion();
-  router.add(...apiRoutes({ store, cache, leadership, authorizer, log, version, addr: () => addr }));
+  const heartbeats = new Heartbeats(store, clock);
+  router.add(
+    ...apiRoutes({ store, cache, leadership, heartbeats, authorizer, log, clock, version, addr: () => addr }),
+  );
   router.add({
     method: 'GET',
     path: '/v1/openapi.json',

@@ -2,13 +2,17 @@
  * The plan applier (leader only): the single writer of placements. It re-checks a scheduler's plan
  * against the latest state — the node is still ready, the resources are still free, no allocation
  * changed under it — and commits the plan, the evaluation's outcome and the events in one Store
- * transaction. A stale plan is refused (the worker schedules again on fresher state).
+ * transaction. A stale plan is refused (the worker schedules again on fresher state). The
+ * transaction goes through the leadership term the plan was made in: after that term, the plan is
+ * refused with NotLeaderError, never written unfenced.
  */
+import type { Clock } from '../core/clock.ts';
 import { shortId } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, Evaluation, Plan } from '../core/types.ts';
 import { freeResources, usageFromAllocs, book, unbook } from '../scheduler/placement.ts';
-import type { Compare, Store, TxnOp } from '../store/types.ts';
+import type { Compare, TxnOp } from '../store/types.ts';
+import type { Term } from './leadership/term.ts';
 import type { StateCache } from './cache.ts';
 import { eventOp, putOp } from './events.ts';
 import { keys } from './keys.ts';
@@ -22,20 +26,20 @@ export interface ApplyResult {
 }
 
 export class PlanApplier {
-  private readonly store: Store;
   private readonly cache: StateCache;
   private readonly log: Logger;
-  /** Compares that hold only while this server leads (fencing); set by the leader loop. */
-  fence: Compare[] = [];
+  private readonly clock: Clock;
 
-  constructor(store: Store, cache: StateCache, log: Logger) {
-    this.store = store;
+  constructor(cache: StateCache, log: Logger, clock: Clock) {
     this.cache = cache;
     this.log = log;
+    this.clock = clock;
   }
 
-  async apply(plan: Plan, evaluation: Evaluation, now = Date.now()): Promise<ApplyResult> {
-    const compare: Compare[] = [...this.fence];
+  /** Commits `plan` in `term`. NotLeaderError when the term has ended (nothing is written). */
+  async apply(plan: Plan, evaluation: Evaluation, term: Term, now = this.clock.now()): Promise<ApplyResult> {
+    term.check();
+    const compare: Compare[] = [];
     const ops: TxnOp[] = [];
     const usage = new Map<string, ReturnType<typeof usageFromAllocs>>();
     const usageOf = (nodeId: string) => {
@@ -187,12 +191,16 @@ export class PlanApplier {
     }
     for (const f of plan.followups) ops.push(putOp(keys.evaluation(f.id), f));
 
-    const res = await this.store.txn({ compare, success: ops });
+    const res = await term.txn({ compare, success: ops });
     if (!res.succeeded) {
       this.log.debug({ evalId: evaluation.id }, 'plan refused: state changed under it');
       return { ok: false, revision: res.revision, reason: 'state changed while the plan was made' };
     }
-    await this.cache.waitForIndex(res.revision);
+    if (!(await this.cache.waitForIndex(res.revision)))
+      this.log.warn(
+        { evalId: evaluation.id, revision: res.revision },
+        'plan committed; the cache is behind it',
+      );
     return { ok: true, revision: res.revision, evaluation: outcome };
   }
 }

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CompactedError } from '../core/errors.ts';
-import { silentLogger } from '../core/log.ts';
-import { createStore } from '../store/index.ts';
-import type { Store } from '../store/types.ts';
-import { mock } from '../testing/mock.ts';
-import { waitFor } from '../testing/wait.ts';
-import { StateCache } from './cache.ts';
-import { eventOp, putOp } from './events.ts';
-import { keys } from './keys.ts';
-import { Leadership } from './leader.ts';
+import { CompactedError } from '../../core/errors.ts';
+import { silentLogger } from '../../core/log.ts';
+import { createStore } from '../../store/index.ts';
+import type { Store } from '../../store/types.ts';
+import { mock } from '../../testing/mock.ts';
+import { waitFor } from '../../testing/wait.ts';
+import { StateCache } from '../cache.ts';
+import { eventOp, putOp } from '../events.ts';
+import { keys } from '../keys.ts';
+import { Leadership } from './leadership.ts';
 
 describe('leadership', () => {
   let store: Store;

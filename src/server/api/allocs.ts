@@ -1,0 +1,62 @@
+/** Allocation routes: list, read, and a task's logs (served by the allocation's agent). */
+import { holdsResources } from '../../core/alloc.ts';
+import { sortAllocs } from '../../api/views.ts';
+import type { Route } from '../http.ts';
+import { agentOfAlloc, proxyLogs } from './agents.ts';
+import { findAlloc, waitIndex, type ApiDeps } from './context.ts';
+
+export function allocRoutes(d: ApiDeps): Route[] {
+  const { cache } = d;
+  return [
+    {
+      method: 'GET',
+      path: '/v1/allocations',
+      capability: 'alloc:read',
+      summary:
+        'Allocations, filtered by `job`, `node`, `namespace` (`*` for all); running ones unless `all=true`. Blocking query.',
+      async handler(ctx) {
+        const index = await waitIndex(d, ctx, () => cache.indexOf('allocs'));
+        const ns = ctx.query.get('namespace') ?? '*';
+        const job = ctx.query.get('job');
+        const node = ctx.query.get('node');
+        const all = ctx.query.get('all') === 'true';
+        const items = cache
+          .listAllocs()
+          .filter(
+            (a) =>
+              (ns === '*' || a.namespace === ns) &&
+              (job === null || a.jobId === job) &&
+              (node === null || a.nodeId === node || a.nodeId.startsWith(node)) &&
+              (all || holdsResources(a)),
+          );
+        return { items: sortAllocs(items), index };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/allocations/:id',
+      capability: 'alloc:read',
+      summary: 'One allocation, by id or unique id prefix.',
+      handler: (ctx) => findAlloc(d, ctx.params['id'] ?? ''),
+    },
+    {
+      method: 'GET',
+      path: '/v1/allocations/:id/logs',
+      capability: 'alloc:logs',
+      summary:
+        "A task's stdout or stderr, as text; `follow=true` streams new output. Served by the node's agent.",
+      stream: 'text',
+      query: [
+        { name: 'task', description: 'task name (required)' },
+        { name: 'stream', description: 'stdout (default) or stderr' },
+        { name: 'follow', description: 'true to keep streaming' },
+        { name: 'tail', description: 'only the last N lines' },
+        { name: 'offset', description: 'start at this byte' },
+      ],
+      handler(ctx) {
+        const a = findAlloc(d, ctx.params['id'] ?? '');
+        return proxyLogs(agentOfAlloc(cache, a), a, ctx);
+      },
+    },
+  ];
+}

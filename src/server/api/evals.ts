@@ -1,0 +1,39 @@
+/** Evaluation routes: the scheduler's work items and their outcomes. */
+import { NotFoundError } from '../../core/errors.ts';
+import type { Route } from '../http.ts';
+import type { ApiDeps } from './context.ts';
+
+export function evalRoutes(d: ApiDeps): Route[] {
+  const { cache } = d;
+  return [
+    {
+      method: 'GET',
+      path: '/v1/evaluations',
+      capability: 'job:read',
+      summary: 'Evaluations, newest first; filter by `job` and `namespace`.',
+      handler(ctx) {
+        const job = ctx.query.get('job');
+        const ns = ctx.query.get('namespace') ?? '*';
+        const items = cache
+          .listEvals()
+          .filter((e) => (ns === '*' || e.namespace === ns) && (job === null || e.jobId === job))
+          .sort((a, b) => b.createdAt - a.createdAt);
+        return { items, index: Math.max(cache.indexOf('evals'), 1) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/evaluations/:id',
+      capability: 'job:read',
+      summary: 'One evaluation, with its placement failures.',
+      handler(ctx) {
+        const id = ctx.params['id'] ?? '';
+        const e =
+          cache.evaluation(id) ??
+          (id.length >= 4 ? cache.listEvals().find((x) => x.id.startsWith(id)) : undefined);
+        if (!e) throw new NotFoundError(`no evaluation ${id}`);
+        return e;
+      },
+    },
+  ];
+}

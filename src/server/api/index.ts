@@ -1,0 +1,42 @@
+/**
+ * The v1 API: thin routes, one module per resource. Reads come from the watch-fed cache; writes
+ * are pure state transitions (src/server/state/) committed with compare-and-swap, each waiting
+ * until the cache has seen it so that a client reads its own writes from any route afterwards.
+ */
+import type { ServerStatus } from '../../api/types.ts';
+import type { Route } from '../http.ts';
+import { allocRoutes } from './allocs.ts';
+import type { ApiDeps } from './context.ts';
+import { evalRoutes } from './evals.ts';
+import { eventRoutes } from './events.ts';
+import { jobRoutes } from './jobs.ts';
+import { nodeRoutes } from './nodes.ts';
+
+export type { ApiDeps };
+
+export function apiRoutes(d: ApiDeps): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/status',
+      capability: 'operator:read',
+      summary: 'Server version, leadership, store revision and backend.',
+      async handler(): Promise<ServerStatus> {
+        const s = await d.store.status();
+        return {
+          version: d.version,
+          leader: d.leadership.isLeader,
+          revision: s.revision,
+          backend: s.backend,
+          nodes: d.cache.listNodes().length,
+          addr: d.addr(),
+        };
+      },
+    },
+    ...jobRoutes(d),
+    ...allocRoutes(d),
+    ...nodeRoutes(d),
+    ...evalRoutes(d),
+    ...eventRoutes(d),
+  ];
+}

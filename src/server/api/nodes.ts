@@ -1,0 +1,114 @@
+/**
+ * Node routes: what operators read (nodes, usage figures) and what agents call (register,
+ * heartbeat, the allocations watch, status reports).
+ */
+import { isTerminal } from '../../core/alloc.ts';
+import type { Node } from '../../core/types.ts';
+import {
+  AllocStatusUpdatesSchema,
+  NodeRegistrationSchema,
+  bodyJsonSchema,
+  parseBody,
+} from '../../api/schemas.ts';
+import type { NodeStats } from '../../api/types.ts';
+import { sortAllocs } from '../../api/views.ts';
+import type { Route } from '../http.ts';
+import { reportAllocs } from '../state/allocs.ts';
+import { registerNode } from '../state/nodes.ts';
+import { agentStats } from './agents.ts';
+import { findNode, waitIndex, write, type ApiDeps } from './context.ts';
+
+export function nodeRoutes(d: ApiDeps): Route[] {
+  const { cache } = d;
+
+  /** A node as users see it: down as soon as its heartbeat key is gone, with its last heartbeat. */
+  const nodeView = (n: Node, lastSeen: Map<string, number>): Node => ({
+    ...n,
+    status: n.status === 'ready' && !cache.isAlive(n.id) ? 'down' : n.status,
+    lastHeartbeat: lastSeen.get(n.id) ?? n.lastHeartbeat,
+  });
+
+  return [
+    {
+      method: 'GET',
+      path: '/v1/nodes',
+      capability: 'node:read',
+      summary: 'Nodes with their resources and status. Blocking query.',
+      async handler(ctx) {
+        const index = await waitIndex(d, ctx, () => cache.indexOf('nodes'));
+        const lastSeen = await d.heartbeats.lastSeen();
+        return { items: cache.listNodes().map((n) => nodeView(n, lastSeen)), index };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/nodes/:id',
+      capability: 'node:read',
+      summary: 'One node, by id, id prefix or name.',
+      async handler(ctx) {
+        const n = findNode(d, ctx.params['id'] ?? '');
+        return nodeView(n, await d.heartbeats.lastSeen());
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/nodes/:id/stats',
+      capability: 'node:read',
+      summary:
+        "CPU, memory and process count of the running tasks on a node (by node id, id prefix or name). Asked of the node's agent.",
+      handler(ctx): Promise<NodeStats> {
+        return agentStats(cache, findNode(d, ctx.params['id'] ?? ''), ctx.signal);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/nodes/register',
+      capability: 'node:write',
+      summary: 'An agent registers its node (again after a restart); returns the heartbeat TTL.',
+      requestSchema: bodyJsonSchema(NodeRegistrationSchema),
+      async handler(ctx) {
+        const reg = parseBody(NodeRegistrationSchema, ctx.body, 'node registration');
+        const lease = await d.heartbeats.grant();
+        const node = await write(d, () => registerNode(cache, reg, lease.id, d.clock.now()));
+        return { node, heartbeatTtlSeconds: d.heartbeats.ttlSeconds };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/nodes/:id/heartbeat',
+      capability: 'node:write',
+      summary: "An agent's heartbeat. 404 not_found when the node must register again.",
+      async handler(ctx) {
+        await d.heartbeats.renew(ctx.params['id'] ?? '');
+        return { ttlSeconds: d.heartbeats.ttlSeconds };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/nodes/:id/allocations',
+      capability: 'node:read',
+      summary: 'Allocations assigned to a node that it must run or stop. Blocking query (used by agents).',
+      async handler(ctx) {
+        const id = ctx.params['id'] ?? '';
+        const index = await waitIndex(d, ctx, () => cache.indexOfNodeAllocs(id));
+        // Finished allocations are the agent's past, not its work: leaving them out keeps this
+        // answer the size of what runs on the node, not of everything that ever ran there.
+        const items = cache.allocsOnNode(id).filter((a) => !isTerminal(a));
+        return { items: sortAllocs(items), index };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/nodes/:id/allocations/status',
+      capability: 'node:write',
+      summary: 'An agent reports the state of its allocations and tasks.',
+      requestSchema: bodyJsonSchema(AllocStatusUpdatesSchema),
+      async handler(ctx) {
+        const nodeId = ctx.params['id'] ?? '';
+        const { updates } = parseBody(AllocStatusUpdatesSchema, ctx.body, 'allocation status');
+        await write(d, () => reportAllocs(cache, nodeId, updates, d.clock.now()));
+        return { index: cache.index };
+      },
+    },
+  ];
+}

@@ -1,0 +1,86 @@
+/**
+ * A leadership term: the span during which this server holds the leader key, from the revision
+ * that created it until the lease is lost or given up. Everything the leader runs (scheduler
+ * workers, the plan applier, controllers) receives the term it was started in and writes only
+ * through `term.txn`, which adds the term's fence — a compare on the leader key's create revision
+ * — to every transaction. A term never loses its fence: a write after the term ended is refused
+ * with NotLeaderError before it is sent, and one sent just as the term ended fails its fence and
+ * is refused the same way. So a deposed leader's late plan cannot land (the fencing token of
+ * Chubby and etcd's election: the create revision is unique and grows with every new leader).
+ */
+import { NotLeaderError } from '../../core/errors.ts';
+import type { Compare, TxnRequest, TxnResult } from '../../store/types.ts';
+
+export interface TermTarget {
+  txn(request: TxnRequest): Promise<TxnResult>;
+}
+
+export class Term {
+  /** The leader key's create revision: the fencing token, unique per term and growing. */
+  readonly revision: number;
+  readonly serverId: string;
+  /** The compares every write of this term carries. */
+  readonly fence: readonly Compare[];
+  private readonly leaderKey: string;
+  private readonly store: TermTarget;
+  private readonly controller = new AbortController();
+  private endReason = '';
+
+  constructor(store: TermTarget, leaderKey: string, serverId: string, revision: number) {
+    this.store = store;
+    this.leaderKey = leaderKey;
+    this.serverId = serverId;
+    this.revision = revision;
+    this.fence = Object.freeze([{ key: leaderKey, target: 'create', op: '=', value: revision }]);
+  }
+
+  /** Aborted when the term ends: work started in it stops. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get active(): boolean {
+    return !this.controller.signal.aborted;
+  }
+
+  /** Ends the term (idempotent): its signal aborts and its writes are refused from now on. */
+  end(reason: string): void {
+    if (!this.active) return;
+    this.endReason = reason;
+    this.controller.abort(new NotLeaderError(this.describeEnd()));
+  }
+
+  /** NotLeaderError unless the term is still on. */
+  check(): void {
+    if (!this.active) throw new NotLeaderError(this.describeEnd());
+  }
+
+  /**
+   * A transaction fenced by this term. NotLeaderError when the term has ended or the leader key is
+   * no longer this term's (the term then ends). Otherwise the result as the Store gives it: a
+   * failed compare of the caller's own is `succeeded: false`, as usual.
+   */
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    this.check();
+    const res = await this.store.txn({
+      compare: [...this.fence, ...(request.compare ?? [])],
+      success: request.success,
+      // On failure, learn whether it was the fence: read the leader key in the same revision.
+      failure: [...(request.failure ?? []), { type: 'get', key: this.leaderKey }],
+    });
+    if (res.succeeded) return res;
+    const read = res.results[res.results.length - 1];
+    const leader = read?.type === 'get' ? read.kvs[0] : undefined;
+    if (leader?.createRevision !== this.revision) {
+      this.end(
+        leader ? `another leader took over at revision ${leader.createRevision}` : 'the leader key is gone',
+      );
+      this.check();
+    }
+    return { ...res, results: res.results.slice(0, -1) };
+  }
+
+  private describeEnd(): string {
+    return `the leadership term of server ${this.serverId} that began at revision ${this.revision} has ended (${this.endReason || 'stepped down'}); the current leader redoes this work`;
+  }
+}

@@ -1,0 +1,87 @@
+/** Node transitions: an agent registers its node; the leader marks a silent node down and its work lost. */
+import type { ParsedNodeRegistration } from '../../api/schemas.ts';
+import { isActive } from '../../core/alloc.ts';
+import type { Allocation, Node, NodeDevice } from '../../core/types.ts';
+import type { Compare, TxnOp } from '../../store/types.ts';
+import { eventOp, putOp } from '../events.ts';
+import { keys } from '../keys.ts';
+import { changeAlloc, evaluationsOf, lostAlloc } from './allocs.ts';
+import { unchanged, type StateView } from './view.ts';
+import type { Transition } from './write.ts';
+
+/**
+ * An agent registers its node (again after a restart): the node document, and its heartbeat key on
+ * `leaseId`, whose expiry is how every server learns the node went silent.
+ */
+export function registerNode(
+  view: StateView,
+  reg: ParsedNodeRegistration,
+  leaseId: number,
+  now: number,
+): Transition<Node> {
+  const existing = view.node(reg.id);
+  const { devices, ...rest } = reg;
+  const node: Node = {
+    ...rest,
+    // zod's optional fields admit explicit undefined; the wire JSON never carries one.
+    drivers: reg.drivers as Node['drivers'],
+    ...(devices !== undefined && devices.length > 0 ? { devices: devices as NodeDevice[] } : {}),
+    status: 'ready',
+    drain: existing?.drain ?? false,
+    registeredAt: existing?.registeredAt ?? now,
+    lastHeartbeat: now,
+  };
+  return {
+    compare: [unchanged(view, keys.node(reg.id))],
+    ops: [
+      putOp(keys.node(reg.id), node),
+      { type: 'put', key: keys.heartbeat(reg.id), value: String(now), lease: leaseId },
+      eventOp(
+        {
+          topic: 'node',
+          type: existing ? 'node-reregistered' : 'node-registered',
+          nodeId: reg.id,
+          message: `node ${reg.name} ${existing ? 're-registered' : 'registered'}: ${reg.resources.cpu} millicores, ${reg.resources.memory} MiB`,
+        },
+        now,
+      ),
+    ],
+    result: node,
+  };
+}
+
+/**
+ * A node stopped heartbeating: mark it down, its pending and running allocations lost, and ask for
+ * an evaluation of each job that lost one. Nothing to do when the node heartbeats again or is gone.
+ */
+export function markNodeDown(view: StateView, nodeId: string, now: number): Transition<{ lost: number }> {
+  const node = view.node(nodeId);
+  if (!node || view.isAlive(nodeId)) return { done: { lost: 0 } };
+  const compare: Compare[] = [];
+  const ops: TxnOp[] = [];
+  if (node.status !== 'down') {
+    compare.push(unchanged(view, keys.node(nodeId)));
+    ops.push(
+      putOp(keys.node(nodeId), { ...node, status: 'down', statusDescription: 'missed heartbeats' }),
+      eventOp(
+        {
+          topic: 'node',
+          type: 'node-down',
+          nodeId,
+          message: `node ${node.name} is down: missed heartbeats`,
+        },
+        now,
+      ),
+    );
+  }
+  const lost: Allocation[] = [];
+  for (const a of view.allocsOnNode(nodeId)) {
+    if (!isActive(a)) continue;
+    compare.push(unchanged(view, keys.alloc(a.id)));
+    ops.push(...changeAlloc(a, lostAlloc(a, `node ${node.name} is down`, now), now));
+    lost.push(a);
+  }
+  if (ops.length === 0) return { done: { lost: 0 } };
+  ops.push(...evaluationsOf(view, lost, 'node-update', now, nodeId));
+  return { compare, ops, result: { lost: lost.length } };
+}
