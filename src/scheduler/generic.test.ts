@@ -111,10 +111,13 @@ describe('generic scheduler', () => {
     const plan = h.run(mock.evaluation(smaller));
     assert.deepEqual(plan.stop.map((s) => h.allocs.find((a) => a.id === s.allocId)?.index).sort(), [1, 2]);
     // The survivor is carried over to the new version in place, not replaced.
-    assert.equal(plan.place.length, 1);
-    assert.equal(plan.place[0]?.index, 0);
-    assert.equal(plan.place[0]?.jobVersion, 1);
-    assert.equal(plan.place[0]?.id, h.allocs.find((a) => a.index === 0)?.id);
+    assert.equal(plan.place.length, 0);
+    assert.equal(plan.inPlace.length, 1);
+    assert.equal(plan.inPlace[0]?.index, 0);
+    assert.equal(plan.inPlace[0]?.jobVersion, 1);
+    assert.equal(plan.inPlace[0]?.id, h.allocs.find((a) => a.index === 0)?.id);
+    h.apply(plan);
+    assert.equal(h.allocs.find((a) => a.index === 0)?.jobVersion, 1);
   });
 
   test('a changed task replaces every instance and links old to new', () => {
@@ -131,13 +134,16 @@ describe('generic scheduler', () => {
     h.jobs = [changed];
     const plan = h.run(mock.evaluation(changed));
     assert.equal(plan.stop.length, 2);
-    const fresh = plan.place.filter((a) => a.desiredStatus === 'run');
-    assert.equal(fresh.length, 2);
-    for (const a of fresh) {
+    assert.equal(plan.inPlace.length, 0);
+    assert.equal(plan.place.length, 2);
+    for (const a of plan.place) {
       assert.equal(a.jobVersion, 1);
-      const prev = plan.place.find((p) => p.id === a.previousAllocId);
+      const prev = plan.stop.find((s) => s.allocId === a.previousAllocId);
       assert.equal(prev?.nextAllocId, a.id);
+      assert.equal(prev?.description, 'updated to job version 1');
     }
+    h.apply(plan);
+    for (const a of plan.place) assert.equal(h.alloc(a.previousAllocId!)?.nextAllocId, a.id);
   });
 
   test('stopping a job stops every running instance', () => {

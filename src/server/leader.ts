@@ -9,7 +9,7 @@
 import { newId, shortId } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, Evaluation } from '../core/types.ts';
-import { schedule } from '../scheduler/generic.ts';
+import { schedule } from '../scheduler/schedule.ts';
 import type { Store, TxnOp } from '../store/types.ts';
 import type { CacheChange, StateCache } from './cache.ts';
 import { EvalBroker } from './broker.ts';

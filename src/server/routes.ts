@@ -32,7 +32,7 @@ import type {
   PlanJobResponse,
   ServerStatus,
 } from '../api/types.ts';
-import { schedule } from '../scheduler/generic.ts';
+import { schedule } from '../scheduler/schedule.ts';
 import type { Snapshot } from '../scheduler/types.ts';
 import type { Compare, Store, TxnOp } from '../store/types.ts';
 import type { Authorizer } from './auth.ts';
