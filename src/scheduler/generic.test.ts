@@ -267,4 +267,31 @@ describe('generic scheduler', () => {
     assert.equal(f?.unplaced, 1);
     assert.equal(f?.nodesExhausted['devices'], 2, 'the plain node has none; the GPU box has none left');
   });
+  test("a plan made on stale state is refused with the applier's reason", () => {
+    const h = setup(1, { cpu: 1000, memory: 1000 });
+    const a = mock.job({ cpu: 600 });
+    const b = mock.job({ cpu: 600 });
+    h.jobs.push(a, b);
+    const first = h.run(mock.evaluation(a));
+    const second = h.run(mock.evaluation(b));
+    h.apply(first);
+    assert.throws(() => h.apply(second), /no longer has room/);
+  });
+
+  test('a replaced finished instance is marked stopped and linked to its replacement', () => {
+    const h = setup(1);
+    const job = mock.job();
+    h.jobs.push(job);
+    h.apply(h.run(mock.evaluation(job)));
+    const first = h.allocs[0]!;
+    h.setClientStatus(first.id, 'complete');
+    const plan = h.run(mock.evaluation(job));
+    const replacement = plan.place[0]!;
+    assert.deepEqual(plan.stop, [
+      { allocId: first.id, description: 'service exited', nextAllocId: replacement.id },
+    ]);
+    h.apply(plan);
+    assert.equal(h.alloc(first.id)?.desiredStatus, 'stop');
+    assert.equal(h.alloc(first.id)?.nextAllocId, replacement.id);
+  });
 });
