@@ -63,6 +63,8 @@ export interface PlanJobResponse {
   }[];
   stops: { allocId: string; name: string; description: string }[];
   failedGroups: Record<string, PlacementFailure>;
+  /** Why the plan applier would refuse this plan now (the state moved under it, or no scheduler fits). */
+  refused?: string;
 }
 
 export interface FieldDiff {

@@ -215,19 +215,36 @@ export interface Evaluation {
   modifiedAt: number;
 }
 
+/** An allocation a plan tells to stop, and why. */
+export interface PlanStop {
+  allocId: string;
+  description: string;
+  /** The allocation placed by the same plan to take its place (recorded as its `nextAllocId`). */
+  nextAllocId?: string;
+}
+
 /** What a scheduler proposes for one evaluation; the plan applier re-checks and commits it. */
 export interface Plan {
   evalId: string;
   namespace: string;
   jobId: string;
   jobVersion: number;
-  /** New or updated allocations to write. */
+  /** New allocations to create; the applier checks that each still fits on its node. */
   place: Allocation[];
-  /** Allocations to stop, with the reason. */
-  stop: { allocId: string; description: string }[];
+  /**
+   * Existing allocations carried over to a new job version without a restart (only the count or
+   * metadata changed): the applier takes `jobVersion` and `groupSpec` from these, nothing else.
+   */
+  inPlace: Allocation[];
+  /** Allocations to stop (or, when already finished, to mark replaced), with the reason. */
+  stop: PlanStop[];
+  /** Allocations to stop so that this plan's placements fit (preemption); stopped like `stop`. */
+  preempt: PlanStop[];
   failedGroups: Record<string, PlacementFailure>;
   /** Evaluations to create (delayed reschedules). */
   followups: Evaluation[];
+  /** Set when no plan could be made at all (e.g. no scheduler for the job's type): the evaluation fails. */
+  error?: string;
 }
 
 export type EventTopic = 'job' | 'allocation' | 'evaluation' | 'node' | 'task';

@@ -111,10 +111,13 @@ describe('generic scheduler', () => {
     const plan = h.run(mock.evaluation(smaller));
     assert.deepEqual(plan.stop.map((s) => h.allocs.find((a) => a.id === s.allocId)?.index).sort(), [1, 2]);
     // The survivor is carried over to the new version in place, not replaced.
-    assert.equal(plan.place.length, 1);
-    assert.equal(plan.place[0]?.index, 0);
-    assert.equal(plan.place[0]?.jobVersion, 1);
-    assert.equal(plan.place[0]?.id, h.allocs.find((a) => a.index === 0)?.id);
+    assert.equal(plan.place.length, 0);
+    assert.equal(plan.inPlace.length, 1);
+    assert.equal(plan.inPlace[0]?.index, 0);
+    assert.equal(plan.inPlace[0]?.jobVersion, 1);
+    assert.equal(plan.inPlace[0]?.id, h.allocs.find((a) => a.index === 0)?.id);
+    h.apply(plan);
+    assert.equal(h.allocs.find((a) => a.index === 0)?.jobVersion, 1);
   });
 
   test('a changed task replaces every instance and links old to new', () => {
@@ -131,13 +134,16 @@ describe('generic scheduler', () => {
     h.jobs = [changed];
     const plan = h.run(mock.evaluation(changed));
     assert.equal(plan.stop.length, 2);
-    const fresh = plan.place.filter((a) => a.desiredStatus === 'run');
-    assert.equal(fresh.length, 2);
-    for (const a of fresh) {
+    assert.equal(plan.inPlace.length, 0);
+    assert.equal(plan.place.length, 2);
+    for (const a of plan.place) {
       assert.equal(a.jobVersion, 1);
-      const prev = plan.place.find((p) => p.id === a.previousAllocId);
+      const prev = plan.stop.find((s) => s.allocId === a.previousAllocId);
       assert.equal(prev?.nextAllocId, a.id);
+      assert.equal(prev?.description, 'updated to job version 1');
     }
+    h.apply(plan);
+    for (const a of plan.place) assert.equal(h.alloc(a.previousAllocId!)?.nextAllocId, a.id);
   });
 
   test('stopping a job stops every running instance', () => {
@@ -260,5 +266,32 @@ describe('generic scheduler', () => {
     const f = plan.failedGroups['web'];
     assert.equal(f?.unplaced, 1);
     assert.equal(f?.nodesExhausted['devices'], 2, 'the plain node has none; the GPU box has none left');
+  });
+  test("a plan made on stale state is refused with the applier's reason", () => {
+    const h = setup(1, { cpu: 1000, memory: 1000 });
+    const a = mock.job({ cpu: 600 });
+    const b = mock.job({ cpu: 600 });
+    h.jobs.push(a, b);
+    const first = h.run(mock.evaluation(a));
+    const second = h.run(mock.evaluation(b));
+    h.apply(first);
+    assert.throws(() => h.apply(second), /no longer has room/);
+  });
+
+  test('a replaced finished instance is marked stopped and linked to its replacement', () => {
+    const h = setup(1);
+    const job = mock.job();
+    h.jobs.push(job);
+    h.apply(h.run(mock.evaluation(job)));
+    const first = h.allocs[0]!;
+    h.setClientStatus(first.id, 'complete');
+    const plan = h.run(mock.evaluation(job));
+    const replacement = plan.place[0]!;
+    assert.deepEqual(plan.stop, [
+      { allocId: first.id, description: 'service exited', nextAllocId: replacement.id },
+    ]);
+    h.apply(plan);
+    assert.equal(h.alloc(first.id)?.desiredStatus, 'stop');
+    assert.equal(h.alloc(first.id)?.nextAllocId, replacement.id);
   });
 });

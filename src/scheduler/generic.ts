@@ -1,157 +1,86 @@
 /**
- * The scheduler for service and batch jobs: compares what the job wants with the allocations it has
- * and proposes a Plan (placements, stops, follow-up evaluations). Pure: it reads a Snapshot and the
- * context it is given, and returns a value.
+ * The scheduler for service and batch jobs (Nomad's generic scheduler): reconcile says what must
+ * change, then each instance to place goes through feasibility (filters) and ranking (scores).
+ * Pure: it reads a Snapshot and the context it is given, and returns a Plan.
  */
-import { groupResources, type GroupSpec, type ReschedulePolicy } from '../core/job-spec.ts';
-import type { Allocation, Evaluation, Job, Node, PlacementFailure, Plan } from '../core/types.ts';
-import { book, placeOne, summarizeFailure, unbook, usageFromAllocs, type NodeUsage } from './placement.ts';
+import { isTerminal } from '../core/alloc.ts';
+import { groupResources, type GroupSpec } from '../core/job-spec.ts';
+import type { Allocation, Evaluation, Job, PlacementFailure, Plan, PlanStop } from '../core/types.ts';
+import { book, unbook } from './fit.ts';
+import { CycleState } from './framework.ts';
+import { placeOne, summarizeFailure } from './placement.ts';
+import { reconcile, type Placement } from './reconcile.ts';
 import type { SchedulerContext, Snapshot } from './types.ts';
 
-export function schedule(snapshot: Snapshot, evaluation: Evaluation, ctx: SchedulerContext): Plan {
-  const job = snapshot.job(evaluation.namespace, evaluation.jobId);
-  const plan: Plan = {
+/** A plan that changes nothing yet, for `evaluation` of `job`. */
+export function emptyPlan(evaluation: Evaluation, job: Job | undefined): Plan {
+  return {
     evalId: evaluation.id,
     namespace: evaluation.namespace,
     jobId: evaluation.jobId,
     jobVersion: job?.version ?? -1,
     place: [],
+    inPlace: [],
     stop: [],
+    preempt: [],
     failedGroups: {},
     followups: [],
   };
-  const allocs = snapshot.allocsOfJob(evaluation.namespace, evaluation.jobId);
-  const live = allocs.filter((a) => a.desiredStatus === 'run');
+}
 
+export function genericScheduler(snapshot: Snapshot, evaluation: Evaluation, ctx: SchedulerContext): Plan {
+  const job = snapshot.job(evaluation.namespace, evaluation.jobId);
+  const plan = emptyPlan(evaluation, job);
+  const changes = reconcile(job, snapshot.allocsOfJob(evaluation.namespace, evaluation.jobId), {
+    now: ctx.now,
+    node: (id) => snapshot.node(id),
+  });
+  plan.inPlace.push(...changes.inPlace);
   if (!job || job.stop) {
-    for (const a of live) plan.stop.push({ allocId: a.id, description: job ? 'job stopped' : 'job removed' });
+    plan.stop.push(...changes.stop);
     return plan;
   }
 
-  // Usage per node as the plan would leave it, so several placements in one plan pack correctly.
-  const usage = new Map<string, NodeUsage>();
-  const usageOf = (node: Node): NodeUsage => {
-    let u = usage.get(node.id);
-    if (!u) {
-      u = usageFromAllocs(snapshot.allocsOnNode(node.id));
-      usage.set(node.id, u);
-    }
-    return u;
-  };
-  const stop = (a: Allocation, description: string) => {
-    plan.stop.push({ allocId: a.id, description });
+  // Usage per node as the plan leaves it, so several placements in one plan pack correctly.
+  const state = new CycleState(snapshot);
+  const stop = (a: Allocation, description: string): PlanStop => {
+    const entry: PlanStop = { allocId: a.id, description };
+    plan.stop.push(entry);
     const node = snapshot.node(a.nodeId);
-    if (node && a.clientStatus !== 'complete' && a.clientStatus !== 'failed' && a.clientStatus !== 'lost')
-      unbook(usageOf(node), a);
+    if (node && !isTerminal(a)) unbook(state.usageOf(node), a);
+    return entry;
   };
+  const byId = new Map(snapshot.allocsOfJob(job.namespace, job.id).map((a) => [a.id, a]));
+  const stops = new Map<string, PlanStop>();
+  for (const s of changes.stop) {
+    const a = byId.get(s.allocId);
+    if (a) stops.set(a.id, stop(a, s.description));
+  }
+  // A destructive update is a stop and a placement that takes the old instance's index.
+  const toPlace: Placement[] = [...changes.place];
+  for (const d of changes.destructive) {
+    stops.set(d.alloc.id, stop(d.alloc, d.description));
+    toPlace.push({ group: d.group, index: d.alloc.index, previous: d.alloc, rescheduleEvents: [] });
+  }
+
   const nodes = snapshot.readyNodes();
-  let earliestRetry: number | undefined;
-
-  const specGroups = new Set(job.spec.groups.map((g) => g.name));
-  for (const a of live) if (!specGroups.has(a.group)) stop(a, `group ${a.group} removed from the job`);
-
   for (const group of job.spec.groups) {
-    const mine = live.filter((a) => a.group === group.name);
-    const byIndex = new Map<number, Allocation[]>();
-    for (const a of mine) {
-      if (a.index >= group.count) {
-        stop(a, `scaled down to ${group.count}`);
-        continue;
-      }
-      const list = byIndex.get(a.index) ?? [];
-      list.push(a);
-      byIndex.set(a.index, list);
-    }
-
-    /** `replaces` names a finished allocation this one takes over from once placed. */
-    const toPlace: {
-      index: number;
-      previous?: Allocation;
-      replaces?: string;
-      rescheduleEvents: Allocation['rescheduleEvents'];
-    }[] = [];
-    for (let index = 0; index < group.count; index++) {
-      const holders = (byIndex.get(index) ?? []).sort((x, y) => y.createdAt - x.createdAt);
-      // Two holders of one index can only come from a race: keep the newest.
-      for (const extra of holders.slice(1)) stop(extra, 'duplicate instance');
-      const a = holders[0];
-      if (!a) {
-        toPlace.push({ index, rescheduleEvents: [] });
-        continue;
-      }
-      const node = snapshot.node(a.nodeId);
-      const nodeGone = !node || node.status === 'down';
-      switch (a.clientStatus) {
-        case 'pending':
-        case 'running':
-          if (nodeGone) {
-            stop(a, 'node is down');
-            toPlace.push({ index, previous: a, rescheduleEvents: a.rescheduleEvents });
-          } else if (a.jobVersion !== job.version && needsReplacement(a.groupSpec, group)) {
-            stop(a, `updated to job version ${job.version}`);
-            toPlace.push({ index, previous: a, rescheduleEvents: [] });
-          } else if (a.jobVersion !== job.version) {
-            // Only count or metadata changed: the running instance carries over untouched.
-            plan.place.push({ ...a, jobVersion: job.version, groupSpec: group, modifiedAt: ctx.now });
-          }
-          break;
-        case 'complete':
-          if (
-            job.spec.type === 'batch' &&
-            !(a.jobVersion !== job.version && needsReplacement(a.groupSpec, group))
-          )
-            break; // done
-          toPlace.push({
-            index,
-            previous: a,
-            replaces: job.spec.type === 'batch' ? 'job updated' : 'service exited',
-            rescheduleEvents: a.rescheduleEvents,
-          });
-          break;
-        case 'lost':
-          toPlace.push({ index, previous: a, replaces: 'node lost', rescheduleEvents: a.rescheduleEvents });
-          break;
-        case 'failed': {
-          if (a.jobVersion !== job.version && needsReplacement(a.groupSpec, group)) {
-            toPlace.push({
-              index,
-              previous: a,
-              replaces: `updated to job version ${job.version}`,
-              rescheduleEvents: [],
-            });
-            break;
-          }
-          const decision = rescheduleDecision(a, group.reschedule, ctx.now);
-          if (decision.kind === 'never') break;
-          if (decision.kind === 'later') {
-            earliestRetry = Math.min(earliestRetry ?? Infinity, decision.at);
-            break;
-          }
-          toPlace.push({
-            index,
-            previous: a,
-            replaces: 'failed; rescheduled',
-            rescheduleEvents: [
-              ...a.rescheduleEvents,
-              { time: ctx.now, prevAllocId: a.id, delayMs: decision.delayMs },
-            ],
-          });
-          break;
-        }
-      }
-    }
-
+    const mine = toPlace.filter((p) => p.group.name === group.name).sort((x, y) => x.index - y.index);
     const resources = groupResources(group);
     let failure: PlacementFailure | undefined;
-    for (const p of toPlace) {
+    for (const p of mine) {
       if (failure) {
         failure.unplaced++;
         continue;
       }
-      const outcome = placeOne(nodes, { job: job.spec, group, resources }, usageOf, ctx.random);
+      const outcome = placeOne(nodes, { job: job.spec, group, resources }, state, ctx.random);
       if (!outcome.node || !outcome.ports) {
         const f = outcome.failure ?? { nodesEvaluated: nodes.length, nodesFiltered: {}, nodesExhausted: {} };
-        failure = { ...f, unplaced: 1, summary: summarizeFailure(f, resources, nodes, usageOf) };
+        failure = {
+          ...f,
+          unplaced: 1,
+          summary: summarizeFailure(f, resources, nodes, (n) => state.usageOf(n)),
+        };
         continue;
       }
       const alloc = newAllocation(
@@ -167,23 +96,21 @@ export function schedule(snapshot: Snapshot, evaluation: Evaluation, ctx: Schedu
       if (outcome.devices) alloc.resources.devices = outcome.devices;
       if (p.previous) {
         alloc.previousAllocId = p.previous.id;
-        const description =
-          p.replaces ?? plan.stop.find((s) => s.allocId === p.previous?.id)?.description ?? 'replaced';
-        plan.place.push({
-          ...p.previous,
-          desiredStatus: 'stop',
-          desiredDescription: description,
-          nextAllocId: alloc.id,
-          modifiedAt: ctx.now,
-        });
+        const stopped = stops.get(p.previous.id);
+        if (stopped) stopped.nextAllocId = alloc.id;
+        else
+          plan.stop.push({
+            allocId: p.previous.id,
+            description: p.replaces ?? 'replaced',
+            nextAllocId: alloc.id,
+          });
       }
-      book(usageOf(outcome.node), alloc);
+      book(state.usageOf(outcome.node), alloc);
       plan.place.push(alloc);
     }
     if (failure) plan.failedGroups[group.name] = failure;
   }
-
-  if (earliestRetry !== undefined) {
+  for (const f of changes.followups) {
     plan.followups.push({
       id: ctx.newId(),
       namespace: job.namespace,
@@ -191,34 +118,14 @@ export function schedule(snapshot: Snapshot, evaluation: Evaluation, ctx: Schedu
       priority: job.spec.priority,
       triggeredBy: 'reschedule',
       status: 'pending',
-      statusDescription: 'waiting for the reschedule delay of a failed allocation',
-      waitUntil: earliestRetry,
+      statusDescription: f.description,
+      waitUntil: f.waitUntil,
       previousEvalId: evaluation.id,
       createdAt: ctx.now,
       modifiedAt: ctx.now,
     });
   }
   return plan;
-}
-
-/** A change other than count means the instance must be replaced to take effect. */
-export function needsReplacement(before: GroupSpec, after: GroupSpec): boolean {
-  return JSON.stringify({ ...before, count: 0 }) !== JSON.stringify({ ...after, count: 0 });
-}
-
-type RescheduleDecision =
-  { kind: 'now'; delayMs: number } | { kind: 'later'; at: number } | { kind: 'never' };
-
-/** Whether a failed allocation may be replaced, and when (exponential backoff from `delay` to `maxDelay`). */
-export function rescheduleDecision(a: Allocation, policy: ReschedulePolicy, now: number): RescheduleDecision {
-  const recent = policy.unlimited
-    ? a.rescheduleEvents
-    : a.rescheduleEvents.filter((e) => e.time > now - policy.interval);
-  if (!policy.unlimited && recent.length >= policy.attempts) return { kind: 'never' };
-  const delayMs = Math.min(policy.maxDelay, policy.delay * 2 ** Math.min(recent.length, 30));
-  const failedAt = Math.max(a.modifiedAt, ...Object.values(a.taskStates).map((t) => t.finishedAt ?? 0));
-  const at = failedAt + delayMs;
-  return now >= at ? { kind: 'now', delayMs } : { kind: 'later', at };
 }
 
 function newAllocation(

@@ -1,51 +1,22 @@
 /**
- * Placement of one allocation: filter plugins drop nodes that cannot take it (each rejection is a
- * value with a reason, kept for `unum why`), score plugins rank the rest, the best node wins and
- * gets its ports assigned.
+ * Placement of one allocation (feasibility, then ranking): filter plugins drop nodes that cannot
+ * take it (each rejection is a status value with a reason, kept for `unum why`), score plugins rank
+ * the rest, the best node wins and gets its ports and devices assigned.
  */
-import type { ConstraintSpec, GroupSpec, JobSpec, ComputeResources } from '../core/job-spec.ts';
-import { deviceMatches, groupResources } from '../core/job-spec.ts';
-import type { AllocatedDevice, AllocatedPort, Allocation, Node, PlacementFailure } from '../core/types.ts';
-
-/** Resources in use on one node, kept up to date while a plan is being built. */
-export interface NodeUsage {
-  cpu: number;
-  memory: number;
-  ports: Set<number>;
-  /** Device ids given to allocations. */
-  devices: Set<string>;
-  /** Allocations of each job group already on the node (for spreading). */
-  groupCount: Map<string, number>;
-}
-
-export interface PlacementRequest {
-  job: JobSpec;
-  group: GroupSpec;
-  resources: ComputeResources;
-}
-
-export type FilterResult = { status: 'ok' } | { status: 'unschedulable'; reason: string; dimension?: string };
-
-export interface FilterPlugin {
-  name: string;
-  filter(node: Node, req: PlacementRequest, usage: NodeUsage): FilterResult;
-}
-
-export interface ScorePlugin {
-  name: string;
-  weight: number;
-  /** 0 (worst) to 1 (best). */
-  score(node: Node, req: PlacementRequest, usage: NodeUsage): number;
-}
-
-const OK: FilterResult = { status: 'ok' };
-
-export function freeResources(node: Node, usage: NodeUsage): { cpu: number; memory: number } {
-  return {
-    cpu: node.resources.cpu - node.reserved.cpu - usage.cpu,
-    memory: node.resources.memory - node.reserved.memory - usage.memory,
-  };
-}
+import type { ConstraintSpec, GroupSpec, ComputeResources } from '../core/job-spec.ts';
+import { deviceMatches } from '../core/job-spec.ts';
+import type { AllocatedDevice, AllocatedPort, Node, PlacementFailure } from '../core/types.ts';
+import { capacity, emptyUsage, fitOnNode, freeResources, type NodeUsage } from './fit.ts';
+import {
+  OK,
+  runFilter,
+  stateKey,
+  type CycleState,
+  type FilterPlugin,
+  type FilterResult,
+  type PlacementRequest,
+  type ScorePlugin,
+} from './framework.ts';
 
 function attributeOf(node: Node, name: string): string | undefined {
   if (name === 'node.name' || name === 'hostname') return node.attributes['hostname'] ?? node.name;
@@ -75,14 +46,18 @@ function describeConstraint(c: ConstraintSpec): string {
   return c.operator === 'exists' ? `${c.attribute} exists` : `${c.attribute} ${c.operator} ${c.value ?? ''}`;
 }
 
+/** Devices the `devices` filter found for each node in the current placement; placeOne reads them. */
+const assignedDevices = stateKey<Map<string, AllocatedDevice[]>>('devices.assigned');
+
 export const filters: FilterPlugin[] = [
   {
     name: 'driver',
     filter(node, req) {
       for (const t of req.group.tasks) {
         const d = node.drivers[t.driver];
-        if (!d?.detected || !d.healthy)
-          return { status: 'unschedulable', reason: `driver ${t.driver} not available` };
+        if (!d?.detected) return { status: 'unresolvable', reason: `driver ${t.driver} not available` };
+        // A detected driver that fails its health check may recover by itself.
+        if (!d.healthy) return { status: 'unschedulable', reason: `driver ${t.driver} not available` };
       }
       return OK;
     },
@@ -92,7 +67,7 @@ export const filters: FilterPlugin[] = [
     filter(node, req) {
       for (const c of [...req.job.constraints, ...req.group.constraints]) {
         if (!constraintHolds(node, c))
-          return { status: 'unschedulable', reason: `constraint ${describeConstraint(c)}` };
+          return { status: 'unresolvable', reason: `constraint ${describeConstraint(c)}` };
       }
       return OK;
     },
@@ -100,39 +75,53 @@ export const filters: FilterPlugin[] = [
   {
     name: 'resources',
     filter(node, req, usage) {
-      const free = freeResources(node, usage);
-      if (free.cpu < req.resources.cpu)
-        return { status: 'unschedulable', reason: 'cpu exhausted', dimension: 'cpu' };
-      if (free.memory < req.resources.memory)
-        return { status: 'unschedulable', reason: 'memory exhausted', dimension: 'memory' };
-      return OK;
+      const fit = fitOnNode(node, usage, { cpu: req.resources.cpu, memory: req.resources.memory });
+      if (fit.fits) return OK;
+      return {
+        status: fit.beyondCapacity ? 'unresolvable' : 'unschedulable',
+        reason: fit.reason,
+        dimension: fit.dimension,
+      };
     },
   },
   {
     name: 'devices',
-    filter(node, req, usage) {
+    filter(node, req, usage, state) {
       if (!req.group.tasks.some((t) => t.resources.devices.length > 0)) return OK;
-      return assignDevices(node, req.group, usage)
-        ? OK
-        : { status: 'unschedulable', reason: 'devices exhausted', dimension: 'devices' };
+      const devices = assignDevices(node, req.group, usage);
+      if (devices) {
+        state.read(assignedDevices)?.set(node.id, devices);
+        return OK;
+      }
+      const ever = assignDevices(node, req.group, emptyUsage()) !== undefined;
+      return {
+        status: ever ? 'unschedulable' : 'unresolvable',
+        reason: 'devices exhausted',
+        dimension: 'devices',
+      };
     },
   },
   {
     name: 'ports',
     filter(node, req, usage) {
+      const statics: number[] = [];
       let dynamic = 0;
       for (const p of req.group.network.ports) {
-        if (p.static !== undefined) {
-          if (usage.ports.has(p.static))
-            return { status: 'unschedulable', reason: `port ${p.static} in use`, dimension: 'ports' };
-        } else dynamic++;
+        if (p.static !== undefined) statics.push(p.static);
+        else dynamic++;
       }
+      const fit = fitOnNode(node, usage, { ports: statics });
+      if (!fit.fits) return { status: 'unschedulable', reason: fit.reason, dimension: 'ports' };
       const range = node.portRange.max - node.portRange.min + 1;
       const usedInRange = [...usage.ports].filter(
         (p) => p >= node.portRange.min && p <= node.portRange.max,
       ).length;
       if (range - usedInRange < dynamic)
-        return { status: 'unschedulable', reason: 'dynamic ports exhausted', dimension: 'ports' };
+        return {
+          status: range < dynamic ? 'unresolvable' : 'unschedulable',
+          reason: 'dynamic ports exhausted',
+          dimension: 'ports',
+        };
       return OK;
     },
   },
@@ -145,10 +134,9 @@ export const scorers: ScorePlugin[] = [
     weight: 1,
     score(node, req, usage) {
       const free = freeResources(node, usage);
-      const cpuCap = node.resources.cpu - node.reserved.cpu;
-      const memCap = node.resources.memory - node.reserved.memory;
-      const cpuUsed = cpuCap > 0 ? 1 - (free.cpu - req.resources.cpu) / cpuCap : 1;
-      const memUsed = memCap > 0 ? 1 - (free.memory - req.resources.memory) / memCap : 1;
+      const cap = capacity(node);
+      const cpuUsed = cap.cpu > 0 ? 1 - (free.cpu - req.resources.cpu) / cap.cpu : 1;
+      const memUsed = cap.memory > 0 ? 1 - (free.memory - req.resources.memory) / cap.memory : 1;
       return (cpuUsed + memUsed) / 2;
     },
   },
@@ -169,38 +157,55 @@ export interface PlacementOutcome {
   /** Only when the group asks for devices. */
   devices?: AllocatedDevice[];
   failure?: Omit<PlacementFailure, 'unplaced' | 'summary'>;
+  /** Nodes rejected as `unresolvable`: they could never take it. */
+  unresolvable: number;
 }
 
-/** Chooses a node for one instance. `usage` is read, not changed: the caller books the placement. */
+/** The plugins one placement runs; the defaults are `filters` and `scorers`. */
+export interface Profile {
+  filters: readonly FilterPlugin[];
+  scorers: readonly ScorePlugin[];
+}
+
+export const defaultProfile: Profile = { filters, scorers };
+
+/**
+ * Chooses a node for one instance: filter, then score what is left. Usage is read from `state`, not
+ * changed: the caller books the placement.
+ */
 export function placeOne(
   nodes: readonly Node[],
   req: PlacementRequest,
-  usageOf: (node: Node) => NodeUsage,
+  state: CycleState,
   random: () => number,
+  profile: Profile = defaultProfile,
 ): PlacementOutcome {
   const nodesFiltered: Record<string, number> = {};
   const nodesExhausted: Record<string, number> = {};
+  let unresolvable = 0;
   let best: { node: Node; score: number } | undefined;
+  state.write(assignedDevices, new Map());
   for (const node of nodes) {
-    const usage = usageOf(node);
-    let rejected: FilterResult | undefined;
-    for (const f of filters) {
-      const r = f.filter(node, req, usage);
+    const usage = state.usageOf(node);
+    let rejected: Exclude<FilterResult, { status: 'ok' }> | undefined;
+    for (const f of profile.filters) {
+      const r = runFilter(f, node, req, usage, state);
       if (r.status !== 'ok') {
         rejected = r;
         break;
       }
     }
-    if (rejected && rejected.status === 'unschedulable') {
-      if (rejected.dimension)
+    if (rejected) {
+      if (rejected.status === 'unresolvable') unresolvable++;
+      if (rejected.status !== 'error' && rejected.dimension)
         nodesExhausted[rejected.dimension] = (nodesExhausted[rejected.dimension] ?? 0) + 1;
       else nodesFiltered[rejected.reason] = (nodesFiltered[rejected.reason] ?? 0) + 1;
       continue;
     }
     let score = 0;
     let weights = 0;
-    for (const s of scorers) {
-      score += s.weight * s.score(node, req, usage);
+    for (const s of profile.scorers) {
+      score += s.weight * s.score(node, req, usage, state);
       weights += s.weight;
     }
     score = weights > 0 ? score / weights : 0;
@@ -208,13 +213,17 @@ export function placeOne(
     if (!best || score > best.score || (score === best.score && node.id < best.node.id))
       best = { node, score };
   }
-  if (!best) return { failure: { nodesEvaluated: nodes.length, nodesFiltered, nodesExhausted } };
-  const usage = usageOf(best.node);
+  if (!best)
+    return { failure: { nodesEvaluated: nodes.length, nodesFiltered, nodesExhausted }, unresolvable };
+  const usage = state.usageOf(best.node);
   const ports = assignPorts(best.node, req.group, usage, random);
   const devices = req.group.tasks.some((t) => t.resources.devices.length > 0)
-    ? assignDevices(best.node, req.group, usage)
+    ? (state.read(assignedDevices)?.get(best.node.id) ?? assignDevices(best.node, req.group, usage))
     : undefined;
-  return devices ? { node: best.node, ports, devices } : { node: best.node, ports };
+  state.delete(assignedDevices);
+  return devices
+    ? { node: best.node, ports, devices, unresolvable }
+    : { node: best.node, ports, unresolvable };
 }
 
 /**
@@ -269,35 +278,6 @@ export function assignPorts(
   return out;
 }
 
-/** Usage from the allocations that hold resources on a node (desired to run and not finished). */
-export function usageFromAllocs(allocs: readonly Allocation[]): NodeUsage {
-  const usage: NodeUsage = { cpu: 0, memory: 0, ports: new Set(), devices: new Set(), groupCount: new Map() };
-  for (const a of allocs) if (holdsResources(a)) book(usage, a);
-  return usage;
-}
-
-export function holdsResources(a: Allocation): boolean {
-  return a.desiredStatus === 'run' && (a.clientStatus === 'pending' || a.clientStatus === 'running');
-}
-
-export function book(usage: NodeUsage, a: Allocation): void {
-  usage.cpu += a.resources.cpu;
-  usage.memory += a.resources.memory;
-  for (const p of a.resources.ports) usage.ports.add(p.value);
-  for (const d of a.resources.devices ?? []) usage.devices.add(d.id);
-  const key = `${a.namespace}/${a.jobId}/${a.group}`;
-  usage.groupCount.set(key, (usage.groupCount.get(key) ?? 0) + 1);
-}
-
-export function unbook(usage: NodeUsage, a: Allocation): void {
-  usage.cpu -= a.resources.cpu;
-  usage.memory -= a.resources.memory;
-  for (const p of a.resources.ports) usage.ports.delete(p.value);
-  for (const d of a.resources.devices ?? []) usage.devices.delete(d.id);
-  const key = `${a.namespace}/${a.jobId}/${a.group}`;
-  usage.groupCount.set(key, Math.max(0, (usage.groupCount.get(key) ?? 0) - 1));
-}
-
 /** One sentence for people, e.g. "no node has enough memory (needs 100000 MiB; 1 node evaluated)". */
 export function summarizeFailure(
   f: Omit<PlacementFailure, 'unplaced' | 'summary'>,
@@ -320,5 +300,3 @@ export function summarizeFailure(
     parts.push(`${n} node${n === 1 ? '' : 's'} excluded: ${reason}`);
   return `no node can take it: ${parts.join('; ')} (${f.nodesEvaluated} node${f.nodesEvaluated === 1 ? '' : 's'} evaluated)`;
 }
-
-export { groupResources };

@@ -2,7 +2,7 @@
  * What the scheduler sees and what it needs: a read-only snapshot of the cluster and the few
  * impure things (clock, ids, randomness) handed in, so that a run is a pure function of its inputs.
  */
-import type { Allocation, Evaluation, Job, Node } from '../core/types.ts';
+import type { Allocation, Evaluation, Job, Node, Plan } from '../core/types.ts';
 
 /** A consistent, read-only view of the cluster (Nomad's `State`). The scheduler must not mutate it. */
 export interface Snapshot {
@@ -14,6 +14,15 @@ export interface Snapshot {
   node(id: string): Node | undefined;
 }
 
+/** What `checkPlan` reads: the latest state a plan is checked against. Must not be mutated. */
+export interface PlanSnapshot {
+  node(id: string): Node | undefined;
+  alloc(id: string): Allocation | undefined;
+  allocsOnNode(nodeId: string): readonly Allocation[];
+  /** The node's agent still heartbeats (its lease is alive). */
+  isAlive(nodeId: string): boolean;
+}
+
 export interface SchedulerContext {
   now: number;
   newId: () => string;
@@ -21,4 +30,7 @@ export interface SchedulerContext {
   random: () => number;
 }
 
-export type { Allocation, Evaluation, Job, Node };
+/** A scheduler for one kind of job: pure, returns a plan and throws only on a bug. */
+export type Scheduler = (snapshot: Snapshot, evaluation: Evaluation, ctx: SchedulerContext) => Plan;
+
+export type { Allocation, Evaluation, Job, Node, Plan };

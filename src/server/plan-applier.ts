@@ -10,7 +10,8 @@ import type { Clock } from '../core/clock.ts';
 import { shortId } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, Evaluation, Plan } from '../core/types.ts';
-import { freeResources, usageFromAllocs, book, unbook } from '../scheduler/placement.ts';
+import { isTerminal } from '../core/alloc.ts';
+import { checkPlan } from '../scheduler/check-plan.ts';
 import type { Compare, TxnOp } from '../store/types.ts';
 import type { Term } from './leadership/term.ts';
 import type { StateCache } from './cache.ts';
@@ -41,12 +42,8 @@ export class PlanApplier {
     term.check();
     const compare: Compare[] = [];
     const ops: TxnOp[] = [];
-    const usage = new Map<string, ReturnType<typeof usageFromAllocs>>();
-    const usageOf = (nodeId: string) => {
-      let u = usage.get(nodeId);
-      if (!u) usage.set(nodeId, (u = usageFromAllocs(this.cache.allocsOnNode(nodeId))));
-      return u;
-    };
+    const check = checkPlan(this.cache, plan);
+    if (!check.ok) return { ok: false, revision: this.cache.index, reason: check.reason };
     const touched = new Map<string, Allocation>();
     const current = (id: string): Allocation | undefined => touched.get(id) ?? this.cache.alloc(id);
     const guard = (id: string) => {
@@ -55,74 +52,57 @@ export class PlanApplier {
         compare.push({ key, target: 'mod', op: '=', value: this.cache.revisionOf(key) });
     };
 
-    for (const s of plan.stop) {
+    const stops = [
+      ...plan.stop.map((s) => ({ ...s, preempted: false })),
+      ...plan.preempt.map((s) => ({ ...s, preempted: true })),
+    ];
+    for (const s of stops) {
       const a = current(s.allocId);
-      if (!a || a.desiredStatus === 'stop') continue;
+      if (!a) continue;
+      if (a.desiredStatus === 'stop') {
+        // Stopped meanwhile: still record which allocation replaces it.
+        if (s.nextAllocId !== undefined && a.nextAllocId === undefined) {
+          guard(a.id);
+          touched.set(a.id, { ...a, nextAllocId: s.nextAllocId, modifiedAt: now });
+        }
+        continue;
+      }
       guard(a.id);
-      const stopped: Allocation = {
+      touched.set(a.id, {
         ...a,
         desiredStatus: 'stop',
         desiredDescription: s.description,
+        ...(s.nextAllocId !== undefined ? { nextAllocId: s.nextAllocId } : {}),
         modifiedAt: now,
-      };
-      if (a.clientStatus === 'pending' || a.clientStatus === 'running') unbook(usageOf(a.nodeId), a);
-      touched.set(a.id, stopped);
+      });
+      // A finished allocation that is replaced has nothing left to stop: the placement's event names it.
+      if (isTerminal(a) && s.nextAllocId !== undefined) continue;
       ops.push(
         eventOp(
           {
             topic: 'allocation',
-            type: 'alloc-stopping',
+            type: s.preempted ? 'alloc-preempted' : 'alloc-stopping',
             namespace: a.namespace,
             jobId: a.jobId,
             allocId: a.id,
             nodeId: a.nodeId,
-            message: `stopping ${a.name} (${shortId(a.id)}): ${s.description}`,
+            message: `${s.preempted ? 'preempting' : 'stopping'} ${a.name} (${shortId(a.id)}): ${s.description}`,
           },
           now,
         ),
       );
     }
 
-    for (const p of plan.place) {
+    for (const p of plan.inPlace) {
       const existing = current(p.id);
-      if (existing) {
-        // An update of an allocation the agent also writes: keep the agent's fields, take only the scheduler's.
-        guard(p.id);
-        touched.set(p.id, {
-          ...existing,
-          jobVersion: p.jobVersion,
-          groupSpec: p.groupSpec,
-          desiredStatus: p.desiredStatus,
-          ...(p.desiredDescription !== undefined ? { desiredDescription: p.desiredDescription } : {}),
-          ...(p.nextAllocId !== undefined ? { nextAllocId: p.nextAllocId } : {}),
-          modifiedAt: now,
-        });
-        continue;
-      }
-      const node = this.cache.node(p.nodeId);
-      if (!node || node.status !== 'ready' || node.drain || !this.cache.isAlive(node.id))
-        return { ok: false, revision: this.cache.index, reason: `node ${p.nodeId} is no longer ready` };
-      const u = usageOf(node.id);
-      const free = freeResources(node, u);
-      if (free.cpu < p.resources.cpu || free.memory < p.resources.memory)
-        return {
-          ok: false,
-          revision: this.cache.index,
-          reason: `node ${node.name} no longer has room for ${p.name}`,
-        };
-      if (p.resources.devices?.some((d) => u.devices.has(d.id)))
-        return {
-          ok: false,
-          revision: this.cache.index,
-          reason: `a device of ${p.name} was taken on ${node.name}`,
-        };
-      if (p.resources.ports.some((port) => u.ports.has(port.value)))
-        return {
-          ok: false,
-          revision: this.cache.index,
-          reason: `a port of ${p.name} was taken on ${node.name}`,
-        };
-      book(u, p);
+      if (!existing) continue; // checkPlan refused the plan already
+      // The agent also writes an allocation: keep its fields, take only the scheduler's.
+      guard(p.id);
+      touched.set(p.id, { ...existing, jobVersion: p.jobVersion, groupSpec: p.groupSpec, modifiedAt: now });
+    }
+
+    for (const p of plan.place) {
+      const nodeName = this.cache.node(p.nodeId)?.name ?? p.nodeId;
       // A new key: it must not exist yet.
       compare.push({ key: keys.alloc(p.id), target: 'create', op: '=', value: 0 });
       touched.set(p.id, p);
@@ -134,8 +114,8 @@ export class PlanApplier {
             namespace: p.namespace,
             jobId: p.jobId,
             allocId: p.id,
-            nodeId: node.id,
-            message: `placed ${p.name} (${shortId(p.id)}) on ${node.name}${p.resources.ports.length ? ` ports ${p.resources.ports.map((x) => `${x.name}=${x.value}`).join(',')}` : ''}${p.previousAllocId ? `, replacing ${shortId(p.previousAllocId)}` : ''}`,
+            nodeId: p.nodeId,
+            message: `placed ${p.name} (${shortId(p.id)}) on ${nodeName}${p.resources.ports.length ? ` ports ${p.resources.ports.map((x) => `${x.name}=${x.value}`).join(',')}` : ''}${p.previousAllocId ? `, replacing ${shortId(p.previousAllocId)}` : ''}`,
           },
           now,
         ),
@@ -155,6 +135,10 @@ export class PlanApplier {
     if (!failed) {
       delete outcome.failedGroups;
       delete outcome.statusDescription;
+    }
+    if (plan.error !== undefined) {
+      outcome.status = 'failed';
+      outcome.statusDescription = plan.error;
     }
     ops.push(putOp(keys.evaluation(evaluation.id), outcome));
     // A newer outcome for the job supersedes any other evaluation of it still parked as blocked.

@@ -103,6 +103,7 @@ export function formatPlan(plan: PlanJobResponse, c: Colors): string {
     }
     out.push('');
   }
+  if (plan.refused !== undefined) out.push(`${c.red('The plan would be refused now')}: ${plan.refused}`, '');
   if (plan.placements.length === 0 && plan.stops.length === 0 && failed.length === 0)
     out.push('No instances would start or stop.', '');
   return out.join('\n').replace(/\n+$/, '') + '\n';

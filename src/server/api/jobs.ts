@@ -1,10 +1,12 @@
 /** Job routes: submit, dry-run, list, read, stop; a job's allocations and evaluations. */
+import { isTerminal } from '../../core/alloc.ts';
 import { NotFoundError } from '../../core/errors.ts';
 import { jobSpecJsonSchema } from '../../core/job-spec.ts';
 import type { Job } from '../../core/types.ts';
 import type { JobDetail, PlanJobResponse } from '../../api/types.ts';
 import { diffObjects, jobStatus, placementFailures, sortAllocs, summarize } from '../../api/views.ts';
-import { schedule } from '../../scheduler/generic.ts';
+import { checkPlan } from '../../scheduler/check-plan.ts';
+import { schedule } from '../../scheduler/schedule.ts';
 import type { Snapshot } from '../../scheduler/types.ts';
 import type { Route } from '../http.ts';
 import { newEvaluation } from '../state/evaluations.ts';
@@ -68,25 +70,29 @@ export function jobRoutes(d: ApiDeps): Route[] {
             random: Math.random,
           },
         );
+        // The same re-check the plan applier makes, so a preview never shows what would be refused.
+        const check = checkPlan(cache, plan);
         return {
           job,
           isNew: !existing,
           diff: existing ? diffObjects(existing.spec, spec) : [],
-          placements: plan.place
-            .filter((a) => a.desiredStatus === 'run' && a.id.startsWith('planned-'))
-            .map((a) => ({
-              group: a.group,
-              name: a.name,
-              nodeId: a.nodeId,
-              nodeName: cache.node(a.nodeId)?.name ?? a.nodeId,
-              ports: a.resources.ports,
-            })),
-          stops: plan.stop.map((s) => ({
-            allocId: s.allocId,
-            name: cache.alloc(s.allocId)?.name ?? s.allocId,
-            description: s.description,
+          placements: plan.place.map((a) => ({
+            group: a.group,
+            name: a.name,
+            nodeId: a.nodeId,
+            nodeName: cache.node(a.nodeId)?.name ?? a.nodeId,
+            ports: a.resources.ports,
           })),
+          // A finished allocation that is replaced is linked to its successor, not stopped: not shown.
+          stops: plan.stop.flatMap((s) => {
+            const a = cache.alloc(s.allocId);
+            return a && isTerminal(a)
+              ? []
+              : [{ allocId: s.allocId, name: a?.name ?? s.allocId, description: s.description }];
+          }),
           failedGroups: plan.failedGroups,
+          ...(check.ok ? {} : { refused: check.reason }),
+          ...(plan.error !== undefined ? { refused: plan.error } : {}),
         };
       },
     },

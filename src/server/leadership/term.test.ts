@@ -4,7 +4,7 @@ import { FakeClock } from '../../core/clock.ts';
 import { NotLeaderError } from '../../core/errors.ts';
 import { silentLogger } from '../../core/log.ts';
 import type { Evaluation } from '../../core/types.ts';
-import { schedule } from '../../scheduler/generic.ts';
+import { schedule } from '../../scheduler/schedule.ts';
 import { createStore } from '../../store/index.ts';
 import type { Store } from '../../store/types.ts';
 import { mock } from '../../testing/mock.ts';

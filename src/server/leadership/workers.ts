@@ -8,7 +8,7 @@ import type { Clock } from '../../core/clock.ts';
 import { NotLeaderError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Evaluation } from '../../core/types.ts';
-import { schedule } from '../../scheduler/generic.ts';
+import { schedule } from '../../scheduler/schedule.ts';
 import type { EvalBroker } from '../broker.ts';
 import type { StateCache } from '../cache.ts';
 import type { PlanApplier } from '../plan-applier.ts';
