@@ -21,7 +21,7 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, { due: number; timer: ClockTimer }>();
-  private readonly waiters: ((key: string | undefined) => void)[] = [];
+  private readonly waiters: (() => void)[] = [];
   private readonly clock: Clock;
   private readonly backoff: BackoffOptions;
   private closed = false;
@@ -40,12 +40,10 @@ export class WorkQueue {
     if (this.closed || this.dirty.has(key)) return;
     this.dirty.add(key);
     if (this.processing.has(key)) return;
-    const waiter = this.waiters.shift();
-    if (waiter) {
-      this.dirty.delete(key);
-      this.processing.add(key);
-      waiter(key);
-    } else this.queue.push(key);
+    this.queue.push(key);
+    // Woken, not handed the key: the worker takes it a microtask later, so that adds in the same
+    // turn (one cache batch) still fold into this one.
+    this.waiters.shift()?.();
   }
 
   /** Adds `key` after `ms`; an earlier pending delay for the same key wins. */
@@ -76,27 +74,29 @@ export class WorkQueue {
   }
 
   /** The next key to reconcile; undefined once the queue is shut down or `signal` aborts. */
-  get(signal: AbortSignal): Promise<string | undefined> {
-    if (this.closed || signal.aborted) return Promise.resolve(undefined);
-    const key = this.queue.shift();
-    if (key !== undefined) {
-      this.dirty.delete(key);
-      this.processing.add(key);
-      return Promise.resolve(key);
+  async get(signal: AbortSignal): Promise<string | undefined> {
+    for (;;) {
+      if (this.closed || signal.aborted) return undefined;
+      const key = this.queue.shift();
+      if (key !== undefined) {
+        this.dirty.delete(key);
+        this.processing.add(key);
+        return key;
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          const i = this.waiters.indexOf(wake);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve();
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.waiters.push(wake);
+      });
     }
-    return new Promise((resolve) => {
-      const waiter = (k: string | undefined) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(k);
-      };
-      const onAbort = () => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        resolve(undefined);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
   }
 
   /** The reconcile of `key` finished; if it was added meanwhile, it is queued again. */
@@ -112,6 +112,6 @@ export class WorkQueue {
     this.closed = true;
     for (const { timer } of this.delayed.values()) this.clock.clearTimeout(timer);
     this.delayed.clear();
-    for (const w of this.waiters.splice(0)) w(undefined);
+    for (const w of this.waiters.splice(0)) w();
   }
 }
