@@ -1,5 +1,5 @@
 /**
- * The shared vocabulary (DESIGN.md §3). These are the objects kept in the Store and sent on the wire.
+ * The shared vocabulary. These are the objects kept in the Store and sent on the wire.
  * Times are milliseconds since the epoch; sizes are millicores and MiB.
  */
 import type { GroupSpec, JobSpec, ComputeResources } from './job-spec.ts';
