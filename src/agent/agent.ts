@@ -11,9 +11,8 @@
  *    agent first re-attaches to the tasks an earlier agent process left running, then watches;
  *  - housekeeping: log rotation, garbage collection of old allocation dirs, usage samples.
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { UnumClient } from '../api/client.ts';
+import { listen, type Listener } from '../transport/index.ts';
 import type { AllocStatusUpdate, NodeRegistration, NodeStats, TaskUsageStats } from '../api/types.ts';
 import { NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
@@ -24,7 +23,7 @@ import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { fingerprint } from './fingerprint.ts';
 import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './isolation.ts';
-import { createAgentHttpServer } from './http.ts';
+import { agentRouter, type AgentHttpContext } from './http.ts';
 import { gcAllocDirs, markAllocDirEnded, rotateLog, type LogLimits } from './logs.ts';
 import { StatusReporter } from './reporter.ts';
 import { AgentStateStore, stateDir, type PersistedAlloc } from './state.ts';
@@ -122,7 +121,7 @@ export class Agent {
   private everRegistered = false;
   private onRegistered: (() => void) | undefined;
   private ttlMs = 15_000;
-  private server: Server | undefined;
+  private listener: Listener | undefined;
   private addressUrl = '';
   private loops: Promise<void>[] = [];
   private stopping: Promise<void> | undefined;
@@ -283,7 +282,7 @@ export class Agent {
   // --- HTTP endpoint ---------------------------------------------------------------------------
 
   private async listen(): Promise<void> {
-    const ctx: Parameters<typeof createAgentHttpServer>[0] = {
+    const ctx: AgentHttpContext = {
       nodeId: this.nodeId,
       allocsDir: allocsRoot(this.cfg.dataDir),
       runner: (id) => this.runners.get(id),
@@ -296,37 +295,21 @@ export class Agent {
       logger: this.logger,
     };
     if (this.cfg.logPollMs !== undefined) ctx.logPollMs = this.cfg.logPollMs;
-    const server = createAgentHttpServer(ctx);
-    const { host, port: wanted } = this.cfg.http;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void =>
-        reject(
-          err.code === 'EADDRINUSE'
-            ? new Error(
-                `the agent's HTTP address ${host}:${wanted} is already in use: choose another httpAddr (port 0 picks a free one)`,
-                { cause: err },
-              )
-            : err,
-        );
-      server.once('error', onError);
-      server.listen(wanted, host, () => {
-        server.off('error', onError);
-        resolve();
-      });
+    const { host, port } = this.cfg.http;
+    this.listener = await listen(agentRouter(ctx).handle, {
+      host,
+      port,
+      inUse: () =>
+        `the agent's HTTP address ${host}:${port} is already in use: choose another httpAddr (port 0 picks a free one)`,
     });
-    server.on('error', (err) => this.logger.error({ err }, 'agent http server error'));
-    this.server = server;
-    const { port } = server.address() as AddressInfo;
-    this.addressUrl = `http://${advertisedHost(this.cfg.http.host)}:${port}`;
+    this.listener.server.on('error', (err) => this.logger.error({ err }, 'agent http server error'));
+    this.addressUrl = this.listener.url;
   }
 
   private async closeHttp(): Promise<void> {
-    const server = this.server;
-    if (server === undefined) return;
-    this.server = undefined;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-    await closed;
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.close();
   }
 
   // --- servers ---------------------------------------------------------------------------------
@@ -668,10 +651,4 @@ export class Agent {
       };
     return driver;
   }
-}
-
-/** The host others should use to reach an endpoint bound to `host`. */
-function advertisedHost(host: string): string {
-  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
-  return host.includes(':') ? `[${host}]` : host;
 }
