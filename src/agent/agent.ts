@@ -22,7 +22,7 @@ import { allocDirPaths, allocsRoot, taskDirPaths } from './alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { fingerprint } from './fingerprint.ts';
-import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './isolation.ts';
+import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
 import { agentRouter, type AgentHttpContext } from './http.ts';
 import { gcAllocDirs, markAllocDirEnded, rotateLog, type LogLimits } from './logs.ts';
 import { StatusReporter } from './reporter.ts';
@@ -55,7 +55,7 @@ export interface AgentConfig {
   gcIntervalMs?: number;
   /** How often task usage is sampled (for cpuPercent); default 5 s. */
   statsIntervalMs?: number;
-  /** Task isolation and identity (see isolation.ts and drivers/exec.ts). */
+  /** Task isolation and identity (see drivers/exec/isolation.ts and drivers/exec/exec.ts). */
   taskIsolation?: 'auto' | 'off';
   allowedTaskUsers?: readonly string[];
   taskUidRange?: { min: number; max: number };

@@ -33,7 +33,7 @@ export interface Fingerprint {
   devices: NodeDevice[];
 }
 
-/** What the node can enforce on exec tasks (the shape of isolation.ts's IsolationCapability). */
+/** What the node can enforce on exec tasks (the shape of drivers/exec/isolation.ts's IsolationCapability). */
 export interface IsolationSummary {
   namespaces: boolean;
   unprivilegedUser: boolean;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { newId } from '../../core/ids.ts';
 import { allocsRoot, buildAllocDir, taskDirPaths } from '../alloc-dir.ts';
 import { isAlive, tempDir } from '../fixtures.ts';
-import { detectIsolation, type IsolationCapability } from '../isolation.ts';
+import { detectIsolation, type IsolationCapability } from './exec/isolation.ts';
 import type { DriverName, TaskConfig, TaskHandleState } from './types.ts';
 
 export const TASK_PATH = '/usr/local/bin:/usr/bin:/bin';

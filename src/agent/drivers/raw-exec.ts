@@ -5,10 +5,9 @@
  * the task runs behind a shell that records its exit code, so a restarted agent re-attaches to it.
  */
 import type { DriverInfo } from '../../core/types.ts';
-import { statusPathFor } from './exec.ts';
 import { checkCommand } from './process.ts';
-import { launch, reattach } from './task-process.ts';
-import { currentUserName } from '../users.ts';
+import { launch, reattach, statusPathFor } from './task-process.ts';
+import { currentUserName } from './accounts.ts';
 import {
   ExecError,
   type Driver,

@@ -11,7 +11,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { silentLogger } from '../../core/log.ts';
 import { waitFor } from '../../testing/wait.ts';
 import { isAlive } from '../fixtures.ts';
-import { noIsolation, type IsolationCapability } from '../isolation.ts';
+import { noIsolation, type IsolationCapability } from './exec/isolation.ts';
 import {
   dataDir,
   localDir,

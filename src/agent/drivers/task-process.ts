@@ -28,11 +28,17 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { constants } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
 import { writeControl, writeControlSync } from '../cgroups/index.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
 import { describeExecFailure } from './process.ts';
 import type { DriverName, ExitResult, TaskConfig, TaskHandle, TaskHandleState, TaskUsage } from './types.ts';
+
+/** Where the wrapper records the exit status: in logs/, which the task can not write. */
+export function statusPathFor(config: Pick<TaskConfig, 'stdoutPath'>): string {
+  return join(dirname(config.stdoutPath), '.exit-status');
+}
 
 /** How often a re-attached task (not the agent's child) is checked for exit. */
 export const RECOVER_POLL_MS = 250;

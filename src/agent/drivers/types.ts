@@ -3,13 +3,13 @@
  * by name through the explicit factory map in `./index.ts` (`drivers = { exec, raw_exec }`).
  *
  * `start` receives the task's resources and user (the exec driver puts the task into a cgroup with
- * those limits, in its own namespaces, as an unprivileged uid: see ../isolation.ts and README.md
+ * those limits, in its own namespaces, as an unprivileged uid: see ./exec/isolation.ts and ../README.md
  * "Isolation"), and every handle carries a JSON-serializable `state` that the agent persists so that
  * `recover` can re-attach to the task after an agent restart.
  */
 import type { DriverInfo } from '../../core/types.ts';
 import type { Logger } from '../../core/log.ts';
-import type { IsolationCapability } from '../isolation.ts';
+import type { IsolationCapability } from './exec/isolation.ts';
 
 export type DriverName = 'exec' | 'raw_exec';
 
@@ -178,7 +178,7 @@ export interface DriverOptions {
    */
   dataDir?: string;
   /**
-   * What the node can enforce (`detectIsolation()` in ../isolation.ts), detected once by the agent
+   * What the node can enforce (`detectIsolation()` in ./exec/isolation.ts), detected once by the agent
    * and shared. Default: the exec driver detects it itself on first use.
    */
   isolation?: IsolationCapability | Promise<IsolationCapability>;

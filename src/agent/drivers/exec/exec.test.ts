@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { silentLogger } from '../../core/log.ts';
-import { waitFor } from '../../testing/wait.ts';
-import { taskCgroupName } from '../cgroups/index.ts';
-import { isAlive } from '../fixtures.ts';
-import { noIsolation, type IsolationCapability } from '../isolation.ts';
-import { currentUserName } from '../users.ts';
+import { silentLogger } from '../../../core/log.ts';
+import { waitFor } from '../../../testing/wait.ts';
+import { taskCgroupName } from '../../cgroups/index.ts';
+import { isAlive } from '../../fixtures.ts';
+import { noIsolation, type IsolationCapability } from './isolation.ts';
+import { currentUserName } from './users.ts';
 import {
   dataDir,
   nodeIsolation,
@@ -20,9 +20,9 @@ import {
   stdoutOf,
   taskConfig,
   type DataDir,
-} from './driver-fixtures.ts';
-import { drivers } from './index.ts';
-import { ExecError, describeExit, type Driver, type TaskConfig, type TaskHandle } from './types.ts';
+} from '../driver-fixtures.ts';
+import { drivers } from '../index.ts';
+import { ExecError, describeExit, type Driver, type TaskConfig, type TaskHandle } from '../types.ts';
 
 const modes: {
   name: string;

@@ -1,6 +1,6 @@
 /**
  * The `exec` driver: the default way to run a program, isolated as far as the node allows
- * (../isolation.ts detects it once):
+ * (./isolation.ts detects it once):
  *
  *   cgroup     memory, CPU and pids limits; usage; kill-all; OOM kills seen   (root + cgroups)
  *   sandbox    bwrap: own pid/mount/ipc/uts namespaces, read-only host, only its own directories
@@ -9,17 +9,17 @@
  *              in a sandbox the drop itself is unshare's, where it has -S/-G)
  *
  * Without root none of these exist: the task runs as the agent's user behind a small shell that
- * records its exit code (so that a restarted agent still learns it). README.md, "Isolation".
+ * records its exit code (so that a restarted agent still learns it). ../../README.md, "Isolation".
  */
 import { basename, dirname, join } from 'node:path';
-import type { DriverInfo } from '../../core/types.ts';
-import type { Logger } from '../../core/log.ts';
-import { allocDirPaths } from '../alloc-dir.ts';
-import { taskCgroupName } from '../cgroups/index.ts';
-import type { CgroupManager, TaskCgroup } from '../cgroups/types.ts';
-import { DEFAULT_TASK_PIDS_LIMIT } from '../options.ts';
-import { detectIsolationOnce, maskedProcPaths, type IsolationCapability } from '../isolation.ts';
-import { ensureSandboxDev, sandboxDevReady } from '../sandbox-dev.ts';
+import type { DriverInfo } from '../../../core/types.ts';
+import type { Logger } from '../../../core/log.ts';
+import { allocDirPaths } from '../../alloc-dir.ts';
+import { taskCgroupName } from '../../cgroups/index.ts';
+import type { CgroupManager, TaskCgroup } from '../../cgroups/types.ts';
+import { DEFAULT_TASK_PIDS_LIMIT } from '../../options.ts';
+import { detectIsolationOnce, maskedProcPaths, type IsolationCapability } from './isolation.ts';
+import { ensureSandboxDev, sandboxDevReady } from './sandbox-dev.ts';
 import {
   DEFAULT_TASK_UID_RANGE,
   UidPool,
@@ -27,17 +27,18 @@ import {
   prepareTaskDirs,
   resolveTaskUser,
   type TaskIdentity,
-} from '../users.ts';
-import { checkCommand, type CommandCheck } from './process.ts';
+} from './users.ts';
+import { checkCommand, type CommandCheck } from '../process.ts';
 import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
 import {
   BWRAP_FDS,
   launch,
   reattach,
+  statusPathFor,
   type LaunchSpec,
   type Prepared,
   type TaskProcess,
-} from './task-process.ts';
+} from '../task-process.ts';
 import {
   ExecError,
   type Driver,
@@ -45,15 +46,10 @@ import {
   type TaskConfig,
   type TaskHandle,
   type TaskHandleState,
-} from './types.ts';
+} from '../types.ts';
 
 /** The PATH of a task that runs as another user (when the job sets none). */
 const TASK_SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Where the wrapper records the exit status: in logs/, which the task can not write. */
-export function statusPathFor(config: Pick<TaskConfig, 'stdoutPath'>): string {
-  return join(dirname(config.stdoutPath), '.exit-status');
-}
 
 export function createExecDriver(options: DriverOptions): Driver {
   return new ExecDriver(options);
@@ -280,7 +276,7 @@ class ExecDriver implements Driver {
 
   /**
    * The allocation's directories, when the task dir follows the agent's layout
-   * (`<allocs>/<allocId>/<task>`, see ../alloc-dir.ts): its shared dir, and what to hide.
+   * (`<allocs>/<allocId>/<task>`, see ../../alloc-dir.ts): its shared dir, and what to hide.
    */
   private layout(config: TaskConfig): { shared?: string; hide: string[]; allocsRoot?: string } {
     const ours = basename(config.cwd) === config.task && basename(dirname(config.cwd)) === config.allocId;
