@@ -14,7 +14,7 @@
 import { UnumClient } from '../api/client.ts';
 import { listen, type Listener } from '../transport/index.ts';
 import type { AllocStatusUpdate, NodeRegistration, NodeStats, TaskUsageStats } from '../api/types.ts';
-import { NotFoundError, UnavailableError } from '../core/errors.ts';
+import { InternalError, NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner, isTerminal } from './alloc-runner.ts';
@@ -330,7 +330,7 @@ export class Agent {
 
   private async register(): Promise<void> {
     const registration = this.registration;
-    if (registration === undefined) throw new Error('register before fingerprint');
+    if (registration === undefined) throw new InternalError('register before fingerprint');
     const res = await this.call((c) => c.registerNode(registration));
     this.ttlMs = Math.max(1_000, res.heartbeatTtlSeconds * 1000);
     const again = this.everRegistered;

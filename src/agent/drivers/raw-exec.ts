@@ -4,6 +4,7 @@
  * (`enableRawExec`), because a task then has every right the agent has. Like exec without a sandbox,
  * the task runs behind a shell that records its exit code, so a restarted agent re-attaches to it.
  */
+import { UnavailableError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
 import { checkCommand } from './process.ts';
 import { launch, reattach, statusPathFor } from './task-process.ts';
@@ -34,7 +35,7 @@ export function createRawExecDriver(options: DriverOptions): Driver {
     },
     async start(config: TaskConfig): Promise<TaskHandle> {
       if (!options.enabled)
-        throw new Error(
+        throw new UnavailableError(
           'the raw_exec driver is disabled on this node (enable raw_exec in the agent configuration)',
         );
       // No uid change here: a job that asks for another user must not silently run as the agent's.

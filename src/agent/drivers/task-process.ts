@@ -23,6 +23,7 @@
  * bwrap and the shell report a death by signal N as 128+N (so a program that calls exit(143) reads
  * as SIGTERM: documented).
  */
+import { InvalidError, UnavailableError } from '../../core/errors.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
@@ -89,8 +90,8 @@ export interface LaunchSpec {
 
 /**
  * Spawns the wrapper (and, through `gate`, puts the sandbox into the task's cgroup before the task
- * starts). Rejects with a plain Error when the wrapper can not be started or the cgroup not joined
- * (a problem of the node), or with the gate's error.
+ * starts). Rejects with UnavailableError when the wrapper can not be started or the cgroup not
+ * joined (a problem of the node), or with the gate's error.
  */
 export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   const { config } = spec;
@@ -100,7 +101,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   const [program, ...args] = bwrap
     ? spec.argv
     : ['/bin/sh', '-c', SH_WRAPPER, 'sh', String(procs.length), spec.statusPath, ...procs, ...spec.argv];
-  if (program === undefined) throw new Error('nothing to run');
+  if (program === undefined) throw new InvalidError('nothing to run: the task has no command');
 
   const files = await Promise.all([
     open(config.stdoutPath, 'a').catch(() => undefined),
@@ -113,9 +114,9 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   let gate: Promise<Prepared> | undefined;
   let pidStartTime = 0;
   try {
-    if (stdout === undefined) throw new Error(`could not open ${config.stdoutPath}`);
-    if (stderr === undefined) throw new Error(`could not open ${config.stderrPath}`);
-    if (bwrap && status === undefined) throw new Error(`could not open ${spec.statusPath}`);
+    if (stdout === undefined) throw new UnavailableError(`could not open ${config.stdoutPath}`);
+    if (stderr === undefined) throw new UnavailableError(`could not open ${config.stderrPath}`);
+    if (bwrap && status === undefined) throw new UnavailableError(`could not open ${spec.statusPath}`);
     const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', stdout.fd, stderr.fd];
     if (status !== undefined) stdio[BWRAP_FDS.status] = status.fd;
     if (gated) {
@@ -132,7 +133,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     exit = new Promise<RawExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     if (child.pid === undefined) {
       const err = await spawnError;
-      throw new Error(describeExecFailure(program, err), { cause: err });
+      throw new UnavailableError(describeExecFailure(program, err), { cause: err });
     }
     // Now, before anything is awaited: the event loop reaps a task that exits at once, and its start
     // time (what tells it from a later process with its pid) would be lost with it.
@@ -191,7 +192,7 @@ async function release(child: ChildProcess, gate: Promise<Prepared>, logger: Log
   const outer = child.pid ?? 0;
   const join = (cgroup: TaskCgroup, pid: number) =>
     joinCgroup(cgroup, pid, logger).catch((err: unknown) => {
-      throw new Error(
+      throw new UnavailableError(
         `could not put the task into its cgroup: ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );

@@ -7,6 +7,7 @@
  * "Isolation"), and every handle carries a JSON-serializable `state` that the agent persists so that
  * `recover` can re-attach to the task after an agent restart.
  */
+import { InvalidError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
 import type { Logger } from '../../core/log.ts';
 import type { IsolationCapability } from './exec/isolation.ts';
@@ -144,9 +145,11 @@ export interface Driver {
   /** What the node advertises for this driver (it shows as `driver.<name>` when healthy). */
   fingerprint(): Promise<DriverInfo>;
   /**
-   * Starts the task's process and resolves once it runs. Rejects with ExecError when the program can
-   * not be executed (not found, not executable): a problem of the job, not retried by the agent. May
-   * reject with another Error for a problem of the node (e.g. the log file can not be opened).
+   * Starts the task's process and resolves once it runs. Rejects with ExecError (an InvalidError)
+   * when the program can not be executed (not found, not executable) or the task's user is not
+   * allowed: a problem of the job, not retried by the agent. Rejects with UnavailableError for a
+   * problem of the node (the driver is disabled or lacks a tool, a log file can not be opened, the
+   * wrapper can not be spawned).
    */
   start(config: TaskConfig): Promise<TaskHandle>;
   /**
@@ -192,13 +195,16 @@ export interface DriverOptions {
   cpuHardCap?: boolean;
 }
 
-/** The program of a task could not be executed. The message is for people: `exec: "python4": command not found`. */
-export class ExecError extends Error {
-  /** The errno code from exec: ENOENT, EACCES, … */
+/**
+ * The program of a task could not be executed, or the task's configuration can not run here (a
+ * `user:` that is not allowed): a problem of the job, so an `invalid` UnumError, never retried. The
+ * message is for people: `exec: "python4": command not found`. `errno` (also in `details.errno`)
+ * is the exec errno: ENOENT, EACCES, EPERM, …
+ */
+export class ExecError extends InvalidError {
   readonly errno: string;
   constructor(message: string, errno: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ExecError';
+    super(message, { ...options, details: { errno } });
     this.errno = errno;
   }
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { InvalidError, UnavailableError } from '../../../core/errors.ts';
 import { silentLogger } from '../../../core/log.ts';
 import { waitFor } from '../../../testing/wait.ts';
 import { taskCgroupName } from '../../cgroups/index.ts';
@@ -89,6 +90,10 @@ for (const mode of modes) {
         assert.ok(err instanceof ExecError);
         assert.equal(err.message, 'exec: "python4": command not found');
         assert.equal(err.errno, 'ENOENT');
+        // A problem of the job: the API's invalid, with the errno in its details.
+        assert.ok(err instanceof InvalidError);
+        assert.equal(err.code, 'invalid');
+        assert.deepEqual(err.details, { errno: 'ENOENT' });
         return true;
       });
       // Nothing was left running for it (the sandbox may have been set up meanwhile), no cgroup.
@@ -258,6 +263,24 @@ void describe('raw_exec driver', () => {
     assert.match(info.description ?? '', /disabled/);
     const on = drivers.raw_exec({ logger: silentLogger(), enabled: true });
     assert.equal((await on.fingerprint()).healthy, true);
+  });
+
+  void test('a disabled driver refuses to start with unavailable, a problem of the node', async () => {
+    const data = await dataDir();
+    try {
+      const cfg = await taskConfig(data, 'true', []);
+      for (const off of [
+        drivers.raw_exec({ logger: silentLogger(), enabled: false }),
+        drivers.exec({ logger: silentLogger(), enabled: false, isolation: noIsolation() }),
+      ])
+        await assert.rejects(off.start(cfg), (err: unknown) => {
+          assert.ok(err instanceof UnavailableError, String(err));
+          assert.match(err.message, /driver is disabled on this node/);
+          return true;
+        });
+    } finally {
+      await data.cleanup();
+    }
   });
 
   void test('runs the task as the agent user and records its exit code', async () => {

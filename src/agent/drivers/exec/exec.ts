@@ -11,6 +11,7 @@
  * Without root none of these exist: the task runs as the agent's user behind a small shell that
  * records its exit code (so that a restarted agent still learns it). ../../README.md, "Isolation".
  */
+import { UnavailableError } from '../../../core/errors.ts';
 import { basename, dirname, join } from 'node:path';
 import type { DriverInfo } from '../../../core/types.ts';
 import type { Logger } from '../../../core/log.ts';
@@ -92,10 +93,10 @@ class ExecDriver implements Driver {
   }
 
   async start(config: TaskConfig): Promise<TaskHandle> {
-    if (!this.opts.enabled) throw new Error('the exec driver is disabled on this node');
+    if (!this.opts.enabled) throw new UnavailableError('the exec driver is disabled on this node');
     const cap = await this.cap();
     const refusal = refuses(cap);
-    if (refusal !== undefined) throw new Error(`the exec driver ${refusal}`);
+    if (refusal !== undefined) throw new UnavailableError(`the exec driver ${refusal}`);
     const logger = this.logger.child({ allocId: config.allocId, task: config.task });
     const layout = this.layout(config);
 

@@ -13,6 +13,7 @@
  *
  * `user:` in a job names a host account; it is honoured only when the operator allowed it.
  */
+import { InvalidError, UnavailableError } from '../../../core/errors.ts';
 import { execFile } from 'node:child_process';
 import { constants, readFileSync, readdirSync } from 'node:fs';
 import {
@@ -132,7 +133,7 @@ export class UidPool {
       range.min < 1 ||
       range.max < range.min
     )
-      throw new Error(`invalid task uid range ${range.min}-${range.max}`);
+      throw new InvalidError(`taskUidRange: invalid task uid range ${range.min}-${range.max}`);
     this.dir = dir;
     this.range = range;
     this.isActive = isActive;
@@ -204,7 +205,7 @@ export class UidPool {
         return uid;
       }
     }
-    throw new Error(
+    throw new UnavailableError(
       `no free task uid in ${this.range.min}-${this.range.max}: every uid is leased to an allocation with a task running`,
     );
   }
