@@ -13,91 +13,26 @@
  */
 import { UnumClient } from '../api/client.ts';
 import { listen, type Listener } from '../transport/index.ts';
-import type { AllocStatusUpdate, NodeRegistration, NodeStats, TaskUsageStats } from '../api/types.ts';
+import type { AllocStatusUpdate, NodeRegistration, NodeStats } from '../api/types.ts';
+import { holdsResources } from '../core/alloc.ts';
 import { InternalError, NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
-import { AllocRunner, isTerminal } from './alloc-runner.ts';
+import { AllocRunner } from './alloc-runner.ts';
+
+export type { AgentConfig, StopOptions } from './config.ts';
 import { allocDirPaths, allocsRoot, taskDirPaths } from './alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { fingerprint } from './fingerprint.ts';
 import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
 import { agentRouter, type AgentHttpContext } from './http.ts';
-import { gcAllocDirs, markAllocDirEnded, rotateLog, type LogLimits } from './logs.ts';
+import { gcAllocDirs, markAllocDirEnded, rotateLog } from './logs.ts';
 import { StatusReporter } from './reporter.ts';
+import { Sleeper } from './sleeper.ts';
+import { UsageSampler } from './usage-sampler.ts';
+import type { AgentConfig, StopOptions } from './config.ts';
 import { AgentStateStore, stateDir, type PersistedAlloc } from './state.ts';
-
-export interface AgentConfig {
-  dataDir: string;
-  servers: string[];
-  nodeId: string;
-  name: string;
-  http: { host: string; port: number };
-  logger: Logger;
-  enableRawExec: boolean;
-  reserved: { cpu: number; memory: number };
-  portRange: { min: number; max: number };
-  /** How long a blocking query waits on the server. */
-  watchWaitMs?: number;
-  /** First and largest delay between retries when the servers can not be reached. */
-  retryMinMs?: number;
-  retryMaxMs?: number;
-  /** Poll period of followed logs. */
-  logPollMs?: number;
-  /** How much log is kept per stream of a task (see logs.ts). */
-  logLimits: LogLimits;
-  /** How long the directory (logs) of a finished allocation is kept. */
-  logRetentionMs: number;
-  /** How often log sizes are looked at for rotation; default 5 s. */
-  logRotateIntervalMs?: number;
-  /** How often old allocation directories are looked for; default min(retention / 4, 10 min). */
-  gcIntervalMs?: number;
-  /** How often task usage is sampled (for cpuPercent); default 5 s. */
-  statsIntervalMs?: number;
-  /** Task isolation and identity (see drivers/exec/isolation.ts and drivers/exec/exec.ts). */
-  taskIsolation?: 'auto' | 'off';
-  allowedTaskUsers?: readonly string[];
-  taskUidRange?: { min: number; max: number };
-  taskPidsLimit?: number;
-  cpuHardCap?: boolean;
-  /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
-  favorDynmods?: boolean;
-}
-
-export interface StopOptions {
-  /**
-   * Also stop every task (killSignal, then SIGKILL), and forget them: the next agent process starts
-   * the allocations the server still wants afresh. Default false: tasks keep running and the next
-   * agent process re-attaches to them.
-   */
-  killTasks?: boolean;
-}
-
-/** A sleep that `wake()` ends early (and that ends at once after `close()`). */
-class Sleeper {
-  private timer: NodeJS.Timeout | undefined;
-  private resolve: (() => void) | undefined;
-  private closed = false;
-
-  sleep(ms: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.resolve = resolve;
-      this.timer = setTimeout(() => this.wake(), ms);
-    });
-  }
-  wake(): void {
-    clearTimeout(this.timer);
-    const r = this.resolve;
-    this.resolve = undefined;
-    r?.();
-  }
-  close(): void {
-    this.closed = true;
-    this.wake();
-  }
-}
 
 export class Agent {
   readonly nodeId: string;
@@ -129,8 +64,7 @@ export class Agent {
   private readonly isolation: Promise<IsolationCapability>;
   private readonly housekeepingSleeper = new Sleeper();
   private readonly statsSleeper = new Sleeper();
-  /** Last usage sample per `allocId/task`, for cpuPercent. */
-  private readonly usageSamples = new Map<string, { time: number; cpuNanos: number; percent?: number }>();
+  private readonly usage: UsageSampler;
 
   constructor(cfg: AgentConfig) {
     this.cfg = cfg;
@@ -168,6 +102,7 @@ export class Agent {
     if (cfg.retryMinMs !== undefined) reporterOpts.retryMinMs = cfg.retryMinMs;
     if (cfg.retryMaxMs !== undefined) reporterOpts.retryMaxMs = cfg.retryMaxMs;
     this.reporter = new StatusReporter(reporterOpts);
+    this.usage = new UsageSampler(cfg.nodeId);
   }
 
   /** What this node cannot enforce, one line each for the operator (empty when everything is). */
@@ -447,8 +382,7 @@ export class Agent {
         runner.update(alloc);
         continue;
       }
-      if (alloc.desiredStatus !== 'run' || isTerminal(alloc.clientStatus) || this.forgotten.has(alloc.id))
-        continue;
+      if (!holdsResources(alloc) || this.forgotten.has(alloc.id)) continue;
       this.startRunner(alloc);
     }
     this.serverKnown = listed;
@@ -602,42 +536,9 @@ export class Agent {
     }
   }
 
-  /**
-   * Usage of every running task now; cpuPercent is measured against the previous sample (the
-   * periodic one, or an earlier request's) when it is at least half a second old.
-   */
-  async sampleUsage(): Promise<NodeStats> {
-    const now = Date.now();
-    const allocations: NodeStats['allocations'] = {};
-    const seen = new Set<string>();
-    await Promise.all(
-      [...this.runners.values()]
-        .filter((r) => !r.finished)
-        .map(async (r) => {
-          const usage = await r.usage();
-          const tasks: Record<string, TaskUsageStats> = {};
-          for (const [task, u] of Object.entries(usage)) {
-            const key = `${r.id}/${task}`;
-            seen.add(key);
-            const prev = this.usageSamples.get(key);
-            let percent = prev?.percent;
-            if (prev === undefined || u.cpuNanos < prev.cpuNanos) {
-              // First sample, or the task restarted (new counters).
-              percent = undefined;
-              this.usageSamples.set(key, { time: now, cpuNanos: u.cpuNanos });
-            } else if (now - prev.time >= 500) {
-              percent = ((u.cpuNanos - prev.cpuNanos) / ((now - prev.time) * 1e6)) * 100;
-              this.usageSamples.set(key, { time: now, cpuNanos: u.cpuNanos, percent });
-            }
-            const stats: TaskUsageStats = { cpuNanos: u.cpuNanos, memoryBytes: u.memoryBytes, pids: u.pids };
-            if (percent !== undefined) stats.cpuPercent = Math.round(percent * 10) / 10;
-            tasks[task] = stats;
-          }
-          if (Object.keys(tasks).length > 0) allocations[r.id] = { tasks };
-        }),
-    );
-    for (const key of this.usageSamples.keys()) if (!seen.has(key)) this.usageSamples.delete(key);
-    return { nodeId: this.nodeId, time: now, allocations };
+  /** Usage of every running task now (see usage-sampler.ts). */
+  sampleUsage(): Promise<NodeStats> {
+    return this.usage.sample([...this.runners.values()]);
   }
 
   private driverFor(name: string): Driver | { unavailable: string } {

@@ -14,6 +14,7 @@
  * file), and a runner can be rebuilt from one (`restored`) after an agent restart: its tasks are then
  * re-attached rather than started.
  */
+import { isTerminalStatus } from '../core/alloc.ts';
 import type { Logger } from '../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
 import type { AllocStatusUpdate } from '../api/types.ts';
@@ -41,12 +42,6 @@ export interface AllocRunnerOptions {
   onPersist?: (state: PersistedAlloc) => void;
   /** The allocation as an earlier agent process left it: its tasks are re-attached, not started. */
   restored?: PersistedAlloc;
-}
-
-const TERMINAL: ReadonlySet<AllocClientStatus> = new Set(['complete', 'failed', 'lost']);
-
-export function isTerminal(status: AllocClientStatus): boolean {
-  return TERMINAL.has(status);
 }
 
 export class AllocRunner {
@@ -136,7 +131,7 @@ export class AllocRunner {
 
   /** True once every task is dead and the final status is known. */
   get finished(): boolean {
-    return isTerminal(this.clientStatus);
+    return isTerminalStatus(this.clientStatus);
   }
 
   /** Whether the group has a task of that name. */

@@ -7,7 +7,8 @@
 import { UnavailableError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
 import { checkCommand } from './process.ts';
-import { launch, reattach, statusPathFor } from './task-process.ts';
+import { launch, statusPathFor } from './launch.ts';
+import { reattach } from './task-process.ts';
 import { currentUserName } from './accounts.ts';
 import {
   ExecError,

@@ -25,7 +25,7 @@ import {
   type DataDir,
 } from './driver-fixtures.ts';
 import { drivers } from './index.ts';
-import { groupTakenOver, isSameProcess, procStat } from './task-process.ts';
+import { groupTakenOver, isSameProcess, procStat } from './proc.ts';
 import type { Driver, DriverName, TaskHandle, TaskHandleState } from './types.ts';
 
 const modes: {

@@ -31,15 +31,8 @@ import {
 } from './users.ts';
 import { checkCommand, type CommandCheck } from '../process.ts';
 import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
-import {
-  BWRAP_FDS,
-  launch,
-  reattach,
-  statusPathFor,
-  type LaunchSpec,
-  type Prepared,
-  type TaskProcess,
-} from '../task-process.ts';
+import { BWRAP_FDS, launch, statusPathFor, type LaunchSpec, type Prepared } from '../launch.ts';
+import { reattach, type TaskProcess } from '../task-process.ts';
 import {
   ExecError,
   type Driver,

@@ -28,7 +28,7 @@ import {
 } from '../driver-fixtures.ts';
 import { drivers } from '../index.ts';
 import { ROOT_TASK_CAPABILITIES, bwrapArgs, dropArgs, isWithin, sanitizeHostname } from './sandbox.ts';
-import { fromCode, parseBwrapStatus } from '../task-process.ts';
+import { fromCode, parseBwrapStatus } from '../exit-status.ts';
 import {
   ExecError,
   describeExit,
