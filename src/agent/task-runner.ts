@@ -338,7 +338,8 @@ export class TaskRunner {
     if (this.st.state !== 'running')
       return { kind: 'start', delayMs: restartDelay(), pendingRestart: this.restartAt !== undefined };
     const state = this.toRecover;
-    const pid = this.st.pid ?? state?.pid;
+    // The handle's data is the driver's own: the pid people know is the one in the task's state.
+    const pid = this.st.pid ?? '?';
     const lost = (why: string): Entry => ({
       kind: 'exited',
       result: {},
@@ -346,22 +347,20 @@ export class TaskRunner {
     });
     const driver = this.opts.recoverDriver ?? this.opts.driver;
     let handle: TaskHandle | undefined;
-    if (state === undefined) return lost(`no process handle was saved for pid ${pid ?? '?'}`);
-    if ('unavailable' in driver) return lost(`cannot re-attach to pid ${state.pid}: ${driver.unavailable}`);
+    if (state === undefined) return lost(`no process handle was saved for pid ${pid}`);
+    if ('unavailable' in driver) return lost(`cannot re-attach to pid ${pid}: ${driver.unavailable}`);
     if (driver.recover === undefined)
-      return lost(`driver ${driver.name} cannot re-attach to running tasks (pid ${state.pid})`);
+      return lost(`driver ${driver.name} cannot re-attach to running tasks (pid ${pid})`);
     try {
       handle = await driver.recover(state);
     } catch (err) {
-      this.logger.warn({ err, pid: state.pid }, 'could not re-attach to the task');
+      this.logger.warn({ err, pid }, 'could not re-attach to the task');
       this.toRecover = undefined;
-      return lost(
-        `re-attaching to pid ${state.pid} failed: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      return lost(`re-attaching to pid ${pid} failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (handle === undefined) {
       this.toRecover = undefined;
-      return lost(`process ${state.pid} could not be found`);
+      return lost(`process ${pid} could not be found`);
     }
     // A task that exited while the agent was down comes back as a handle whose wait() resolves at
     // once, or soon (the driver may read its status file and clean up first): when its process is

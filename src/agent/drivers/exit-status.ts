@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
-import type { ExitResult, TaskHandleState } from './types.ts';
+import type { ProcessHandleData } from './handle-state.ts';
+import type { ExitResult } from './types.ts';
 
 export interface RecordedStatus {
   /** bwrap: the host pid of the sandbox's init. */
@@ -14,7 +15,9 @@ export interface RecordedStatus {
   exitCode?: number;
 }
 
-export async function readStatus(state: TaskHandleState): Promise<RecordedStatus> {
+export async function readStatus(
+  state: Pick<ProcessHandleData, 'wrapper' | 'statusPath'>,
+): Promise<RecordedStatus> {
   const text = await readFile(state.statusPath, 'utf8').catch(() => '');
   return state.wrapper === 'bwrap' ? parseBwrapStatus(text) : parseShStatus(text);
 }

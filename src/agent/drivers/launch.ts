@@ -30,7 +30,8 @@ import type { TaskCgroup } from '../cgroups/types.ts';
 import { describeExecFailure } from './process.ts';
 import { killQuietly, procStat } from './proc.ts';
 import { TaskProcess, type RawExit } from './task-process.ts';
-import type { DriverName, TaskConfig, TaskHandleState } from './types.ts';
+import type { ProcessHandleData } from './handle-state.ts';
+import type { DriverName, TaskConfig } from './types.ts';
 
 /** Where the wrapper records the exit status: in logs/, which the task can not write. */
 export function statusPathFor(config: Pick<TaskConfig, 'stdoutPath'>): string {
@@ -138,9 +139,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   const pid = child.pid;
   const prepared =
     gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
-  const state: TaskHandleState = {
-    version: 2,
-    driver: spec.driver,
+  const state: ProcessHandleData = {
     allocId: config.allocId,
     task: config.task,
     wrapper: spec.wrapper,
@@ -157,7 +156,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   if (prepared.oomKillsBefore !== undefined) state.oomKillsBefore = await prepared.oomKillsBefore();
   if (spec.uid !== undefined) state.uid = spec.uid;
   if (spec.gid !== undefined) state.gid = spec.gid;
-  return new TaskProcess(state, prepared.cgroup, spec.logger.child({ pid }), exit, child);
+  return new TaskProcess(spec.driver, state, prepared.cgroup, spec.logger.child({ pid }), exit, child);
 }
 
 /**

@@ -8,6 +8,7 @@ import { UnavailableError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
 import { checkCommand } from './process.ts';
 import { launch, statusPathFor } from './launch.ts';
+import { processHandleData } from './handle-state.ts';
 import { reattach } from './task-process.ts';
 import { currentUserName } from './accounts.ts';
 import {
@@ -56,8 +57,9 @@ export function createRawExecDriver(options: DriverOptions): Driver {
       });
     },
     recover(state: TaskHandleState): Promise<TaskHandle | undefined> {
-      if (state.version !== 2 || state.driver !== 'raw_exec') return Promise.resolve(undefined);
-      return Promise.resolve(reattach(state, undefined, logger));
+      const data = processHandleData(state, 'raw_exec');
+      if (data === undefined) return Promise.resolve(undefined);
+      return Promise.resolve(reattach('raw_exec', data, undefined, logger));
     },
   };
 }

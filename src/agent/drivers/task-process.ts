@@ -12,7 +12,8 @@ import type { Logger } from '../../core/log.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
 import { fromCode, readBwrapStatusSync, readStatus, type RecordedStatus } from './exit-status.ts';
 import { childrenOf, groupTakenOver, isAlive, isSameProcess, killQuietly, nsPids, procStat } from './proc.ts';
-import type { ExitResult, TaskHandle, TaskHandleState, TaskUsage } from './types.ts';
+import { processHandleState, type ProcessHandleData } from './handle-state.ts';
+import type { DriverName, ExitResult, TaskHandle, TaskHandleState, TaskUsage } from './types.ts';
 
 /** How often a re-attached task (not the agent's child) is checked for exit. */
 export const RECOVER_POLL_MS = 250;
@@ -23,7 +24,8 @@ export const RECOVER_POLL_MS = 250;
  * once with the recorded status).
  */
 export function reattach(
-  state: TaskHandleState,
+  driver: DriverName,
+  state: ProcessHandleData,
   cgroup: TaskCgroup | undefined,
   logger: Logger,
 ): TaskProcess {
@@ -38,7 +40,7 @@ export function reattach(
     // A daemon has other reasons to stay up; an agent shutting down must not wait for its tasks.
     timer.unref();
   });
-  return new TaskProcess(state, cgroup, log, exit, undefined);
+  return new TaskProcess(driver, state, cgroup, log, exit, undefined);
 }
 
 export type RawExit = { code: number | null; signal: NodeJS.Signals | null } | 'gone';
@@ -47,6 +49,8 @@ export class TaskProcess implements TaskHandle {
   readonly pid: number;
   readonly startedAt: number;
   readonly state: TaskHandleState;
+  /** What the process drivers know of it (the `data` of `state`). */
+  readonly proc: ProcessHandleData;
   private readonly cgroup: TaskCgroup | undefined;
   private readonly logger: Logger;
   private readonly exited: Promise<ExitResult>;
@@ -57,7 +61,8 @@ export class TaskProcess implements TaskHandle {
   private hardKilled = false;
 
   constructor(
-    state: TaskHandleState,
+    driver: DriverName,
+    state: ProcessHandleData,
     cgroup: TaskCgroup | undefined,
     logger: Logger,
     exit: Promise<RawExit>,
@@ -65,7 +70,8 @@ export class TaskProcess implements TaskHandle {
   ) {
     this.pid = state.pid;
     this.startedAt = state.startedAt;
-    this.state = state;
+    this.proc = state;
+    this.state = processHandleState(driver, state);
     this.cgroup = cgroup;
     this.logger = logger;
     this.child = child;
@@ -121,8 +127,8 @@ export class TaskProcess implements TaskHandle {
 
   /** The signal to the task's process group. */
   private async deliver(signal: NodeJS.Signals): Promise<void> {
-    if (this.state.wrapper === 'sh') {
-      this.killGroup(this.state.pgid, signal);
+    if (this.proc.wrapper === 'sh') {
+      this.killGroup(this.proc.pgid, signal);
       return;
     }
     // bwrap: the sandbox's init leads a session and process group of its own (--new-session) that
@@ -137,7 +143,7 @@ export class TaskProcess implements TaskHandle {
         return;
       }
       // Just started (the task is not forked yet) or just ended (nothing to signal).
-      if (Date.now() > deadline || !isSameProcess(this.state.pid, this.state.pidStartTime)) return;
+      if (Date.now() > deadline || !isSameProcess(this.proc.pid, this.proc.pidStartTime)) return;
       await new Promise((r) => setTimeout(r, 5));
     }
   }
@@ -145,12 +151,12 @@ export class TaskProcess implements TaskHandle {
   /** SIGKILL to everything of the task: its pid namespace (via its init), its cgroup, its group. */
   private async killHard(): Promise<void> {
     this.hardKilled = true;
-    if (this.state.wrapper === 'bwrap') {
+    if (this.proc.wrapper === 'bwrap') {
       const init = this.sandboxInit();
       if (init !== undefined) killQuietly(init, 'SIGKILL');
-      else this.killGroup(this.state.pgid, 'SIGKILL');
+      else this.killGroup(this.proc.pgid, 'SIGKILL');
     } else {
-      this.killGroup(this.state.pgid, 'SIGKILL');
+      this.killGroup(this.proc.pgid, 'SIGKILL');
     }
     if (this.cgroup !== undefined)
       await this.cgroup.killAll().catch((err: unknown) => {
@@ -160,12 +166,12 @@ export class TaskProcess implements TaskHandle {
 
   /** The namespace's init (bwrap's reaper, pid 1 inside): the only child of the outer bwrap. */
   private sandboxInit(): number | undefined {
-    if (!isSameProcess(this.state.pid, this.state.pidStartTime)) {
+    if (!isSameProcess(this.proc.pid, this.proc.pidStartTime)) {
       // The outer process is gone (killed): its init, if still there, is named in the status file.
-      const init = readBwrapStatusSync(this.state.statusPath).childPid;
+      const init = readBwrapStatusSync(this.proc.statusPath).childPid;
       return init !== undefined && isAlive(init) && nsPids(init).at(-1) === 1 ? init : undefined;
     }
-    return childrenOf(this.state.pid).find((p) => nsPids(p).at(-1) === 1);
+    return childrenOf(this.proc.pid).find((p) => nsPids(p).at(-1) === 1);
   }
 
   private killGroup(pgid: number, signal: NodeJS.Signals): void {
@@ -179,7 +185,7 @@ export class TaskProcess implements TaskHandle {
   }
 
   private async finish(raw: RawExit): Promise<ExitResult> {
-    const s = this.state;
+    const s = this.proc;
     const status = await readStatus(s);
     // Whatever the task left behind goes with it.
     if (this.cgroup !== undefined) {
@@ -215,7 +221,7 @@ export class TaskProcess implements TaskHandle {
   }
 
   private interpret(raw: RawExit, status: RecordedStatus): ExitResult {
-    const s = this.state;
+    const s = this.proc;
     if (raw !== 'gone') {
       if (raw.signal !== null) return { signal: raw.signal };
       const code = raw.code ?? 0;

@@ -80,40 +80,15 @@ export interface TaskUsage {
 }
 
 /**
- * What a driver persists about a running task so that a later agent process can find it again. Plain
- * JSON: no handles, no functions. Version 1 (before re-attaching existed) is not recoverable.
+ * What a driver persists about a running task so that a later agent process can find it again: a
+ * driver-neutral envelope around the driver's own `data`. Plain JSON: no handles, no functions.
+ * `version` is the version of `data`'s shape, the driver's business (the process drivers' is in
+ * ./handle-state.ts, which also reads the older, exec-specific shape).
  */
 export interface TaskHandleState {
-  version: 2;
   driver: DriverName;
-  allocId: string;
-  task: string;
-  /**
-   * What the agent spawned: `bwrap` (the sandbox's outer bubblewrap process, which records the exit
-   * status as JSON in `statusPath`) or `sh` (a shell that runs the task and writes its exit code to
-   * `statusPath`).
-   */
-  wrapper: 'bwrap' | 'sh';
-  /** The outer process (the wrapper) the agent spawned. */
-  pid: number;
-  /** Its process group (it leads it: pgid = pid). */
-  pgid: number;
-  /** Field 22 of /proc/<pid>/stat (clock ticks after boot): a re-used pid has another one. */
-  pidStartTime: number;
-  startedAt: number;
-  stdoutPath: string;
-  stderrPath: string;
-  /** Where the wrapper records the exit status (also when the agent is down). */
-  statusPath: string;
-  /** The task's cgroup (name under the unum parent), when the node has cgroups. */
-  cgroup?: string;
-  /** OOM kills the cgroup had counted before this start (the cgroup may be re-opened). */
-  oomKillsBefore?: number;
-  /** The uid and gid the task runs as (absent: the agent's own). */
-  uid?: number;
-  gid?: number;
-  /** The task's memory limit (MiB), named when it is OOM-killed. */
-  memoryLimitMiB: number;
+  version: number;
+  data: unknown;
 }
 
 /** A started (or re-attached) task. */
@@ -164,7 +139,8 @@ export interface Driver {
    * task still runs, the handle's `wait()` resolves when it exits (the process is not the agent's
    * child: its /proc entry is polled); when it already exited, `wait()` resolves at once with the
    * status its wrapper recorded (or, if none was, a failure "exited while the agent was down; exit
-   * status unknown"). Undefined for a state this driver can not read (another driver, version 1).
+   * status unknown"). Undefined for a state this driver can not read (another driver, a version it
+   * does not know).
    * Never rejects for a dead task; may reject for a problem of the node.
    */
   recover?(state: TaskHandleState): Promise<TaskHandle | undefined>;

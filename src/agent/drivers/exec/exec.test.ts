@@ -17,6 +17,7 @@ import {
   dataDir,
   nodeIsolation,
   processesIn,
+  procOf,
   sandboxUnavailable,
   stdoutOf,
   taskConfig,
@@ -193,10 +194,11 @@ for (const mode of modes) {
     void test('the handle state is plain JSON with what re-attaching needs', { skip }, async () => {
       const cfg = await taskConfig(data, 'sleep', ['300']);
       const h = await start(cfg);
-      const state = JSON.parse(JSON.stringify(h.state)) as typeof h.state;
-      assert.deepEqual(state, h.state);
-      assert.equal(state.version, 2);
-      assert.equal(state.driver, 'exec');
+      const saved = JSON.parse(JSON.stringify(h.state)) as typeof h.state;
+      assert.deepEqual(saved, h.state);
+      assert.equal(saved.version, 3);
+      assert.equal(saved.driver, 'exec');
+      const state = procOf(saved);
       assert.equal(state.pid, h.pid);
       assert.equal(state.wrapper, mode.name === 'isolated' ? 'bwrap' : 'sh');
       assert.ok(state.pidStartTime > 0);
@@ -218,8 +220,8 @@ for (const mode of modes) {
         const cfg = await taskConfig(data, 'sh', ['-c', 'exit 4']);
         const h = await start(cfg);
         assert.deepEqual(await h.wait(), { exitCode: 4 });
-        const recorded = await readFile(h.state.statusPath, 'utf8');
-        if (h.state.wrapper === 'sh') assert.equal(recorded.trim(), '4');
+        const recorded = await readFile(procOf(h.state).statusPath, 'utf8');
+        if (procOf(h.state).wrapper === 'sh') assert.equal(recorded.trim(), '4');
         else assert.match(recorded, /"exit-code": 4/);
       },
     );
@@ -291,7 +293,7 @@ void describe('raw_exec driver', () => {
       const h = await raw.start(cfg);
       assert.deepEqual(await h.wait(), { exitCode: 6 });
       assert.equal((await stdoutOf(cfg)).trim(), String(process.getuid?.()));
-      assert.equal(h.state.wrapper, 'sh');
+      assert.equal(procOf(h.state).wrapper, 'sh');
       assert.equal(await h.usage(), undefined);
       // user: can not be honoured without a uid change: refused, unless it is the agent's own.
       const other = await taskConfig(data, 'true', [], { user: 'nobody' });

@@ -32,6 +32,7 @@ import {
 import { checkCommand, type CommandCheck } from '../process.ts';
 import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
 import { BWRAP_FDS, launch, statusPathFor, type LaunchSpec, type Prepared } from '../launch.ts';
+import { processHandleData } from '../handle-state.ts';
 import { reattach, type TaskProcess } from '../task-process.ts';
 import {
   ExecError,
@@ -189,7 +190,7 @@ class ExecDriver implements Driver {
       await discardCgroup();
       throw err;
     }
-    logger.debug({ pid: handle.pid, wrapper: handle.state.wrapper, uid: identity?.uid }, 'task started');
+    logger.debug({ pid: handle.pid, wrapper: handle.proc.wrapper, uid: identity?.uid }, 'task started');
     return this.track(handle);
   }
 
@@ -232,12 +233,12 @@ class ExecDriver implements Driver {
   }
 
   async recover(state: TaskHandleState): Promise<TaskHandle | undefined> {
-    if (state.version !== 2 || state.driver !== 'exec') return undefined;
+    const data = processHandleData(state, 'exec');
+    if (data === undefined) return undefined;
     const cap = await this.cap();
     let cgroup: TaskCgroup | undefined;
-    if (state.cgroup !== undefined && cap.cgroups !== undefined)
-      cgroup = await cap.cgroups.open(state.cgroup);
-    return this.track(reattach(state, cgroup, this.logger));
+    if (data.cgroup !== undefined && cap.cgroups !== undefined) cgroup = await cap.cgroups.open(data.cgroup);
+    return this.track(reattach('exec', data, cgroup, this.logger));
   }
 
   /**
@@ -258,7 +259,7 @@ class ExecDriver implements Driver {
 
   /** Counts the allocation's running tasks until this one exits. */
   private track(handle: TaskProcess): TaskProcess {
-    const id = handle.state.allocId;
+    const id = handle.proc.allocId;
     this.running.set(id, (this.running.get(id) ?? 0) + 1);
     void handle.wait().then(() => {
       const n = (this.running.get(id) ?? 1) - 1;
