@@ -27,7 +27,7 @@ import { silentLogger } from '../src/core/log.ts';
 import { newId } from '../src/core/ids.ts';
 import { allocsRoot, buildAllocDir, taskDirPaths } from '../src/agent/alloc-dir.ts';
 import { tempDir } from '../src/agent/fixtures.ts';
-import { detectIsolation, type IsolationCapability } from '../src/agent/isolation.ts';
+import { detectIsolation, type IsolationCapability } from '../src/agent/drivers/exec/isolation.ts';
 import { drivers } from '../src/agent/drivers/index.ts';
 import type { Driver, TaskConfig } from '../src/agent/drivers/types.ts';
 

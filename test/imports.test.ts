@@ -16,11 +16,12 @@ const allowed: Record<string, string[]> = {
   store: ['core'],
   scheduler: ['core'],
   api: ['core'],
-  server: ['core', 'store', 'scheduler', 'api'],
-  agent: ['core', 'api'],
+  transport: ['core', 'api'],
+  server: ['core', 'store', 'scheduler', 'api', 'transport'],
+  agent: ['core', 'api', 'transport'],
   cli: ['core', 'api'],
   sdk: ['core', 'api'],
-  testing: ['core', 'store', 'scheduler', 'api', 'server', 'agent', 'cli'],
+  testing: ['core', 'store', 'scheduler', 'api', 'server', 'agent', 'cli', 'transport'],
 };
 
 /** The role verbs start the daemons in-process: the only way from cli into server and agent. */

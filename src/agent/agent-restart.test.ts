@@ -91,7 +91,7 @@ void describe('agent restart', () => {
       const states = join(dir.path, node, 'agent', 'state');
       for (const name of await readdir(states).catch(() => [])) {
         const saved = JSON.parse(await readFile(join(states, name), 'utf8')) as PersistedAlloc;
-        for (const t of Object.values(saved.tasks)) killQuietly(t.handle?.pid);
+        for (const t of Object.values(saved.tasks)) killQuietly(t.state.pid);
       }
     }
     await server.stop();

@@ -11,94 +11,28 @@
  *    agent first re-attaches to the tasks an earlier agent process left running, then watches;
  *  - housekeeping: log rotation, garbage collection of old allocation dirs, usage samples.
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { UnumClient } from '../api/client.ts';
-import type { AllocStatusUpdate, NodeRegistration, NodeStats, TaskUsageStats } from '../api/types.ts';
-import { NotFoundError, UnavailableError } from '../core/errors.ts';
+import { listen, type Listener } from '../transport/index.ts';
+import type { AllocStatusUpdate, NodeRegistration, NodeStats } from '../api/types.ts';
+import { holdsResources } from '../core/alloc.ts';
+import { InternalError, NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
-import { AllocRunner, isTerminal } from './alloc-runner.ts';
+import { AllocRunner } from './alloc-runner.ts';
+
+export type { AgentConfig, StopOptions } from './config.ts';
 import { allocDirPaths, allocsRoot, taskDirPaths } from './alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { fingerprint } from './fingerprint.ts';
-import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './isolation.ts';
-import { createAgentHttpServer } from './http.ts';
-import { gcAllocDirs, markAllocDirEnded, rotateLog, type LogLimits } from './logs.ts';
+import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
+import { agentRouter, type AgentHttpContext } from './http.ts';
+import { gcAllocDirs, markAllocDirEnded, rotateLog } from './logs.ts';
 import { StatusReporter } from './reporter.ts';
+import { Sleeper } from './sleeper.ts';
+import { UsageSampler } from './usage-sampler.ts';
+import type { AgentConfig, StopOptions } from './config.ts';
 import { AgentStateStore, stateDir, type PersistedAlloc } from './state.ts';
-
-export interface AgentConfig {
-  dataDir: string;
-  servers: string[];
-  nodeId: string;
-  name: string;
-  http: { host: string; port: number };
-  logger: Logger;
-  enableRawExec: boolean;
-  reserved: { cpu: number; memory: number };
-  portRange: { min: number; max: number };
-  /** How long a blocking query waits on the server. */
-  watchWaitMs?: number;
-  /** First and largest delay between retries when the servers can not be reached. */
-  retryMinMs?: number;
-  retryMaxMs?: number;
-  /** Poll period of followed logs. */
-  logPollMs?: number;
-  /** How much log is kept per stream of a task (see logs.ts). */
-  logLimits: LogLimits;
-  /** How long the directory (logs) of a finished allocation is kept. */
-  logRetentionMs: number;
-  /** How often log sizes are looked at for rotation; default 5 s. */
-  logRotateIntervalMs?: number;
-  /** How often old allocation directories are looked for; default min(retention / 4, 10 min). */
-  gcIntervalMs?: number;
-  /** How often task usage is sampled (for cpuPercent); default 5 s. */
-  statsIntervalMs?: number;
-  /** Task isolation and identity (see isolation.ts and drivers/exec.ts). */
-  taskIsolation?: 'auto' | 'off';
-  allowedTaskUsers?: readonly string[];
-  taskUidRange?: { min: number; max: number };
-  taskPidsLimit?: number;
-  cpuHardCap?: boolean;
-  /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
-  favorDynmods?: boolean;
-}
-
-export interface StopOptions {
-  /**
-   * Also stop every task (killSignal, then SIGKILL), and forget them: the next agent process starts
-   * the allocations the server still wants afresh. Default false: tasks keep running and the next
-   * agent process re-attaches to them.
-   */
-  killTasks?: boolean;
-}
-
-/** A sleep that `wake()` ends early (and that ends at once after `close()`). */
-class Sleeper {
-  private timer: NodeJS.Timeout | undefined;
-  private resolve: (() => void) | undefined;
-  private closed = false;
-
-  sleep(ms: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.resolve = resolve;
-      this.timer = setTimeout(() => this.wake(), ms);
-    });
-  }
-  wake(): void {
-    clearTimeout(this.timer);
-    const r = this.resolve;
-    this.resolve = undefined;
-    r?.();
-  }
-  close(): void {
-    this.closed = true;
-    this.wake();
-  }
-}
 
 export class Agent {
   readonly nodeId: string;
@@ -122,7 +56,7 @@ export class Agent {
   private everRegistered = false;
   private onRegistered: (() => void) | undefined;
   private ttlMs = 15_000;
-  private server: Server | undefined;
+  private listener: Listener | undefined;
   private addressUrl = '';
   private loops: Promise<void>[] = [];
   private stopping: Promise<void> | undefined;
@@ -130,8 +64,7 @@ export class Agent {
   private readonly isolation: Promise<IsolationCapability>;
   private readonly housekeepingSleeper = new Sleeper();
   private readonly statsSleeper = new Sleeper();
-  /** Last usage sample per `allocId/task`, for cpuPercent. */
-  private readonly usageSamples = new Map<string, { time: number; cpuNanos: number; percent?: number }>();
+  private readonly usage: UsageSampler;
 
   constructor(cfg: AgentConfig) {
     this.cfg = cfg;
@@ -169,6 +102,7 @@ export class Agent {
     if (cfg.retryMinMs !== undefined) reporterOpts.retryMinMs = cfg.retryMinMs;
     if (cfg.retryMaxMs !== undefined) reporterOpts.retryMaxMs = cfg.retryMaxMs;
     this.reporter = new StatusReporter(reporterOpts);
+    this.usage = new UsageSampler(cfg.nodeId);
   }
 
   /** What this node cannot enforce, one line each for the operator (empty when everything is). */
@@ -283,7 +217,7 @@ export class Agent {
   // --- HTTP endpoint ---------------------------------------------------------------------------
 
   private async listen(): Promise<void> {
-    const ctx: Parameters<typeof createAgentHttpServer>[0] = {
+    const ctx: AgentHttpContext = {
       nodeId: this.nodeId,
       allocsDir: allocsRoot(this.cfg.dataDir),
       runner: (id) => this.runners.get(id),
@@ -296,37 +230,21 @@ export class Agent {
       logger: this.logger,
     };
     if (this.cfg.logPollMs !== undefined) ctx.logPollMs = this.cfg.logPollMs;
-    const server = createAgentHttpServer(ctx);
-    const { host, port: wanted } = this.cfg.http;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void =>
-        reject(
-          err.code === 'EADDRINUSE'
-            ? new Error(
-                `the agent's HTTP address ${host}:${wanted} is already in use: choose another httpAddr (port 0 picks a free one)`,
-                { cause: err },
-              )
-            : err,
-        );
-      server.once('error', onError);
-      server.listen(wanted, host, () => {
-        server.off('error', onError);
-        resolve();
-      });
+    const { host, port } = this.cfg.http;
+    this.listener = await listen(agentRouter(ctx).handle, {
+      host,
+      port,
+      inUse: () =>
+        `the agent's HTTP address ${host}:${port} is already in use: choose another httpAddr (port 0 picks a free one)`,
     });
-    server.on('error', (err) => this.logger.error({ err }, 'agent http server error'));
-    this.server = server;
-    const { port } = server.address() as AddressInfo;
-    this.addressUrl = `http://${advertisedHost(this.cfg.http.host)}:${port}`;
+    this.listener.server.on('error', (err) => this.logger.error({ err }, 'agent http server error'));
+    this.addressUrl = this.listener.url;
   }
 
   private async closeHttp(): Promise<void> {
-    const server = this.server;
-    if (server === undefined) return;
-    this.server = undefined;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-    await closed;
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.close();
   }
 
   // --- servers ---------------------------------------------------------------------------------
@@ -347,7 +265,7 @@ export class Agent {
 
   private async register(): Promise<void> {
     const registration = this.registration;
-    if (registration === undefined) throw new Error('register before fingerprint');
+    if (registration === undefined) throw new InternalError('register before fingerprint');
     const res = await this.call((c) => c.registerNode(registration));
     this.ttlMs = Math.max(1_000, res.heartbeatTtlSeconds * 1000);
     const again = this.everRegistered;
@@ -464,8 +382,7 @@ export class Agent {
         runner.update(alloc);
         continue;
       }
-      if (alloc.desiredStatus !== 'run' || isTerminal(alloc.clientStatus) || this.forgotten.has(alloc.id))
-        continue;
+      if (!holdsResources(alloc) || this.forgotten.has(alloc.id)) continue;
       this.startRunner(alloc);
     }
     this.serverKnown = listed;
@@ -619,42 +536,9 @@ export class Agent {
     }
   }
 
-  /**
-   * Usage of every running task now; cpuPercent is measured against the previous sample (the
-   * periodic one, or an earlier request's) when it is at least half a second old.
-   */
-  async sampleUsage(): Promise<NodeStats> {
-    const now = Date.now();
-    const allocations: NodeStats['allocations'] = {};
-    const seen = new Set<string>();
-    await Promise.all(
-      [...this.runners.values()]
-        .filter((r) => !r.finished)
-        .map(async (r) => {
-          const usage = await r.usage();
-          const tasks: Record<string, TaskUsageStats> = {};
-          for (const [task, u] of Object.entries(usage)) {
-            const key = `${r.id}/${task}`;
-            seen.add(key);
-            const prev = this.usageSamples.get(key);
-            let percent = prev?.percent;
-            if (prev === undefined || u.cpuNanos < prev.cpuNanos) {
-              // First sample, or the task restarted (new counters).
-              percent = undefined;
-              this.usageSamples.set(key, { time: now, cpuNanos: u.cpuNanos });
-            } else if (now - prev.time >= 500) {
-              percent = ((u.cpuNanos - prev.cpuNanos) / ((now - prev.time) * 1e6)) * 100;
-              this.usageSamples.set(key, { time: now, cpuNanos: u.cpuNanos, percent });
-            }
-            const stats: TaskUsageStats = { cpuNanos: u.cpuNanos, memoryBytes: u.memoryBytes, pids: u.pids };
-            if (percent !== undefined) stats.cpuPercent = Math.round(percent * 10) / 10;
-            tasks[task] = stats;
-          }
-          if (Object.keys(tasks).length > 0) allocations[r.id] = { tasks };
-        }),
-    );
-    for (const key of this.usageSamples.keys()) if (!seen.has(key)) this.usageSamples.delete(key);
-    return { nodeId: this.nodeId, time: now, allocations };
+  /** Usage of every running task now (see usage-sampler.ts). */
+  sampleUsage(): Promise<NodeStats> {
+    return this.usage.sample([...this.runners.values()]);
   }
 
   private driverFor(name: string): Driver | { unavailable: string } {
@@ -668,10 +552,4 @@ export class Agent {
       };
     return driver;
   }
-}
-
-/** The host others should use to reach an endpoint bound to `host`. */
-function advertisedHost(host: string): string {
-  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
-  return host.includes(':') ? `[${host}]` : host;
 }

@@ -10,6 +10,7 @@
  *
  * Directories stay after the allocation ends so that `unum logs` can still read them.
  */
+import { InvalidError } from '../core/errors.ts';
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -64,7 +65,7 @@ export async function buildAllocDir(
   tasks: readonly string[],
 ): Promise<void> {
   if (!isSafeAllocId(allocId))
-    throw new Error(`allocation id ${JSON.stringify(allocId)} is not a safe directory name`);
+    throw new InvalidError(`allocation id ${JSON.stringify(allocId)} is not a safe directory name`);
   await mkdir(allocDirPaths(allocsDir, allocId).shared, { recursive: true });
   await Promise.all(
     tasks.map(async (task) => {

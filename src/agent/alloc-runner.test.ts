@@ -11,7 +11,7 @@ import { AllocRunner, taskDevicePaths } from './alloc-runner.ts';
 import { taskDirPaths } from './alloc-dir.ts';
 import { drivers } from './drivers/index.ts';
 import type { Driver } from './drivers/types.ts';
-import { noIsolation } from './isolation.ts';
+import { noIsolation } from './drivers/exec/isolation.ts';
 import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
 
 /** A port nobody listens on right now. */

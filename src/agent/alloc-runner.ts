@@ -14,16 +14,26 @@
  * file), and a runner can be rebuilt from one (`restored`) after an agent restart: its tasks are then
  * re-attached rather than started.
  */
+import { isTerminalStatus } from '../core/alloc.ts';
 import type { Logger } from '../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
 import type { AllocStatusUpdate } from '../api/types.ts';
-import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
+import { taskDirPaths } from './alloc-dir.ts';
 import type { Driver, TaskConfig, TaskUsage } from './drivers/types.ts';
-import { HealthWatcher, checkTargets, type HealthSnapshot } from './health.ts';
+import { checkTargets, type HealthSnapshot } from './health.ts';
+import {
+  allocDirHook,
+  devicesHook,
+  driverPrepareHook,
+  healthHook,
+  hookFailure,
+  taskEnvHook,
+  type AllocHook,
+  type AllocHookContext,
+} from './hooks.ts';
 import type { PersistedAlloc } from './state.ts';
 import { STATE_VERSION } from './state.ts';
 import { TaskRunner } from './task-runner.ts';
-import { buildTaskEnv, interpolateCommand } from './task-env.ts';
 
 export interface AllocRunnerOptions {
   alloc: Allocation;
@@ -43,12 +53,6 @@ export interface AllocRunnerOptions {
   restored?: PersistedAlloc;
 }
 
-const TERMINAL: ReadonlySet<AllocClientStatus> = new Set(['complete', 'failed', 'lost']);
-
-export function isTerminal(status: AllocClientStatus): boolean {
-  return TERMINAL.has(status);
-}
-
 export class AllocRunner {
   readonly id: string;
   private alloc: Allocation;
@@ -57,7 +61,8 @@ export class AllocRunner {
   private readonly tasks: TaskRunner[];
   /** The drivers of its tasks that can run here. */
   private readonly drivers = new Set<Driver>();
-  private readonly health: HealthWatcher | undefined;
+  /** Run in order: see hooks.ts. */
+  private readonly hooks: AllocHook[];
   private healthSnap: HealthSnapshot | undefined;
   private clientStatus: AllocClientStatus = 'pending';
   private description = 'starting tasks';
@@ -80,18 +85,16 @@ export class AllocRunner {
       this.failedTask = restored.failedTask;
     }
     this.logger = opts.logger.child({ allocId: this.id, alloc: opts.alloc.name });
-    const allocDir = allocDirPaths(opts.allocsDir, this.id);
     this.tasks = opts.alloc.groupSpec.tasks.map((task) => {
       const taskDir = taskDirPaths(opts.allocsDir, this.id, task.name);
-      const env = buildTaskEnv(opts.alloc, task, { alloc: allocDir, task: taskDir }, opts.nodeId);
-      const { command, args } = interpolateCommand(task, env);
       const recoverDriver = restored !== undefined ? opts.recoverDriverFor?.(task.driver) : undefined;
+      // The rest (environment, command, devices) is filled in by the task's prestart hooks.
       const config: TaskConfig = {
         allocId: this.id,
         task: task.name,
-        command,
-        args,
-        env,
+        command: task.command,
+        args: [...task.args],
+        env: {},
         cwd: taskDir.dir,
         stdoutPath: taskDir.stdout,
         stderrPath: taskDir.stderr,
@@ -99,8 +102,6 @@ export class AllocRunner {
       };
       // The driver decides what a job's user may be (exec: allowedTaskUsers; raw_exec: only its own).
       if (task.user !== undefined) config.user = task.user;
-      const devicePaths = taskDevicePaths(opts.alloc, task.name);
-      if (devicePaths.length > 0) config.devicePaths = devicePaths;
 
       const driver = opts.driverFor(task.driver);
       if (!('unavailable' in driver)) this.drivers.add(driver);
@@ -109,24 +110,24 @@ export class AllocRunner {
         task,
         driver,
         config,
+        hooks: [taskEnvHook(opts.alloc, opts.allocsDir, opts.nodeId), devicesHook(opts.alloc)],
         logger: this.logger.child({ task: task.name }),
         onChange: () => this.recompute(),
         ...(restored?.tasks[task.name] !== undefined ? { restored: restored.tasks[task.name] } : {}),
         ...(recoverDriver !== undefined ? { recoverDriver } : {}),
       });
     });
-    const targets = checkTargets(opts.alloc.groupSpec.services, opts.alloc.resources.ports);
-    if (targets.length > 0) {
+    if (checkTargets(opts.alloc.groupSpec.services, opts.alloc.resources.ports).length > 0)
       this.healthSnap = { healthy: restored?.healthy ?? false };
-      this.health = new HealthWatcher(
-        targets,
-        (snap) => {
-          this.healthSnap = snap;
-          this.recompute();
-        },
-        this.logger,
-      );
-    }
+    const health = healthHook(
+      opts.alloc,
+      (snap) => {
+        this.healthSnap = snap;
+        this.recompute();
+      },
+      this.logger,
+    );
+    this.hooks = [allocDirHook(), driverPrepareHook(this.drivers), ...(health ? [health] : [])];
   }
 
   /** The allocation as the server last sent it. */
@@ -136,7 +137,7 @@ export class AllocRunner {
 
   /** True once every task is dead and the final status is known. */
   get finished(): boolean {
-    return isTerminal(this.clientStatus);
+    return isTerminalStatus(this.clientStatus);
   }
 
   /** Whether the group has a task of that name. */
@@ -162,17 +163,18 @@ export class AllocRunner {
       restored ? 'resuming allocation' : 'starting allocation',
     );
     this.report();
-    try {
-      await buildAllocDir(this.opts.allocsDir, this.id, this.taskNames);
-      if (!restored) await this.prepareDrivers();
-    } catch (err) {
-      this.logger.error({ err }, 'could not set up the allocation directory');
-      // Restored tasks may still run: they are re-attached all the same (a start would fail anyway).
-      if (!restored) {
-        const why = `could not set up the allocation directory: ${err instanceof Error ? err.message : String(err)}`;
-        for (const t of this.tasks) t.failWithoutRunning(why);
-        this.recompute();
-        return;
+    const ctx = this.hookContext();
+    for (const hook of this.hooks) {
+      try {
+        await hook.prestart?.(ctx);
+      } catch (err) {
+        this.logger.error({ err, hook: hook.name }, 'an allocation prestart hook failed');
+        // Restored tasks may still run: they are re-attached all the same (a start would fail anyway).
+        if (!restored) {
+          for (const t of this.tasks) t.failWithoutRunning(allocHookFailure(hook, err));
+          this.recompute();
+          return;
+        }
       }
     }
     // A stop that arrived while the directories were being made, or that an earlier agent process
@@ -180,20 +182,31 @@ export class AllocRunner {
     const stopWhy =
       this.stopReason ?? (this.failedTask !== undefined ? `task "${this.failedTask}" failed` : undefined);
     if (stopWhy !== undefined) for (const t of this.tasks) void t.kill(stopWhy);
-    else if (this.clientStatus === 'running') this.health?.start();
+    else if (this.clientStatus === 'running') this.started();
     await Promise.all(this.tasks.map((t) => t.run()));
     this.recompute();
   }
 
-  /** What each driver sets up for the allocation before its tasks start (best effort: start() redoes it). */
-  private async prepareDrivers(): Promise<void> {
-    await Promise.all(
-      [...this.drivers].map((d) =>
-        d.prepareAllocation?.(this.id, this.opts.allocsDir).catch((err: unknown) => {
-          this.logger.warn({ err, driver: d.name }, 'could not prepare the allocation for its driver');
-        }),
-      ),
-    );
+  private hookContext(): AllocHookContext {
+    return {
+      allocId: this.id,
+      allocsDir: this.opts.allocsDir,
+      taskNames: this.taskNames,
+      restored: this.opts.restored !== undefined,
+      logger: this.logger,
+    };
+  }
+
+  /** The allocation runs: poststart hooks (health checks start). Idempotent per hook. */
+  private started(): void {
+    const ctx = this.hookContext();
+    for (const hook of this.hooks) notify(this.logger, hook, () => hook.poststart?.(ctx));
+  }
+
+  /** The allocation stops running (stopping, failed, ended, detached): stop hooks. */
+  private stopped(): void {
+    const ctx = this.hookContext();
+    for (const hook of this.hooks) notify(this.logger, hook, () => hook.stop?.(ctx));
   }
 
   /** Resolves once every restored task is re-attached (or known to have ended). Call after run(). */
@@ -207,7 +220,7 @@ export class AllocRunner {
    */
   async detach(): Promise<void> {
     this.silent = true;
-    this.health?.stop();
+    this.stopped();
     await Promise.all(this.tasks.map((t) => t.detach()));
   }
 
@@ -264,7 +277,7 @@ export class AllocRunner {
     if (this.stopReason === undefined && !this.finished) {
       this.stopReason = reason;
       this.logger.info({ reason }, 'stopping allocation');
-      this.health?.stop();
+      this.stopped();
       this.recompute();
     }
     await Promise.all(this.tasks.map((t) => t.kill(reason)));
@@ -295,7 +308,7 @@ export class AllocRunner {
     const failed = this.tasks.find((t) => t.isDead && t.state().failed);
     if (failed !== undefined && this.failedTask === undefined && this.stopReason === undefined) {
       this.failedTask = failed.name;
-      this.health?.stop();
+      this.stopped();
       for (const t of this.tasks) if (!t.isDead) void t.kill(`task "${failed.name}" failed`);
     }
     const failure = (): string => {
@@ -305,7 +318,7 @@ export class AllocRunner {
     };
 
     if (this.tasks.every((t) => t.isDead)) {
-      this.health?.stop();
+      this.stopped();
       if (this.failedTask !== undefined) {
         this.clientStatus = 'failed';
         this.description = failure();
@@ -322,7 +335,7 @@ export class AllocRunner {
     } else if (this.stopReason !== undefined) {
       this.description = `stopping: ${this.stopReason}`;
     } else if (this.clientStatus === 'running' || this.tasks.every((t) => t.hasStarted)) {
-      if (this.clientStatus !== 'running') this.health?.start();
+      if (this.clientStatus !== 'running') this.started();
       this.clientStatus = 'running';
       this.description = this.healthSnap?.failing ?? 'tasks running';
     }
@@ -339,18 +352,20 @@ export class AllocRunner {
   }
 }
 
-/** NVIDIA's control files, needed beside a GPU's own device file by CUDA and nvidia-smi. */
-const NVIDIA_CONTROL_FILES = [
-  '/dev/nvidiactl',
-  '/dev/nvidia-uvm',
-  '/dev/nvidia-uvm-tools',
-  '/dev/nvidia-modeset',
-];
+export { taskDevicePaths } from './hooks.ts';
 
-/** The device files of the devices an allocation gives one task. */
-export function taskDevicePaths(alloc: Allocation, task: string): string[] {
-  const mine = (alloc.resources.devices ?? []).filter((d) => d.task === task);
-  const nvidia = mine.filter((d) => d.vendor === 'nvidia' && d.index !== undefined);
-  if (nvidia.length === 0) return [];
-  return [...nvidia.map((d) => `/dev/nvidia${d.index}`), ...NVIDIA_CONTROL_FILES];
+/** Why an allocation's tasks never ran; the directories keep their older wording. */
+function allocHookFailure(hook: AllocHook, err: unknown): string {
+  if (hook.name === 'alloc-dir')
+    return `could not set up the allocation directory: ${err instanceof Error ? err.message : String(err)}`;
+  return hookFailure(hook, err);
+}
+
+/** Runs a notice hook; a throw there is a bug of the hook, logged, never the allocation's end. */
+function notify(logger: Logger, hook: { name: string }, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    logger.error({ err, hook: hook.name }, 'an allocation hook failed');
+  }
 }

@@ -13,6 +13,7 @@
  *   driver.exec.isolated                 true when exec tasks get namespaces, their own uid and cgroup limits
  *   gpu.count gpu.vendor gpu.<i>.name gpu.<i>.uuid gpu.<i>.memory.mib     when nvidia-smi finds GPUs
  */
+import { InvalidError } from '../core/errors.ts';
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
@@ -33,7 +34,7 @@ export interface Fingerprint {
   devices: NodeDevice[];
 }
 
-/** What the node can enforce on exec tasks (the shape of isolation.ts's IsolationCapability). */
+/** What the node can enforce on exec tasks (the shape of drivers/exec/isolation.ts's IsolationCapability). */
 export interface IsolationSummary {
   namespaces: boolean;
   unprivilegedUser: boolean;
@@ -205,7 +206,7 @@ export async function loadNodeId(dataDir: string): Promise<string> {
   try {
     const id = (await readFile(file, 'utf8')).trim();
     if (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id)) return id;
-    throw new Error(
+    throw new InvalidError(
       `${file} does not hold a valid node id (${JSON.stringify(id.slice(0, 40))}): remove it to get a new one`,
     );
   } catch (err) {

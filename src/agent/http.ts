@@ -10,13 +10,14 @@
  * over everything the task wrote, stable across rotations; see logs.ts), so a client can resume
  * with `offset`. Errors are the API's JSON errors.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import { readdir } from 'node:fs/promises';
-import { STATUS_BY_CODE } from '../api/errors.ts';
-import type { ErrorCode } from '../core/errors.ts';
+import { InvalidError, NotFoundError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { allocDirPaths, isSafeAllocId, taskDirPaths } from './alloc-dir.ts';
 import type { NodeStats } from '../api/types.ts';
+import { Router, STREAMED, allowAll, booleanParam, countParam, type Authorizer } from '../transport/index.ts';
+import { allocDirPaths, isSafeAllocId, taskDirPaths } from './alloc-dir.ts';
 import { logBounds, streamLog, tailOffset } from './logs.ts';
 
 /** What the endpoint needs to know of the agent. */
@@ -34,50 +35,50 @@ export interface AgentHttpContext {
   logger: Logger;
   /** Poll period of followed logs (fallback to fs.watch). */
   logPollMs?: number;
+  /** The door every request passes (default: open, as the agent's endpoint has been so far). */
+  authorizer?: Authorizer;
 }
 
-class HttpError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
+/** The agent's routes on the shared transport's router (errors are the API's JSON errors). */
+export function agentRouter(ctx: AgentHttpContext): Router {
+  const router = new Router(ctx.authorizer ?? allowAll, ctx.logger, {
+    headForGet: true,
+    trimTrailingSlash: true,
+    notFound: (method, path) => `no route for ${method} ${path}`,
+  });
+  router.add(
+    {
+      method: 'GET',
+      path: '/v1/agent/health',
+      capability: 'node:read',
+      summary: 'The agent is up: its node id and how many allocations it runs.',
+      handler: () => ({ status: 'ok', nodeId: ctx.nodeId, ...ctx.counts() }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/agent/stats',
+      capability: 'node:read',
+      summary: 'Usage of the running tasks (NodeStats).',
+      handler: async (): Promise<NodeStats> =>
+        ctx.stats ? await ctx.stats() : { nodeId: ctx.nodeId, time: Date.now(), allocations: {} },
+    },
+    {
+      method: 'GET',
+      path: '/v1/agent/allocations/:allocId/logs',
+      capability: 'alloc:logs',
+      summary: 'A task log as text/plain, through its rotated files; follow=true streams new output.',
+      stream: 'text',
+      handler: async ({ params, query, res }) => {
+        await serveLogs(ctx, params['allocId'] ?? '', query, res);
+        return STREAMED;
+      },
+    },
+  );
+  return router;
 }
 
 export function createAgentHttpServer(ctx: AgentHttpContext): Server {
-  const server = createServer((req, res) => {
-    handle(ctx, req, res).catch((err: unknown) => {
-      if (err instanceof HttpError) return sendError(res, err.code, err.message);
-      ctx.logger.error({ err, url: req.url }, 'agent http request failed');
-      if (!res.headersSent) sendError(res, 'internal', 'internal error in the agent');
-      else res.destroy();
-    });
-  });
-  return server;
-}
-
-async function handle(ctx: AgentHttpContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://agent');
-  const path = url.pathname.replace(/\/+$/, '');
-  if (req.method !== 'GET' && req.method !== 'HEAD')
-    throw new HttpError('invalid', `${req.method ?? '?'} ${path}: only GET is served here`);
-  if (path === '/v1/agent/health') {
-    sendJson(res, 200, { status: 'ok', nodeId: ctx.nodeId, ...ctx.counts() });
-    return;
-  }
-  if (path === '/v1/agent/stats') {
-    const stats: NodeStats = ctx.stats
-      ? await ctx.stats()
-      : { nodeId: ctx.nodeId, time: Date.now(), allocations: {} };
-    sendJson(res, 200, stats);
-    return;
-  }
-  const m = /^\/v1\/agent\/allocations\/([^/]+)\/logs$/.exec(path);
-  if (m?.[1] !== undefined) {
-    await serveLogs(ctx, decodeURIComponent(m[1]), url.searchParams, res);
-    return;
-  }
-  throw new HttpError('not_found', `no route for GET ${path}`);
+  return createServer(agentRouter(ctx).handle);
 }
 
 async function serveLogs(
@@ -89,31 +90,26 @@ async function serveLogs(
   const runner = isSafeAllocId(allocId) ? ctx.runner(allocId) : undefined;
   let tasks = runner?.taskNames;
   if (tasks === undefined && isSafeAllocId(allocId)) tasks = await tasksOnDisk(ctx.allocsDir, allocId);
-  if (tasks === undefined)
-    throw new HttpError('not_found', `allocation ${allocId} not found on node ${ctx.nodeId}`);
+  if (tasks === undefined) throw new NotFoundError(`allocation ${allocId} not found on node ${ctx.nodeId}`);
 
   let task = q.get('task') ?? undefined;
   if (task === undefined || task === '') {
     if (tasks.length !== 1 || tasks[0] === undefined)
-      throw new HttpError(
-        'invalid',
-        `task: required, the allocation has several tasks (${tasks.join(', ')})`,
-      );
+      throw new InvalidError(`task: required, the allocation has several tasks (${tasks.join(', ')})`);
     task = tasks[0];
   }
   if (!tasks.includes(task))
-    throw new HttpError(
-      'not_found',
+    throw new NotFoundError(
       `task "${task}" not found in allocation ${allocId} (tasks: ${tasks.join(', ') || 'none'})`,
     );
   const stream = q.get('stream') ?? 'stdout';
   if (stream !== 'stdout' && stream !== 'stderr')
-    throw new HttpError('invalid', `stream: expected "stdout" or "stderr", got ${JSON.stringify(stream)}`);
-  const follow = parseBool(q.get('follow'), 'follow');
-  const offset = parseCount(q.get('offset'), 'offset');
-  const tail = parseCount(q.get('tail'), 'tail');
+    throw new InvalidError(`stream: expected "stdout" or "stderr", got ${JSON.stringify(stream)}`);
+  const follow = booleanParam(q, 'follow');
+  const offset = countParam(q, 'offset');
+  const tail = countParam(q, 'tail');
   if (offset !== undefined && tail !== undefined)
-    throw new HttpError('invalid', 'offset and tail: give one or the other, not both');
+    throw new InvalidError('offset and tail: give one or the other, not both');
 
   const dir = taskDirPaths(ctx.allocsDir, allocId, task);
   const file = stream === 'stdout' ? dir.stdout : dir.stderr;
@@ -158,31 +154,4 @@ async function tasksOnDisk(allocsDir: string, allocId: string): Promise<string[]
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-}
-
-function parseBool(v: string | null, name: string): boolean {
-  if (v === null || v === '' || v === 'false' || v === '0') return false;
-  if (v === 'true' || v === '1') return true;
-  throw new HttpError('invalid', `${name}: expected true or false, got ${JSON.stringify(v)}`);
-}
-
-function parseCount(v: string | null, name: string): number | undefined {
-  if (v === null || v === '') return undefined;
-  if (!/^\d{1,15}$/.test(v))
-    throw new HttpError('invalid', `${name}: expected a whole number, 0 or more, got ${JSON.stringify(v)}`);
-  return Number(v);
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, STATUS_BY_CODE[code], { error: { code, message } });
 }

@@ -50,7 +50,7 @@ export interface AgentOptions {
   statsIntervalMs?: number;
   /**
    * Task isolation (exec driver): `auto` enforces what the node allows (cgroups, namespaces, a uid
-   * per allocation; see isolation.ts); `off` runs tasks as the agent's user without any, as a
+   * per allocation; see drivers/exec/isolation.ts); `off` runs tasks as the agent's user without any, as a
    * non-root agent does. Default `auto`.
    */
   taskIsolation?: TaskIsolationMode;

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
 import { isSafeAllocId } from './alloc-dir.ts';
+import { upgradeHandleState } from './drivers/handle-state.ts';
 import type { TaskHandleState } from './drivers/types.ts';
 
 export const STATE_VERSION = 1;
@@ -160,6 +161,13 @@ export class AgentStateStore {
         const value = JSON.parse(await readFile(path, 'utf8')) as PersistedAlloc;
         if (value.version !== STATE_VERSION || value.alloc?.id !== id || !isSafeAllocId(id))
           throw new Error(`not an allocation state file of version ${STATE_VERSION}`);
+        // Handles an earlier agent wrote in an older shape are read in today's.
+        for (const task of Object.values(value.tasks ?? {})) {
+          if (task.handle === undefined) continue;
+          const handle = upgradeHandleState(task.handle);
+          if (handle === undefined) delete task.handle;
+          else task.handle = handle;
+        }
         out.push(value);
       } catch (err) {
         this.logger.error({ err, file: path }, 'ignoring an unreadable allocation state file');

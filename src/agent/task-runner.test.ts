@@ -223,23 +223,22 @@ void describe('TaskRunner restored after an agent restart', () => {
   // A process that surely runs: the test's own (the double never signals it).
   const PID = process.pid;
   // The runner keeps the driver's handle state as an opaque value and gives it back to recover().
-  const STATE = {
-    version: 2,
-    driver: 'exec',
+  const PROC = {
     pid: PID,
     pgid: PID,
     startedAt: 1,
     stdoutPath: '/nonexistent/stdout.log',
     stderrPath: '/nonexistent/stderr.log',
-  } as unknown as TaskHandleState;
+  };
+  const STATE: TaskHandleState = { driver: 'exec', version: 3, data: PROC };
 
   function handle(result?: ExitResult): TaskHandle & { exit(r: ExitResult): void; stopped: string[] } {
     const exited = Promise.withResolvers<ExitResult>();
     if (result !== undefined) exited.resolve(result);
     const stopped: string[] = [];
     return {
-      pid: STATE.pid,
-      startedAt: STATE.startedAt,
+      pid: PROC.pid,
+      startedAt: PROC.startedAt,
       state: STATE,
       wait: () => exited.promise,
       signal: () => undefined,
@@ -285,8 +284,8 @@ void describe('TaskRunner restored after an agent restart', () => {
         args: ['300'],
         env: {},
         cwd: '/nonexistent',
-        stdoutPath: STATE.stdoutPath,
-        stderrPath: STATE.stderrPath,
+        stdoutPath: PROC.stdoutPath,
+        stderrPath: PROC.stderrPath,
         resources: spec.resources,
       },
       logger: silentLogger(),
@@ -296,7 +295,7 @@ void describe('TaskRunner restored after an agent restart', () => {
           state: 'running',
           failed: false,
           restarts: 0,
-          pid: STATE.pid,
+          pid: PROC.pid,
           startedAt: 1,
           events: [{ time: 1, type: 'started', message: `started (pid ${PID})` }],
         },

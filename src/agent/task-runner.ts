@@ -29,6 +29,7 @@ import {
   type TaskHandleState,
   type TaskUsage,
 } from './drivers/types.ts';
+import { hookFailure, type TaskHook, type TaskHookContext } from './hooks.ts';
 import { RestartTracker } from './restart-policy.ts';
 import type { PersistedTask } from './state.ts';
 
@@ -46,8 +47,10 @@ export interface TaskRunnerOptions {
   task: TaskSpec;
   /** The driver, or why the task can not run on this node (e.g. the driver is disabled). */
   driver: Driver | { unavailable: string };
-  /** What to start (command and args already interpolated). */
+  /** What to start; the prestart hooks complete it (environment, interpolated command, devices). */
   config: TaskConfig;
+  /** Run in order around the task's life (hooks.ts); default none: `config` is started as it is. */
+  hooks?: TaskHook[];
   logger: Logger;
   /** Called after every change of the state (synchronously; keep it cheap). */
   onChange: () => void;
@@ -84,12 +87,23 @@ export class TaskRunner {
   private detached = false;
   /** A driver.start in flight. */
   private starting: Promise<unknown> | undefined;
+  private readonly hooks: TaskHook[];
+  private readonly hookCtx: TaskHookContext;
+  /** The prestart hooks have run (once per runner, before its first start). */
+  private prestarted = false;
 
   constructor(opts: TaskRunnerOptions) {
     this.opts = opts;
     this.name = opts.task.name;
     this.logger = opts.logger;
     this.now = opts.now ?? Date.now;
+    this.hooks = opts.hooks ?? [];
+    this.hookCtx = {
+      allocId: opts.alloc.id,
+      task: opts.task,
+      config: { ...opts.config },
+      logger: this.logger,
+    };
     const restored = opts.restored;
     this.restarts = new RestartTracker(opts.alloc.groupSpec.restart, restored?.restartHistory);
     if (restored === undefined) {
@@ -193,6 +207,7 @@ export class TaskRunner {
   async kill(reason: string): Promise<void> {
     if (this.st.state !== 'dead' && this.killReason === undefined) {
       this.killReason = reason;
+      this.notify('stop', (h) => h.stop?.(this.hookCtx, reason));
       this.wakeFromDelay?.();
       this.sendStop();
     }
@@ -232,7 +247,8 @@ export class TaskRunner {
   }
 
   private async loop(): Promise<void> {
-    const { driver, config, task } = this.opts;
+    const { driver, task } = this.opts;
+    const config = this.hookCtx.config;
     let entry = await this.recover();
     this.recoveredSignal.resolve();
     for (;;) {
@@ -259,6 +275,12 @@ export class TaskRunner {
             await this.failToStart(driver.unavailable);
             return;
           }
+          const hookFailed = await this.prestart();
+          if (hookFailed !== undefined) {
+            await this.failToStart(hookFailed);
+            return;
+          }
+          if (this.detached) return;
           try {
             const starting = driver.start(config);
             this.starting = starting.catch(() => undefined);
@@ -280,6 +302,7 @@ export class TaskRunner {
           this.st.startedAt = handle.startedAt;
           delete this.st.finishedAt;
           this.event('started', `started (pid ${handle.pid})`);
+          this.notify('poststart', (h) => h.poststart?.(this.hookCtx, handle));
           // Also when detached: the state saved last must name the process that now runs.
           this.opts.onChange();
           if (this.detached) return;
@@ -292,6 +315,7 @@ export class TaskRunner {
       }
       entry = { kind: 'start', delayMs: 0 };
       this.recordExit(result);
+      this.notify('exited', (h) => h.exited?.(this.hookCtx, result));
       if (this.killReason !== undefined) {
         this.event('killed', `stopped (${exitMessage ?? describeExit(result)}): ${this.killReason}`, result);
         this.finish(false);
@@ -338,7 +362,8 @@ export class TaskRunner {
     if (this.st.state !== 'running')
       return { kind: 'start', delayMs: restartDelay(), pendingRestart: this.restartAt !== undefined };
     const state = this.toRecover;
-    const pid = this.st.pid ?? state?.pid;
+    // The handle's data is the driver's own: the pid people know is the one in the task's state.
+    const pid = this.st.pid ?? '?';
     const lost = (why: string): Entry => ({
       kind: 'exited',
       result: {},
@@ -346,22 +371,20 @@ export class TaskRunner {
     });
     const driver = this.opts.recoverDriver ?? this.opts.driver;
     let handle: TaskHandle | undefined;
-    if (state === undefined) return lost(`no process handle was saved for pid ${pid ?? '?'}`);
-    if ('unavailable' in driver) return lost(`cannot re-attach to pid ${state.pid}: ${driver.unavailable}`);
+    if (state === undefined) return lost(`no process handle was saved for pid ${pid}`);
+    if ('unavailable' in driver) return lost(`cannot re-attach to pid ${pid}: ${driver.unavailable}`);
     if (driver.recover === undefined)
-      return lost(`driver ${driver.name} cannot re-attach to running tasks (pid ${state.pid})`);
+      return lost(`driver ${driver.name} cannot re-attach to running tasks (pid ${pid})`);
     try {
       handle = await driver.recover(state);
     } catch (err) {
-      this.logger.warn({ err, pid: state.pid }, 'could not re-attach to the task');
+      this.logger.warn({ err, pid }, 'could not re-attach to the task');
       this.toRecover = undefined;
-      return lost(
-        `re-attaching to pid ${state.pid} failed: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      return lost(`re-attaching to pid ${pid} failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (handle === undefined) {
       this.toRecover = undefined;
-      return lost(`process ${state.pid} could not be found`);
+      return lost(`process ${pid} could not be found`);
     }
     // A task that exited while the agent was down comes back as a handle whose wait() resolves at
     // once, or soon (the driver may read its status file and clean up first): when its process is
@@ -384,6 +407,32 @@ export class TaskRunner {
     this.event('reattached', `re-attached after an agent restart (pid ${handle.pid})`);
     this.opts.onChange();
     return { kind: 'attached', handle };
+  }
+
+  /** Runs the prestart hooks once, in order; the first failure is returned (worded) and ends the list. */
+  private async prestart(): Promise<string | undefined> {
+    if (this.prestarted) return undefined;
+    for (const hook of this.hooks) {
+      try {
+        await hook.prestart?.(this.hookCtx);
+      } catch (err) {
+        this.logger.warn({ err, hook: hook.name }, 'a task prestart hook failed');
+        return hookFailure(hook, err);
+      }
+    }
+    this.prestarted = true;
+    return undefined;
+  }
+
+  /** A notice to every hook; a hook that throws is logged, the task goes on. */
+  private notify(what: string, fn: (hook: TaskHook) => void): void {
+    for (const hook of this.hooks) {
+      try {
+        fn(hook);
+      } catch (err) {
+        this.logger.error({ err, hook: hook.name, phase: what }, 'a task hook failed');
+      }
+    }
   }
 
   private async failToStart(message: string): Promise<void> {

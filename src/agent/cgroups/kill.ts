@@ -4,6 +4,7 @@
  * wrapper writes its pid to cgroup.procs while we kill) or that forked just before the kill shows
  * up on the next round.
  */
+import { InternalError, UnavailableError } from '../../core/errors.ts';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../core/log.ts';
 import { sigkill } from './files.ts';
@@ -28,7 +29,7 @@ export async function killUntilEmpty(options: KillUntilEmptyOptions): Promise<vo
     const pids = await options.list();
     if (pids.length === 0) return;
     if (performance.now() >= deadline)
-      throw new Error(
+      throw new UnavailableError(
         `cgroup ${options.path} still holds processes ${pids.join(', ')} ${options.timeoutMs} ms after SIGKILL (stuck in uninterruptible sleep, e.g. on a hung NFS mount?)`,
       );
     if (round > 0)
@@ -55,7 +56,9 @@ export async function pollUntil(check: () => Promise<boolean>, timeoutMs: number
 /** Refuses to go on when the agent's own process is among `pids` (it was put in a task's cgroup). */
 export function refuseSelf(pids: readonly number[]): void {
   if (pids.includes(process.pid))
-    throw new Error(`the agent itself (pid ${process.pid}) is in this task cgroup: refusing to kill it`);
+    throw new InternalError(
+      `the agent itself (pid ${process.pid}) is in this task cgroup: refusing to kill it`,
+    );
 }
 
 /** SIGKILL to each pid (gone ones are skipped), never to the agent itself. */

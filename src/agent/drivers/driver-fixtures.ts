@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { newId } from '../../core/ids.ts';
 import { allocsRoot, buildAllocDir, taskDirPaths } from '../alloc-dir.ts';
 import { isAlive, tempDir } from '../fixtures.ts';
-import { detectIsolation, type IsolationCapability } from '../isolation.ts';
+import { detectIsolation, type IsolationCapability } from './exec/isolation.ts';
+import { processHandleData, type ProcessHandleData } from './handle-state.ts';
 import type { DriverName, TaskConfig, TaskHandleState } from './types.ts';
 
 export const TASK_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -106,6 +107,13 @@ export async function withDeadline<T>(promise: Promise<T>, what: string, ms = 20
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The process data of a handle state (a test fails here when it is not the current shape). */
+export function procOf(state: TaskHandleState): ProcessHandleData {
+  const data = processHandleData(state, state.driver);
+  if (data === undefined) throw new Error(`not a process handle state: ${JSON.stringify(state)}`);
+  return data;
 }
 
 /**

@@ -1,5 +1,5 @@
 /** The driver factories, chosen by a task's `driver` field. An explicit map, no registry magic. */
-import { createExecDriver } from './exec.ts';
+import { createExecDriver } from './exec/exec.ts';
 import { createRawExecDriver } from './raw-exec.ts';
 import type { Driver, DriverName, DriverOptions } from './types.ts';
 

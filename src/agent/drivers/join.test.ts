@@ -1,5 +1,5 @@
 /**
- * Moving a sandbox into its cgroup (task-process.ts joinCgroup): synchronous while moves are quick,
+ * Moving a sandbox into its cgroup (launch.ts joinCgroup): synchronous while moves are quick,
  * through the thread pool once one was slow. Its own file: the switch is per process.
  */
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { tempDir } from '../fixtures.ts';
-import { joinCgroup } from './task-process.ts';
+import { joinCgroup } from './launch.ts';
 
 let dir: { path: string; cleanup: () => Promise<void> };
 before(async () => {

@@ -4,11 +4,13 @@
  * (`enableRawExec`), because a task then has every right the agent has. Like exec without a sandbox,
  * the task runs behind a shell that records its exit code, so a restarted agent re-attaches to it.
  */
+import { UnavailableError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
-import { statusPathFor } from './exec.ts';
 import { checkCommand } from './process.ts';
-import { launch, reattach } from './task-process.ts';
-import { currentUserName } from '../users.ts';
+import { launch, statusPathFor } from './launch.ts';
+import { processHandleData } from './handle-state.ts';
+import { reattach } from './task-process.ts';
+import { currentUserName } from './accounts.ts';
 import {
   ExecError,
   type Driver,
@@ -35,7 +37,7 @@ export function createRawExecDriver(options: DriverOptions): Driver {
     },
     async start(config: TaskConfig): Promise<TaskHandle> {
       if (!options.enabled)
-        throw new Error(
+        throw new UnavailableError(
           'the raw_exec driver is disabled on this node (enable raw_exec in the agent configuration)',
         );
       // No uid change here: a job that asks for another user must not silently run as the agent's.
@@ -55,8 +57,9 @@ export function createRawExecDriver(options: DriverOptions): Driver {
       });
     },
     recover(state: TaskHandleState): Promise<TaskHandle | undefined> {
-      if (state.version !== 2 || state.driver !== 'raw_exec') return Promise.resolve(undefined);
-      return Promise.resolve(reattach(state, undefined, logger));
+      const data = processHandleData(state, 'raw_exec');
+      if (data === undefined) return Promise.resolve(undefined);
+      return Promise.resolve(reattach('raw_exec', data, undefined, logger));
     },
   };
 }

@@ -5,19 +5,21 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { silentLogger } from '../../core/log.ts';
 import { waitFor } from '../../testing/wait.ts';
 import { isAlive } from '../fixtures.ts';
-import { noIsolation, type IsolationCapability } from '../isolation.ts';
+import { AgentStateStore } from '../state.ts';
+import { noIsolation, type IsolationCapability } from './exec/isolation.ts';
 import {
   dataDir,
   localDir,
   nodeIsolation,
   processesIn,
   sandboxUnavailable,
+  procOf,
   startDetached,
   stdoutOf,
   taskConfig,
@@ -25,7 +27,8 @@ import {
   type DataDir,
 } from './driver-fixtures.ts';
 import { drivers } from './index.ts';
-import { groupTakenOver, isSameProcess, procStat } from './task-process.ts';
+import { processHandleState, upgradeHandleState } from './handle-state.ts';
+import { groupTakenOver, isSameProcess, procStat } from './proc.ts';
 import type { Driver, DriverName, TaskHandle, TaskHandleState } from './types.ts';
 
 const modes: {
@@ -98,16 +101,57 @@ for (const mode of modes) {
       { skip },
       async () => {
         const cfg = await taskConfig(data, 'sh', ['-c', UNTIL_GO]);
-        const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+        const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
+        const state = procOf(saved);
         await waitFor(async () => (await stdoutOf(cfg)).includes('ready'));
         assert.ok(
           isSameProcess(state.pid, state.pidStartTime),
           'the task outlived the agent that started it',
         );
 
-        const h = await recover(state);
+        const h = await recover(saved);
         assert.equal(h.pid, state.pid);
-        assert.deepEqual(h.state, state);
+        assert.deepEqual(h.state, saved);
+        assert.equal(await Promise.race([h.wait(), Promise.resolve('running')]), 'running');
+        await writeFile(join(localDir(cfg), 'go'), '');
+        assert.deepEqual(await withDeadline(h.wait(), 'the re-attached task to exit'), { exitCode: 7 });
+      },
+    );
+
+    void test(
+      'a task whose state an earlier agent wrote in the old flat shape is re-attached',
+      { skip },
+      async () => {
+        const cfg = await taskConfig(data, 'sh', ['-c', UNTIL_GO]);
+        const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
+        await waitFor(async () => (await stdoutOf(cfg)).includes('ready'));
+        // The state file as the previous agent version wrote it: the handle flat, version 2.
+        const dir = join(data.path, 'old-state');
+        await mkdir(dir, { recursive: true });
+        const old = { version: 2, driver: mode.driver, ...procOf(saved) };
+        const file = {
+          version: 1,
+          alloc: { id: cfg.allocId },
+          clientStatus: 'running',
+          clientDescription: 'tasks running',
+          tasks: {
+            [cfg.task]: {
+              state: { state: 'running', failed: false, restarts: 0, pid: old.pid, events: [] },
+              started: true,
+              restartHistory: [],
+              handle: old,
+            },
+          },
+          savedAt: 0,
+        };
+        await writeFile(join(dir, `${cfg.allocId}.json`), JSON.stringify(file));
+        const [loaded] = await new AgentStateStore(dir, silentLogger()).load();
+        const handle = loaded?.tasks[cfg.task]?.handle;
+        assert.ok(handle !== undefined);
+        assert.deepEqual(handle, saved, 'read in the current shape');
+
+        const h = await recover(handle);
+        assert.equal(h.pid, old.pid);
         assert.equal(await Promise.race([h.wait(), Promise.resolve('running')]), 'running');
         await writeFile(join(localDir(cfg), 'go'), '');
         assert.deepEqual(await withDeadline(h.wait(), 'the re-attached task to exit'), { exitCode: 7 });
@@ -116,9 +160,10 @@ for (const mode of modes) {
 
     void test('a task that exited while the agent was down: its recorded exit code', { skip }, async () => {
       const cfg = await taskConfig(data, 'sh', ['-c', 'exit 5']);
-      const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const state = procOf(saved);
       await waitFor(() => !isSameProcess(state.pid, state.pidStartTime), { description: 'the task to exit' });
-      const h = await recover(state);
+      const h = await recover(saved);
       assert.deepEqual(await withDeadline(h.wait(), 'the recorded result'), { exitCode: 5 });
     });
 
@@ -127,10 +172,10 @@ for (const mode of modes) {
         '-c',
         'trap "echo stopping; exit 3" TERM; sleep 300 & echo ready; while :; do sleep 0.05; done',
       ]);
-      const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
       await waitFor(async () => (await stdoutOf(cfg)).includes('ready'));
       const sleeper = await waitFor(() => processesIn(cfg.cwd, 'sleep 300').at(0));
-      const h = await recover(state);
+      const h = await recover(saved);
       assert.deepEqual(await withDeadline(h.stop('SIGTERM', 5_000), 'the stop'), { exitCode: 3 });
       assert.match(await stdoutOf(cfg), /stopping/);
       await waitFor(() => !isAlive(sleeper) && processesIn(cfg.cwd).length === 0, {
@@ -146,9 +191,9 @@ for (const mode of modes) {
           '-c',
           'trap "" TERM; echo ready; while :; do sleep 0.05; done',
         ]);
-        const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+        const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
         await waitFor(async () => (await stdoutOf(cfg)).includes('ready'));
-        const h = await recover(state);
+        const h = await recover(saved);
         assert.deepEqual(await withDeadline(h.stop('SIGTERM', 100), 'the stop'), { signal: 'SIGKILL' });
         await waitFor(() => processesIn(cfg.cwd).length === 0, {
           description: 'nothing of the task to be left',
@@ -161,11 +206,12 @@ for (const mode of modes) {
       { skip },
       async () => {
         const cfg = await taskConfig(data, 'sh', ['-c', 'echo ready; sleep 300']);
-        const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+        const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
+        const state = procOf(saved);
         await waitFor(async () => (await stdoutOf(cfg)).includes('ready'));
         process.kill(state.pid, 'SIGKILL');
         await waitFor(() => !isSameProcess(state.pid, state.pidStartTime));
-        const h = await recover(state);
+        const h = await recover(saved);
         const result = await withDeadline(h.wait(), 'the result');
         assert.deepEqual(result, { detail: 'exited while the agent was down; exit status unknown' });
         await waitFor(() => processesIn(cfg.cwd).length === 0, { description: 'the task to be gone' });
@@ -174,12 +220,13 @@ for (const mode of modes) {
 
     void test('a re-used pid is not mistaken for the task', { skip }, async () => {
       const cfg = await taskConfig(data, 'sh', ['-c', 'exit 0']);
-      const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const state = procOf(saved);
       // Read before the wrapper (gone at once) could be reaped: without it any process would match.
       assert.ok(state.pidStartTime > 0, 'the start time is known');
       await waitFor(() => !isSameProcess(state.pid, state.pidStartTime));
       // Our own pid is alive, with another start time.
-      const impostor = { ...state, pid: process.pid };
+      const impostor = processHandleState(mode.driver, { ...state, pid: process.pid });
       assert.notEqual(procStat(process.pid)?.startTime, state.pidStartTime);
       const h = await recover(impostor);
       assert.deepEqual(await withDeadline(h.wait(), 'the recorded result'), { exitCode: 0 });
@@ -187,7 +234,8 @@ for (const mode of modes) {
 
     void test('a process group number taken over by a stranger is not killed', { skip }, async () => {
       const cfg = await taskConfig(data, 'sh', ['-c', 'exit 0']);
-      const state = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const saved = await startDetached(mode.driver, cfg, data, mode.isolation);
+      const state = procOf(saved);
       await waitFor(() => !isSameProcess(state.pid, state.pidStartTime));
       // A stranger's group leader now holds the number the task's group had. Start times count in
       // clock ticks (10 ms): one started in the task's own tick would pass for the task itself, which
@@ -199,7 +247,7 @@ for (const mode of modes) {
         assert.notEqual(procStat(pid)?.startTime, state.pidStartTime);
         const taken = { ...state, pid: pid, pgid: pid, pidStartTime: state.pidStartTime };
         assert.equal(groupTakenOver(taken), true);
-        const h = await recover(taken);
+        const h = await recover(processHandleState(mode.driver, taken));
         await withDeadline(h.wait(), 'the recorded result');
         assert.ok(isSameProcess(pid, procStat(pid)!.startTime), 'the stranger survived');
       } finally {
@@ -210,28 +258,36 @@ for (const mode of modes) {
 }
 
 void describe('recover', () => {
+  const data = {
+    allocId: 'a',
+    task: 't',
+    wrapper: 'sh',
+    pid: 1,
+    pgid: 1,
+    pidStartTime: 1,
+    startedAt: 0,
+    stdoutPath: '/nonexistent',
+    stderrPath: '/nonexistent',
+    statusPath: '/nonexistent',
+    memoryLimitMiB: 1,
+  } as const;
+
   void test('a state of another driver or version is not recoverable', async () => {
     const exec = drivers.exec({ logger: silentLogger(), enabled: true, isolation: noIsolation() });
-    const base = {
-      version: 2,
-      driver: 'raw_exec',
-      allocId: 'a',
-      task: 't',
-      wrapper: 'sh',
-      pid: 1,
-      pgid: 1,
-      pidStartTime: 1,
-      startedAt: 0,
-      stdoutPath: '/nonexistent',
-      stderrPath: '/nonexistent',
-      statusPath: '/nonexistent',
-      memoryLimitMiB: 1,
-    } as const;
-    assert.equal(await exec.recover?.(base), undefined);
-    assert.equal(
-      await exec.recover?.({ ...base, driver: 'exec', version: 1 } as unknown as TaskHandleState),
-      undefined,
+    assert.equal(await exec.recover?.(processHandleState('raw_exec', data)), undefined);
+    assert.equal(await exec.recover?.({ driver: 'exec', version: 1, data }), undefined);
+    assert.equal(await exec.recover?.({ driver: 'exec', version: 3, data: null }), undefined);
+  });
+
+  void test('the flat version-2 state of an earlier agent reads as the envelope', () => {
+    const old = { version: 2, driver: 'exec', ...data };
+    assert.deepEqual(upgradeHandleState(old), { driver: 'exec', version: 3, data });
+    assert.deepEqual(
+      upgradeHandleState(processHandleState('raw_exec', data)),
+      processHandleState('raw_exec', data),
     );
+    assert.equal(upgradeHandleState('nonsense'), undefined);
+    assert.equal(upgradeHandleState({ pid: 1 }), undefined);
   });
 });
 

@@ -5,7 +5,7 @@
  * as it does when the real agent goes down. The recover tests re-attach to it.
  */
 import { silentLogger } from '../../core/log.ts';
-import { detectIsolation } from '../isolation.ts';
+import { detectIsolation } from './exec/isolation.ts';
 import { drivers } from './index.ts';
 import type { DriverName, TaskConfig } from './types.ts';
 

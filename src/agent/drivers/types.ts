@@ -3,13 +3,14 @@
  * by name through the explicit factory map in `./index.ts` (`drivers = { exec, raw_exec }`).
  *
  * `start` receives the task's resources and user (the exec driver puts the task into a cgroup with
- * those limits, in its own namespaces, as an unprivileged uid: see ../isolation.ts and README.md
+ * those limits, in its own namespaces, as an unprivileged uid: see ./exec/isolation.ts and ../README.md
  * "Isolation"), and every handle carries a JSON-serializable `state` that the agent persists so that
  * `recover` can re-attach to the task after an agent restart.
  */
+import { InvalidError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
 import type { Logger } from '../../core/log.ts';
-import type { IsolationCapability } from '../isolation.ts';
+import type { IsolationCapability } from './exec/isolation.ts';
 
 export type DriverName = 'exec' | 'raw_exec';
 
@@ -79,40 +80,15 @@ export interface TaskUsage {
 }
 
 /**
- * What a driver persists about a running task so that a later agent process can find it again. Plain
- * JSON: no handles, no functions. Version 1 (before re-attaching existed) is not recoverable.
+ * What a driver persists about a running task so that a later agent process can find it again: a
+ * driver-neutral envelope around the driver's own `data`. Plain JSON: no handles, no functions.
+ * `version` is the version of `data`'s shape, the driver's business (the process drivers' is in
+ * ./handle-state.ts, which also reads the older, exec-specific shape).
  */
 export interface TaskHandleState {
-  version: 2;
   driver: DriverName;
-  allocId: string;
-  task: string;
-  /**
-   * What the agent spawned: `bwrap` (the sandbox's outer bubblewrap process, which records the exit
-   * status as JSON in `statusPath`) or `sh` (a shell that runs the task and writes its exit code to
-   * `statusPath`).
-   */
-  wrapper: 'bwrap' | 'sh';
-  /** The outer process (the wrapper) the agent spawned. */
-  pid: number;
-  /** Its process group (it leads it: pgid = pid). */
-  pgid: number;
-  /** Field 22 of /proc/<pid>/stat (clock ticks after boot): a re-used pid has another one. */
-  pidStartTime: number;
-  startedAt: number;
-  stdoutPath: string;
-  stderrPath: string;
-  /** Where the wrapper records the exit status (also when the agent is down). */
-  statusPath: string;
-  /** The task's cgroup (name under the unum parent), when the node has cgroups. */
-  cgroup?: string;
-  /** OOM kills the cgroup had counted before this start (the cgroup may be re-opened). */
-  oomKillsBefore?: number;
-  /** The uid and gid the task runs as (absent: the agent's own). */
-  uid?: number;
-  gid?: number;
-  /** The task's memory limit (MiB), named when it is OOM-killed. */
-  memoryLimitMiB: number;
+  version: number;
+  data: unknown;
 }
 
 /** A started (or re-attached) task. */
@@ -144,9 +120,11 @@ export interface Driver {
   /** What the node advertises for this driver (it shows as `driver.<name>` when healthy). */
   fingerprint(): Promise<DriverInfo>;
   /**
-   * Starts the task's process and resolves once it runs. Rejects with ExecError when the program can
-   * not be executed (not found, not executable): a problem of the job, not retried by the agent. May
-   * reject with another Error for a problem of the node (e.g. the log file can not be opened).
+   * Starts the task's process and resolves once it runs. Rejects with ExecError (an InvalidError)
+   * when the program can not be executed (not found, not executable) or the task's user is not
+   * allowed: a problem of the job, not retried by the agent. Rejects with UnavailableError for a
+   * problem of the node (the driver is disabled or lacks a tool, a log file can not be opened, the
+   * wrapper can not be spawned).
    */
   start(config: TaskConfig): Promise<TaskHandle>;
   /**
@@ -161,7 +139,8 @@ export interface Driver {
    * task still runs, the handle's `wait()` resolves when it exits (the process is not the agent's
    * child: its /proc entry is polled); when it already exited, `wait()` resolves at once with the
    * status its wrapper recorded (or, if none was, a failure "exited while the agent was down; exit
-   * status unknown"). Undefined for a state this driver can not read (another driver, version 1).
+   * status unknown"). Undefined for a state this driver can not read (another driver, a version it
+   * does not know).
    * Never rejects for a dead task; may reject for a problem of the node.
    */
   recover?(state: TaskHandleState): Promise<TaskHandle | undefined>;
@@ -178,7 +157,7 @@ export interface DriverOptions {
    */
   dataDir?: string;
   /**
-   * What the node can enforce (`detectIsolation()` in ../isolation.ts), detected once by the agent
+   * What the node can enforce (`detectIsolation()` in ./exec/isolation.ts), detected once by the agent
    * and shared. Default: the exec driver detects it itself on first use.
    */
   isolation?: IsolationCapability | Promise<IsolationCapability>;
@@ -192,13 +171,16 @@ export interface DriverOptions {
   cpuHardCap?: boolean;
 }
 
-/** The program of a task could not be executed. The message is for people: `exec: "python4": command not found`. */
-export class ExecError extends Error {
-  /** The errno code from exec: ENOENT, EACCES, … */
+/**
+ * The program of a task could not be executed, or the task's configuration can not run here (a
+ * `user:` that is not allowed): a problem of the job, so an `invalid` UnumError, never retried. The
+ * message is for people: `exec: "python4": command not found`. `errno` (also in `details.errno`)
+ * is the exec errno: ENOENT, EACCES, EPERM, …
+ */
+export class ExecError extends InvalidError {
   readonly errno: string;
   constructor(message: string, errno: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ExecError';
+    super(message, { ...options, details: { errno } });
     this.errno = errno;
   }
 }

@@ -5,7 +5,7 @@ import { lstatSync, readlinkSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { newId } from '../core/ids.ts';
+import { newId } from '../../../core/ids.ts';
 import { ensureSandboxDev, sandboxDevReady } from './sandbox-dev.ts';
 
 const root = process.getuid?.() === 0;

@@ -6,23 +6,25 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { silentLogger } from '../../core/log.ts';
-import { waitFor } from '../../testing/wait.ts';
-import { taskCgroupName } from '../cgroups/index.ts';
-import { isAlive } from '../fixtures.ts';
-import { noIsolation, type IsolationCapability } from '../isolation.ts';
-import { currentUserName } from '../users.ts';
+import { InvalidError, UnavailableError } from '../../../core/errors.ts';
+import { silentLogger } from '../../../core/log.ts';
+import { waitFor } from '../../../testing/wait.ts';
+import { taskCgroupName } from '../../cgroups/index.ts';
+import { isAlive } from '../../fixtures.ts';
+import { noIsolation, type IsolationCapability } from './isolation.ts';
+import { currentUserName } from './users.ts';
 import {
   dataDir,
   nodeIsolation,
   processesIn,
+  procOf,
   sandboxUnavailable,
   stdoutOf,
   taskConfig,
   type DataDir,
-} from './driver-fixtures.ts';
-import { drivers } from './index.ts';
-import { ExecError, describeExit, type Driver, type TaskConfig, type TaskHandle } from './types.ts';
+} from '../driver-fixtures.ts';
+import { drivers } from '../index.ts';
+import { ExecError, describeExit, type Driver, type TaskConfig, type TaskHandle } from '../types.ts';
 
 const modes: {
   name: string;
@@ -89,6 +91,10 @@ for (const mode of modes) {
         assert.ok(err instanceof ExecError);
         assert.equal(err.message, 'exec: "python4": command not found');
         assert.equal(err.errno, 'ENOENT');
+        // A problem of the job: the API's invalid, with the errno in its details.
+        assert.ok(err instanceof InvalidError);
+        assert.equal(err.code, 'invalid');
+        assert.deepEqual(err.details, { errno: 'ENOENT' });
         return true;
       });
       // Nothing was left running for it (the sandbox may have been set up meanwhile), no cgroup.
@@ -188,10 +194,11 @@ for (const mode of modes) {
     void test('the handle state is plain JSON with what re-attaching needs', { skip }, async () => {
       const cfg = await taskConfig(data, 'sleep', ['300']);
       const h = await start(cfg);
-      const state = JSON.parse(JSON.stringify(h.state)) as typeof h.state;
-      assert.deepEqual(state, h.state);
-      assert.equal(state.version, 2);
-      assert.equal(state.driver, 'exec');
+      const saved = JSON.parse(JSON.stringify(h.state)) as typeof h.state;
+      assert.deepEqual(saved, h.state);
+      assert.equal(saved.version, 3);
+      assert.equal(saved.driver, 'exec');
+      const state = procOf(saved);
       assert.equal(state.pid, h.pid);
       assert.equal(state.wrapper, mode.name === 'isolated' ? 'bwrap' : 'sh');
       assert.ok(state.pidStartTime > 0);
@@ -213,8 +220,8 @@ for (const mode of modes) {
         const cfg = await taskConfig(data, 'sh', ['-c', 'exit 4']);
         const h = await start(cfg);
         assert.deepEqual(await h.wait(), { exitCode: 4 });
-        const recorded = await readFile(h.state.statusPath, 'utf8');
-        if (h.state.wrapper === 'sh') assert.equal(recorded.trim(), '4');
+        const recorded = await readFile(procOf(h.state).statusPath, 'utf8');
+        if (procOf(h.state).wrapper === 'sh') assert.equal(recorded.trim(), '4');
         else assert.match(recorded, /"exit-code": 4/);
       },
     );
@@ -260,6 +267,24 @@ void describe('raw_exec driver', () => {
     assert.equal((await on.fingerprint()).healthy, true);
   });
 
+  void test('a disabled driver refuses to start with unavailable, a problem of the node', async () => {
+    const data = await dataDir();
+    try {
+      const cfg = await taskConfig(data, 'true', []);
+      for (const off of [
+        drivers.raw_exec({ logger: silentLogger(), enabled: false }),
+        drivers.exec({ logger: silentLogger(), enabled: false, isolation: noIsolation() }),
+      ])
+        await assert.rejects(off.start(cfg), (err: unknown) => {
+          assert.ok(err instanceof UnavailableError, String(err));
+          assert.match(err.message, /driver is disabled on this node/);
+          return true;
+        });
+    } finally {
+      await data.cleanup();
+    }
+  });
+
   void test('runs the task as the agent user and records its exit code', async () => {
     const data = await dataDir();
     try {
@@ -268,7 +293,7 @@ void describe('raw_exec driver', () => {
       const h = await raw.start(cfg);
       assert.deepEqual(await h.wait(), { exitCode: 6 });
       assert.equal((await stdoutOf(cfg)).trim(), String(process.getuid?.()));
-      assert.equal(h.state.wrapper, 'sh');
+      assert.equal(procOf(h.state).wrapper, 'sh');
       assert.equal(await h.usage(), undefined);
       // user: can not be honoured without a uid change: refused, unless it is the agent's own.
       const other = await taskConfig(data, 'true', [], { user: 'nobody' });

@@ -1,6 +1,6 @@
 /**
  * The /dev of unprivileged sandboxes, made once per machine and bound into each sandbox in one
- * mount (README.md, "Isolation"):
+ * mount (../../README.md, "Isolation"):
  *
  *   /run/unum/sandbox-dev/        tmpfs (private propagation), root 0755
  *     null zero full random urandom tty      device nodes, 0666 (as bwrap's --dev makes them)

@@ -6,17 +6,17 @@
  *   setpriv?               drop to the task's uid with no_new_privs (util-linux)
  *   unshare -S/-G?         the same, quicker, inside a sandbox (util-linux 2.32+; else setpriv)
  *   shared sandbox /dev?   one bind instead of bwrap's --dev (./sandbox-dev.ts; else --dev)
- *   cgroups?               memory/CPU/pids limits, usage, kill-all (./cgroups)
+ *   cgroups?               memory/CPU/pids limits, usage, kill-all (../../cgroups)
  *
  * Whatever is missing is said once, in words for the operator (`warnings`): the agent logs them and
- * `unum up` prints them. The exec driver adapts to what is there (README.md, "Isolation").
+ * `unum up` prints them. The exec driver adapts to what is there (../../README.md, "Isolation").
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { detectCgroups, favorDynamicMoves, type FavorDynmodsResult } from './cgroups/index.ts';
-import { readMounts } from './cgroups/mountinfo.ts';
-import type { CgroupDetection, CgroupManager } from './cgroups/types.ts';
+import { detectCgroups, favorDynamicMoves, type FavorDynmodsResult } from '../../cgroups/index.ts';
+import { readMounts } from '../../cgroups/mountinfo.ts';
+import type { CgroupDetection, CgroupManager } from '../../cgroups/types.ts';
 import { SANDBOX_DEV_DIR, ensureSandboxDev } from './sandbox-dev.ts';
 import { DEFAULT_TASK_UID_RANGE, uidRangeWarnings } from './users.ts';
 
@@ -38,7 +38,7 @@ export interface IsolationCapability {
   unsharePath?: string;
   /** The shared /dev of unprivileged sandboxes (./sandbox-dev.ts), when it could be made. */
   sandboxDev?: string;
-  /** Whether moves into cgroups are quick (./cgroups/favor.ts); looked at only with cgroups. */
+  /** Whether moves into cgroups are quick (../../cgroups/favor.ts); looked at only with cgroups. */
   cgroupMoves?: FavorDynmodsResult;
 }
 
@@ -50,12 +50,12 @@ export interface DetectIsolationOptions {
   mode?: 'auto' | 'off';
   /** Checked against /etc/passwd and /etc/subuid for overlaps (a warning). */
   taskUidRange?: { min: number; max: number };
-  /** Cgroup detection (default ./cgroups detectCgroups). */
+  /** Cgroup detection (default ../../cgroups detectCgroups). */
   detectCgroups?: () => Promise<CgroupDetection>;
   /** Where tools are looked up (default the agent's PATH plus the standard system dirs). */
   path?: string;
   /**
-   * Make moves into cgroups quick by mounting a hierarchy with `favordynmods` (./cgroups/favor.ts),
+   * Make moves into cgroups quick by mounting a hierarchy with `favordynmods` (../../cgroups/favor.ts),
    * when cgroups are used. Default true; false leaves the kernel as it is.
    */
   favorDynmods?: boolean;

@@ -1,6 +1,6 @@
 /**
  * The `exec` driver: the default way to run a program, isolated as far as the node allows
- * (../isolation.ts detects it once):
+ * (./isolation.ts detects it once):
  *
  *   cgroup     memory, CPU and pids limits; usage; kill-all; OOM kills seen   (root + cgroups)
  *   sandbox    bwrap: own pid/mount/ipc/uts namespaces, read-only host, only its own directories
@@ -9,17 +9,18 @@
  *              in a sandbox the drop itself is unshare's, where it has -S/-G)
  *
  * Without root none of these exist: the task runs as the agent's user behind a small shell that
- * records its exit code (so that a restarted agent still learns it). README.md, "Isolation".
+ * records its exit code (so that a restarted agent still learns it). ../../README.md, "Isolation".
  */
+import { UnavailableError } from '../../../core/errors.ts';
 import { basename, dirname, join } from 'node:path';
-import type { DriverInfo } from '../../core/types.ts';
-import type { Logger } from '../../core/log.ts';
-import { allocDirPaths } from '../alloc-dir.ts';
-import { taskCgroupName } from '../cgroups/index.ts';
-import type { CgroupManager, TaskCgroup } from '../cgroups/types.ts';
-import { DEFAULT_TASK_PIDS_LIMIT } from '../options.ts';
-import { detectIsolationOnce, maskedProcPaths, type IsolationCapability } from '../isolation.ts';
-import { ensureSandboxDev, sandboxDevReady } from '../sandbox-dev.ts';
+import type { DriverInfo } from '../../../core/types.ts';
+import type { Logger } from '../../../core/log.ts';
+import { allocDirPaths } from '../../alloc-dir.ts';
+import { taskCgroupName } from '../../cgroups/index.ts';
+import type { CgroupManager, TaskCgroup } from '../../cgroups/types.ts';
+import { DEFAULT_TASK_PIDS_LIMIT } from '../../options.ts';
+import { detectIsolationOnce, maskedProcPaths, type IsolationCapability } from './isolation.ts';
+import { ensureSandboxDev, sandboxDevReady } from './sandbox-dev.ts';
 import {
   DEFAULT_TASK_UID_RANGE,
   UidPool,
@@ -27,17 +28,12 @@ import {
   prepareTaskDirs,
   resolveTaskUser,
   type TaskIdentity,
-} from '../users.ts';
-import { checkCommand, type CommandCheck } from './process.ts';
+} from './users.ts';
+import { checkCommand, type CommandCheck } from '../process.ts';
 import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
-import {
-  BWRAP_FDS,
-  launch,
-  reattach,
-  type LaunchSpec,
-  type Prepared,
-  type TaskProcess,
-} from './task-process.ts';
+import { BWRAP_FDS, launch, statusPathFor, type LaunchSpec, type Prepared } from '../launch.ts';
+import { processHandleData } from '../handle-state.ts';
+import { reattach, type TaskProcess } from '../task-process.ts';
 import {
   ExecError,
   type Driver,
@@ -45,15 +41,10 @@ import {
   type TaskConfig,
   type TaskHandle,
   type TaskHandleState,
-} from './types.ts';
+} from '../types.ts';
 
 /** The PATH of a task that runs as another user (when the job sets none). */
 const TASK_SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Where the wrapper records the exit status: in logs/, which the task can not write. */
-export function statusPathFor(config: Pick<TaskConfig, 'stdoutPath'>): string {
-  return join(dirname(config.stdoutPath), '.exit-status');
-}
 
 export function createExecDriver(options: DriverOptions): Driver {
   return new ExecDriver(options);
@@ -96,10 +87,10 @@ class ExecDriver implements Driver {
   }
 
   async start(config: TaskConfig): Promise<TaskHandle> {
-    if (!this.opts.enabled) throw new Error('the exec driver is disabled on this node');
+    if (!this.opts.enabled) throw new UnavailableError('the exec driver is disabled on this node');
     const cap = await this.cap();
     const refusal = refuses(cap);
-    if (refusal !== undefined) throw new Error(`the exec driver ${refusal}`);
+    if (refusal !== undefined) throw new UnavailableError(`the exec driver ${refusal}`);
     const logger = this.logger.child({ allocId: config.allocId, task: config.task });
     const layout = this.layout(config);
 
@@ -199,7 +190,7 @@ class ExecDriver implements Driver {
       await discardCgroup();
       throw err;
     }
-    logger.debug({ pid: handle.pid, wrapper: handle.state.wrapper, uid: identity?.uid }, 'task started');
+    logger.debug({ pid: handle.pid, wrapper: handle.proc.wrapper, uid: identity?.uid }, 'task started');
     return this.track(handle);
   }
 
@@ -242,12 +233,12 @@ class ExecDriver implements Driver {
   }
 
   async recover(state: TaskHandleState): Promise<TaskHandle | undefined> {
-    if (state.version !== 2 || state.driver !== 'exec') return undefined;
+    const data = processHandleData(state, 'exec');
+    if (data === undefined) return undefined;
     const cap = await this.cap();
     let cgroup: TaskCgroup | undefined;
-    if (state.cgroup !== undefined && cap.cgroups !== undefined)
-      cgroup = await cap.cgroups.open(state.cgroup);
-    return this.track(reattach(state, cgroup, this.logger));
+    if (data.cgroup !== undefined && cap.cgroups !== undefined) cgroup = await cap.cgroups.open(data.cgroup);
+    return this.track(reattach('exec', data, cgroup, this.logger));
   }
 
   /**
@@ -268,7 +259,7 @@ class ExecDriver implements Driver {
 
   /** Counts the allocation's running tasks until this one exits. */
   private track(handle: TaskProcess): TaskProcess {
-    const id = handle.state.allocId;
+    const id = handle.proc.allocId;
     this.running.set(id, (this.running.get(id) ?? 0) + 1);
     void handle.wait().then(() => {
       const n = (this.running.get(id) ?? 1) - 1;
@@ -280,7 +271,7 @@ class ExecDriver implements Driver {
 
   /**
    * The allocation's directories, when the task dir follows the agent's layout
-   * (`<allocs>/<allocId>/<task>`, see ../alloc-dir.ts): its shared dir, and what to hide.
+   * (`<allocs>/<allocId>/<task>`, see ../../alloc-dir.ts): its shared dir, and what to hide.
    */
   private layout(config: TaskConfig): { shared?: string; hide: string[]; allocsRoot?: string } {
     const ours = basename(config.cwd) === config.task && basename(dirname(config.cwd)) === config.allocId;

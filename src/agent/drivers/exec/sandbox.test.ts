@@ -9,13 +9,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { newId } from '../../core/ids.ts';
-import { silentLogger } from '../../core/log.ts';
-import { waitFor } from '../../testing/wait.ts';
-import { taskCgroupName } from '../cgroups/index.ts';
-import { isAlive } from '../fixtures.ts';
-import { sandboxDevReady } from '../sandbox-dev.ts';
-import { DEFAULT_TASK_UID_RANGE } from '../users.ts';
+import { newId } from '../../../core/ids.ts';
+import { silentLogger } from '../../../core/log.ts';
+import { waitFor } from '../../../testing/wait.ts';
+import { taskCgroupName } from '../../cgroups/index.ts';
+import { isAlive } from '../../fixtures.ts';
+import { sandboxDevReady } from './sandbox-dev.ts';
+import { DEFAULT_TASK_UID_RANGE } from './users.ts';
 import {
   dataDir,
   nodeIsolation,
@@ -25,10 +25,10 @@ import {
   taskConfig,
   type DataDir,
   type TaskOptions,
-} from './driver-fixtures.ts';
-import { drivers } from './index.ts';
+} from '../driver-fixtures.ts';
+import { drivers } from '../index.ts';
 import { ROOT_TASK_CAPABILITIES, bwrapArgs, dropArgs, isWithin, sanitizeHostname } from './sandbox.ts';
-import { fromCode, parseBwrapStatus } from './task-process.ts';
+import { fromCode, parseBwrapStatus } from '../exit-status.ts';
 import {
   ExecError,
   describeExit,
@@ -36,7 +36,7 @@ import {
   type ExitResult,
   type TaskConfig,
   type TaskHandle,
-} from './types.ts';
+} from '../types.ts';
 
 void describe('the exec driver sandbox', async () => {
   const skip = await sandboxUnavailable();

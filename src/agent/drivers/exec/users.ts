@@ -13,6 +13,7 @@
  *
  * `user:` in a job names a host account; it is honoured only when the operator allowed it.
  */
+import { InvalidError, UnavailableError } from '../../../core/errors.ts';
 import { execFile } from 'node:child_process';
 import { constants, readFileSync, readdirSync } from 'node:fs';
 import {
@@ -30,10 +31,11 @@ import {
 } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { ExecError } from './drivers/types.ts';
-import { DEFAULT_TASK_UID_RANGE } from './options.ts';
+import { currentUserName, parsePasswdLine, passwdEntries } from '../accounts.ts';
+import { ExecError } from '../types.ts';
+import { DEFAULT_TASK_UID_RANGE } from '../../options.ts';
 
-export { DEFAULT_TASK_UID_RANGE };
+export { DEFAULT_TASK_UID_RANGE, currentUserName };
 
 export interface TaskIdentity {
   uid: number;
@@ -58,12 +60,6 @@ export async function resolveTaskUser(user: string, allowed: readonly string[]):
   return entry;
 }
 
-/** The name of the user this process runs as (for messages and the non-root path). */
-export function currentUserName(): string {
-  const uid = process.getuid?.() ?? -1;
-  return passwdEntries().find((e) => e.uid === uid)?.name ?? `uid ${uid}`;
-}
-
 /** A passwd entry by name or numeric uid: NSS first (`getent`), /etc/passwd when getent is missing. */
 export async function lookupUser(user: string): Promise<TaskIdentity | undefined> {
   const line = await new Promise<string | undefined>((resolve) => {
@@ -79,25 +75,6 @@ export async function lookupUser(user: string): Promise<TaskIdentity | undefined
       ? parsePasswdLine(line)
       : passwdEntries().find((e) => e.name === user || String(e.uid) === user);
   return entry === undefined ? undefined : { uid: entry.uid, gid: entry.gid, name: entry.name };
-}
-
-function parsePasswdLine(line: string): { name: string; uid: number; gid: number } | undefined {
-  const [name, , uid, gid] = line.split(':');
-  if (name === undefined || uid === undefined || gid === undefined) return undefined;
-  const u = Number(uid);
-  const g = Number(gid);
-  return Number.isInteger(u) && Number.isInteger(g) ? { name, uid: u, gid: g } : undefined;
-}
-
-function passwdEntries(): { name: string; uid: number; gid: number }[] {
-  try {
-    return readFileSync('/etc/passwd', 'utf8')
-      .split('\n')
-      .map(parsePasswdLine)
-      .filter((e) => e !== undefined);
-  } catch {
-    return [];
-  }
 }
 
 /** Operator lines when the uid range overlaps accounts or subordinate id ranges (rootless containers). */
@@ -156,7 +133,7 @@ export class UidPool {
       range.min < 1 ||
       range.max < range.min
     )
-      throw new Error(`invalid task uid range ${range.min}-${range.max}`);
+      throw new InvalidError(`taskUidRange: invalid task uid range ${range.min}-${range.max}`);
     this.dir = dir;
     this.range = range;
     this.isActive = isActive;
@@ -228,7 +205,7 @@ export class UidPool {
         return uid;
       }
     }
-    throw new Error(
+    throw new UnavailableError(
       `no free task uid in ${this.range.min}-${this.range.max}: every uid is leased to an allocation with a task running`,
     );
   }

@@ -1,11 +1,11 @@
-/** Task identities (../users.ts): uid leases per allocation and the `user:` allow-list. */
+/** Task identities (./users.ts): uid leases per allocation and the `user:` allow-list. */
 import assert from 'node:assert/strict';
 import { lstat, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { tempDir } from '../fixtures.ts';
-import { UidPool, prepareTaskDirs, resolveTaskUser, uidRangeWarnings } from '../users.ts';
-import { ExecError } from './types.ts';
+import { tempDir } from '../../fixtures.ts';
+import { UidPool, prepareTaskDirs, resolveTaskUser, uidRangeWarnings } from './users.ts';
+import { ExecError } from '../types.ts';
 
 void describe('uid leases', () => {
   let dir: { path: string; cleanup: () => Promise<void> };

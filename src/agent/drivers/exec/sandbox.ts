@@ -1,5 +1,5 @@
 /**
- * The bubblewrap command line of a sandboxed task (README.md, "Isolation", says why each piece is
+ * The bubblewrap command line of a sandboxed task (../../README.md, "Isolation", says why each piece is
  * there). Pure: paths in, argv out.
  *
  *   /            the host, read-only                 /proc      the task's pid namespace, masks on top
@@ -26,7 +26,7 @@ export interface SandboxSpec {
   maskedProc: { files: readonly string[]; dirs: readonly string[] };
   hostname: string;
   /**
-   * The machine's shared /dev tree (../sandbox-dev.ts), bound in one mount; absent: bwrap's own
+   * The machine's shared /dev tree (./sandbox-dev.ts), bound in one mount; absent: bwrap's own
    * `--dev`. Only for an unprivileged task without devices: bwrap makes their mount points in /dev.
    */
   sharedDev?: string;

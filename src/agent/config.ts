@@ -1,0 +1,49 @@
+/** What an Agent is built from (index.ts fills it from the options and their defaults). */
+import type { Logger } from '../core/log.ts';
+import type { LogLimits } from './logs.ts';
+
+export interface AgentConfig {
+  dataDir: string;
+  servers: string[];
+  nodeId: string;
+  name: string;
+  http: { host: string; port: number };
+  logger: Logger;
+  enableRawExec: boolean;
+  reserved: { cpu: number; memory: number };
+  portRange: { min: number; max: number };
+  /** How long a blocking query waits on the server. */
+  watchWaitMs?: number;
+  /** First and largest delay between retries when the servers can not be reached. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** Poll period of followed logs. */
+  logPollMs?: number;
+  /** How much log is kept per stream of a task (see logs.ts). */
+  logLimits: LogLimits;
+  /** How long the directory (logs) of a finished allocation is kept. */
+  logRetentionMs: number;
+  /** How often log sizes are looked at for rotation; default 5 s. */
+  logRotateIntervalMs?: number;
+  /** How often old allocation directories are looked for; default min(retention / 4, 10 min). */
+  gcIntervalMs?: number;
+  /** How often task usage is sampled (for cpuPercent); default 5 s. */
+  statsIntervalMs?: number;
+  /** Task isolation and identity (see drivers/exec/isolation.ts and drivers/exec/exec.ts). */
+  taskIsolation?: 'auto' | 'off';
+  allowedTaskUsers?: readonly string[];
+  taskUidRange?: { min: number; max: number };
+  taskPidsLimit?: number;
+  cpuHardCap?: boolean;
+  /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
+  favorDynmods?: boolean;
+}
+
+export interface StopOptions {
+  /**
+   * Also stop every task (killSignal, then SIGKILL), and forget them: the next agent process starts
+   * the allocations the server still wants afresh. Default false: tasks keep running and the next
+   * agent process re-attaches to them.
+   */
+  killTasks?: boolean;
+}

@@ -1,0 +1,36 @@
+/**
+ * The one door for authority: every route names a capability; every request is authenticated,
+ * then authorized for that capability in its namespace, before its handler runs (router.ts).
+ * `unum up` is open (allowAll); ACL tokens, node certificates and workload identities plug in here
+ * later, for the server and the agent alike.
+ */
+import type { IncomingMessage } from 'node:http';
+
+export type Capability =
+  | 'job:read'
+  | 'job:write'
+  | 'alloc:read'
+  | 'alloc:logs'
+  | 'node:read'
+  | 'node:write'
+  | 'event:read'
+  | 'operator:read';
+
+export interface Identity {
+  /** `anonymous` when no credential was given. */
+  name: string;
+  kind: 'anonymous' | 'token' | 'agent' | 'workload';
+}
+
+export interface Authorizer {
+  /** Who is calling. UnauthenticatedError for a credential that is present but wrong. */
+  authenticate(req: IncomingMessage): Promise<Identity> | Identity;
+  /** ForbiddenError when the identity may not use the capability in the namespace. */
+  authorize(identity: Identity, capability: Capability, namespace: string): Promise<void> | void;
+}
+
+/** Open by default, as `unum up` on a laptop should be. */
+export const allowAll: Authorizer = {
+  authenticate: () => ({ name: 'anonymous', kind: 'anonymous' }),
+  authorize: () => undefined,
+};

@@ -1,0 +1,141 @@
+/**
+ * A small router over node:http, shared by the server's API and the agent's own endpoint. Every
+ * request goes through one door (auth.ts) — authenticate, then authorize the route's capability in
+ * its namespace — before its handler runs. Handlers return a value (sent as JSON) or take over the
+ * response for streams (STREAMED). Errors become JSON errors (errors.ts).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InvalidError, NotFoundError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { Authorizer, Capability, Identity } from './auth.ts';
+import { readJson } from './body.ts';
+import { sendError, sendJson } from './errors.ts';
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** Parsed JSON body (undefined when there is none). */
+  body: unknown;
+  identity: Identity;
+  namespace: string;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+}
+
+/** What a handler returns: a JSON value, or STREAMED when it wrote the response itself. */
+export const STREAMED = Symbol('streamed');
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** `/v1/jobs/:id`: a `:name` segment becomes `params.name` (URL-decoded). */
+  path: string;
+  capability: Capability;
+  summary: string;
+  /** OpenAPI fragments. */
+  requestSchema?: Record<string, unknown>;
+  query?: { name: string; description: string }[];
+  stream?: 'sse' | 'text';
+  handler(ctx: RequestContext): Promise<unknown> | unknown;
+}
+
+export interface RouterOptions {
+  /** HEAD is answered by the GET route of the path (node:http sends no body). Default false. */
+  headForGet?: boolean;
+  /** `/v1/x/` matches `/v1/x`. Default false. */
+  trimTrailingSlash?: boolean;
+  /** The message of a 404 for a path no route serves. */
+  notFound?: (method: string, path: string) => string;
+}
+
+interface Compiled {
+  route: Route;
+  pattern: RegExp;
+  names: string[];
+}
+
+export class Router {
+  private compiled: Compiled[] = [];
+  readonly routes: Route[] = [];
+  private readonly authorizer: Authorizer;
+  private readonly log: Logger;
+  private readonly options: RouterOptions;
+
+  constructor(authorizer: Authorizer, log: Logger, options: RouterOptions = {}) {
+    this.authorizer = authorizer;
+    this.log = log;
+    this.options = options;
+  }
+
+  add(...routes: Route[]): void {
+    for (const route of routes) {
+      const names: string[] = [];
+      const source = route.path.replace(/:([a-zA-Z]+)/g, (_, n: string) => {
+        names.push(n);
+        return '([^/]+)';
+      });
+      this.compiled.push({ route, pattern: new RegExp(`^${source}$`), names });
+      this.routes.push(route);
+    }
+  }
+
+  /** The request listener for http.createServer. */
+  handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.dispatch(req, res).catch((err: unknown) => this.sendError(res, err));
+  };
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://unum');
+    const method = req.method ?? 'GET';
+    const path = this.options.trimTrailingSlash ? url.pathname.replace(/(.)\/+$/, '$1') : url.pathname;
+    const wanted = method === 'HEAD' && this.options.headForGet ? 'GET' : method;
+    let match: { c: Compiled; m: RegExpExecArray } | undefined;
+    let pathMatched = false;
+    for (const c of this.compiled) {
+      const m = c.pattern.exec(path);
+      if (!m) continue;
+      pathMatched = true;
+      if (c.route.method === wanted) {
+        match = { c, m };
+        break;
+      }
+    }
+    if (!match) {
+      if (pathMatched)
+        throw new InvalidError(`${method} is not allowed on ${path}`, { details: { status: 405 } });
+      throw new NotFoundError(
+        this.options.notFound?.(method, path) ??
+          `no API route ${method} ${path}; the routes are listed at /v1/openapi.json`,
+      );
+    }
+    const { c, m } = match;
+    const params: Record<string, string> = {};
+    c.names.forEach((n, i) => {
+      params[n] = decodeURIComponent(m[i + 1] ?? '');
+    });
+    const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
+    const identity = await this.authorizer.authenticate(req);
+    const namespace = url.searchParams.get('namespace') ?? 'default';
+    await this.authorizer.authorize(identity, c.route.capability, namespace);
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    const result = await c.route.handler({
+      req,
+      res,
+      params,
+      query: url.searchParams,
+      body,
+      identity,
+      namespace,
+      signal: abort.signal,
+    });
+    if (result === STREAMED) return;
+    sendJson(res, 200, result ?? {});
+  }
+
+  /** Answers with a JSON error (see errors.ts). */
+  sendError(res: ServerResponse, err: unknown): void {
+    sendError(res, err, this.log);
+  }
+}
