@@ -3,7 +3,6 @@
  * (broker, scheduler workers, plan applier, controllers) that runs while this server leads.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { UnavailableError } from '../core/errors.ts';
@@ -12,9 +11,8 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { unumVersion } from '../core/version.ts';
 import { createStore } from '../store/index.ts';
-import { allowAll, type Authorizer } from './auth.ts';
+import { Router, allowAll, listen, sendJson, type Authorizer } from '../transport/index.ts';
 import { StateCache } from './cache.ts';
-import { Router, sendJson } from './http.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { Leadership, type Retention } from './leadership/leadership.ts';
 import { openApiDocument } from './openapi.ts';
@@ -77,18 +75,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     summary: 'This document.',
     handler: () => openApiDocument(router.routes, version),
   });
-  const http = createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/' || req.url === '/ui' || req.url?.startsWith('/ui/'))) {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(uiPage(version));
-      return;
-    }
-    if (req.url === '/healthz') return sendJson(res, 200, { ok: true });
-    router.handle(req, res);
-  });
-  http.keepAliveTimeout = 65_000;
   const { host, port } = splitAddr(options.addr ?? '127.0.0.1:8686');
-  await listen(http, host, port);
+  const listener = await listen(
+    (req, res) => {
+      if (req.method === 'GET' && (req.url === '/' || req.url === '/ui' || req.url?.startsWith('/ui/'))) {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(uiPage(version));
+        return;
+      }
+      if (req.url === '/healthz') return sendJson(res, 200, { ok: true });
+      router.handle(req, res);
+    },
+    {
+      host,
+      port,
+      inUse: (h, p) =>
+        `cannot listen on ${h}:${p}: the address is in use (is another unum running? pick another with --addr)`,
+    },
+  ).catch((err: unknown) => {
+    if (err instanceof UnavailableError) throw err;
+    throw new UnavailableError(`cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+  });
+  const http = listener.server;
+  http.keepAliveTimeout = 65_000;
   const a = http.address() as AddressInfo;
   addr = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   leadership.start();
@@ -98,8 +107,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     async stop() {
       await leadership.stop();
       cache.stop();
-      http.closeAllConnections();
-      await new Promise<void>((r) => http.close(() => r()));
+      await listener.close();
       await store.close();
       log.info({ serverId }, 'server stopped');
     },
@@ -117,24 +125,4 @@ export function splitAddr(addr: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
   if (!m) throw new UnavailableError(`cannot listen on "${addr}": expected host:port, e.g. 127.0.0.1:8686`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port: Number(m[3]) };
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(
-        new UnavailableError(
-          err.code === 'EADDRINUSE'
-            ? `cannot listen on ${host}:${port}: the address is in use (is another unum running? pick another with --addr)`
-            : `cannot listen on ${host}:${port}: ${err.message}`,
-          { cause: err },
-        ),
-      );
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }

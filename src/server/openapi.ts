@@ -1,6 +1,6 @@
 /** The OpenAPI 3.1 document at /v1/openapi.json, generated from the route table so it cannot drift. */
 import { STATUS_BY_CODE } from '../api/errors.ts';
-import type { Route } from './http.ts';
+import type { Route } from '../transport/index.ts';
 
 export function openApiDocument(routes: readonly Route[], version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};

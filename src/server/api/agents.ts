@@ -8,7 +8,7 @@ import { shortId } from '../../core/ids.ts';
 import type { Allocation, Node } from '../../core/types.ts';
 import type { NodeStats } from '../../api/types.ts';
 import type { StateCache } from '../cache.ts';
-import { STREAMED, type RequestContext } from '../http.ts';
+import { STREAMED, type RequestContext } from '../../transport/index.ts';
 
 /** How long the stats call waits for a node's agent. */
 export const STATS_TIMEOUT_MS = 5_000;

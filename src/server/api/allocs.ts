@@ -1,7 +1,7 @@
 /** Allocation routes: list, read, and a task's logs (served by the allocation's agent). */
 import { holdsResources } from '../../core/alloc.ts';
 import { sortAllocs } from '../../api/views.ts';
-import type { Route } from '../http.ts';
+import type { Route } from '../../transport/index.ts';
 import { agentOfAlloc, proxyLogs } from './agents.ts';
 import { findAlloc, waitIndex, type ApiDeps } from './context.ts';
 

@@ -12,10 +12,10 @@ import type { Logger } from '../../core/log.ts';
 import type { Allocation, Job, Node } from '../../core/types.ts';
 import { JobBodySchema, parseBody } from '../../api/schemas.ts';
 import type { Store } from '../../store/types.ts';
-import type { Authorizer } from '../auth.ts';
+import type { Authorizer } from '../../transport/index.ts';
 import type { StateCache } from '../cache.ts';
 import type { Heartbeats } from '../heartbeats.ts';
-import { blockingParams, type RequestContext } from '../http.ts';
+import { blockingParams, type RequestContext } from '../../transport/index.ts';
 import type { Leadership } from '../leadership/leadership.ts';
 import { commit, type Transition } from '../state/write.ts';
 

@@ -1,6 +1,6 @@
 /** Evaluation routes: the scheduler's work items and their outcomes. */
 import { NotFoundError } from '../../core/errors.ts';
-import type { Route } from '../http.ts';
+import type { Route } from '../../transport/index.ts';
 import type { ApiDeps } from './context.ts';
 
 export function evalRoutes(d: ApiDeps): Route[] {

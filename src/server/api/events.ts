@@ -1,6 +1,6 @@
 /** Event routes: the cluster's history, as a page or as a live Server-Sent Events stream. */
 import type { ClusterEvent } from '../../core/types.ts';
-import { STREAMED, openSse, type RequestContext, type Route } from '../http.ts';
+import { STREAMED, openSse, type RequestContext, type Route } from '../../transport/index.ts';
 import type { ApiDeps } from './context.ts';
 
 function eventFilter(ctx: RequestContext): (e: ClusterEvent) => boolean {

@@ -4,7 +4,7 @@
  * until the cache has seen it so that a client reads its own writes from any route afterwards.
  */
 import type { ServerStatus } from '../../api/types.ts';
-import type { Route } from '../http.ts';
+import type { Route } from '../../transport/index.ts';
 import { allocRoutes } from './allocs.ts';
 import type { ApiDeps } from './context.ts';
 import { evalRoutes } from './evals.ts';

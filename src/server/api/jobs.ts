@@ -8,7 +8,7 @@ import { diffObjects, jobStatus, placementFailures, sortAllocs, summarize } from
 import { checkPlan } from '../../scheduler/check-plan.ts';
 import { schedule } from '../../scheduler/schedule.ts';
 import type { Snapshot } from '../../scheduler/types.ts';
-import type { Route } from '../http.ts';
+import type { Route } from '../../transport/index.ts';
 import { newEvaluation } from '../state/evaluations.ts';
 import { nextVersion, registerJob, stopJob } from '../state/jobs.ts';
 import { requireJob, specFromBody, waitIndex, write, type ApiDeps } from './context.ts';

@@ -12,7 +12,7 @@ import {
 } from '../../api/schemas.ts';
 import type { NodeStats } from '../../api/types.ts';
 import { sortAllocs } from '../../api/views.ts';
-import type { Route } from '../http.ts';
+import type { Route } from '../../transport/index.ts';
 import { reportAllocs } from '../state/allocs.ts';
 import { registerNode } from '../state/nodes.ts';
 import { agentStats } from './agents.ts';
