@@ -23,6 +23,9 @@ const allowed: Record<string, string[]> = {
   testing: ['core', 'store', 'scheduler', 'api', 'server', 'agent', 'cli'],
 };
 
+/** Test code that is not a `.test.ts` file: `fixtures.ts`, `driver-fixtures.ts`, `start-task.fixture.ts`. */
+const fixtures = /(^|\/)([a-z-]+-)?fixtures\.ts$|\.fixture\.ts$/;
+
 /** The role verbs start the daemons in-process: the only way from cli into server and agent. */
 const exceptions: { from: RegExp; to: string }[] = [
   { from: /^cli\/commands\/(up|server|agent)\.ts$/, to: 'server/index.ts' },
@@ -31,6 +34,8 @@ const exceptions: { from: RegExp; to: string }[] = [
   { from: /^cli\/daemon\.ts$/, to: 'agent/index.ts' },
   // The Store contract suite is test code that lives beside the interface it checks.
   { from: /^store\/contract\.ts$/, to: 'testing/wait.ts' },
+  // Test fixtures beside the code they test share the test helpers of src/testing.
+  ...['testing/unprivileged.ts', 'testing/tools.ts'].map((to) => ({ from: fixtures, to })),
 ];
 
 function files(dir: string): string[] {

@@ -9,6 +9,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { NOBODY, reachableCheckout } from '../../testing/unprivileged.ts';
 import { removeCgroupDir } from './files.ts';
 import type { CgroupManager, TaskCgroup } from './types.ts';
 
@@ -152,13 +153,15 @@ export function sessionOf(pid: number): number {
  * gid 65534) and resolves with what it returned (a manager is reported as `{ available: true }`).
  */
 export async function detectAsNobody(options: Record<string, unknown>): Promise<unknown> {
-  const url = pathToFileURL(join(import.meta.dirname, 'index.ts')).href;
+  // From a copy nobody can reach: a checkout in a private directory is out of its reach.
+  const copy = reachableCheckout();
+  const url = pathToFileURL(join(copy.root, 'src', 'agent', 'cgroups', 'index.ts')).href;
   const code = `const { detectCgroups } = await import(${JSON.stringify(url)});
 const d = await detectCgroups(${JSON.stringify(options)});
 process.stdout.write(JSON.stringify(d.available ? { available: true } : d));`;
-  const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e', code], {
-    uid: 65534,
-    gid: 65534,
+  const child = spawn(copy.node, ['--no-warnings', '--input-type=module', '-e', code], {
+    uid: NOBODY,
+    gid: NOBODY,
     cwd: '/',
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
     stdio: ['ignore', 'pipe', 'pipe'],
