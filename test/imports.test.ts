@@ -1,6 +1,7 @@
 /**
- * The direction of imports is part of the architecture (CONVENTIONS.md): core ← store, scheduler,
- * api ← server; agent → api; cli, sdk → api. A wrong import fails here, naming the file and line.
+ * The direction of imports is part of the architecture (docs/architecture.md, "Code layout and
+ * import rules"): core ← store, scheduler, api ← server; agent → api; cli, sdk → api. A wrong import
+ * fails here, naming the file and line.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
