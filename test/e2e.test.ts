@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Allocation, Job } from '../src/core/types.ts';
 import { freePort } from '../src/testing/net.ts';
-import { requireTool } from '../src/testing/tools.ts';
+import { requireExecDriverTools, requireTool } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -64,6 +64,7 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     // The example service is Python's http.server: without python3 every test here would wait for
     // instances that never become healthy.
     requireTool('python3');
+    requireExecDriverTools();
     dir = mkdtempSync(join(tmpdir(), 'unum-e2e-'));
     // Where bubblewrap is missing, tasks run outside a sandbox as uids of their own and reach their
     // directories through the data dir's path: mkdtemp's 0700 would hide them (http.server's 404).

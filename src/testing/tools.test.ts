@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { findTool, missingTool, missingTools, requireTool } from './tools.ts';
+import { findTool, missingTool, missingTools, requireExecDriverTools, requireTool } from './tools.ts';
 
 void describe('test tool requirements', () => {
   // A PATH with one fake program in it, and one that has none.
@@ -53,5 +53,20 @@ void describe('test tool requirements', () => {
   void test('without pathOnly, the system directories are searched too (as the agent does)', () => {
     assert.match(findTool('sh', { env: { PATH: '' } }) ?? 'not found', /^(\/usr)?\/bin\/sh$/);
     assert.equal(findTool('sh', { env: { PATH: '' }, pathOnly: true }), undefined);
+  });
+
+  void test('as root, tests of the exec driver need setpriv; as another user nothing', () => {
+    const saved = process.env['UNUM_TEST_MISSING'];
+    process.env['UNUM_TEST_MISSING'] = 'setpriv';
+    try {
+      if (process.getuid?.() === 0)
+        assert.throws(() => requireExecDriverTools(), {
+          message: 'setpriv (util-linux) is not installed: apt-get install util-linux',
+        });
+      else assert.doesNotThrow(() => requireExecDriverTools());
+    } finally {
+      if (saved === undefined) delete process.env['UNUM_TEST_MISSING'];
+      else process.env['UNUM_TEST_MISSING'] = saved;
+    }
   });
 });

@@ -102,3 +102,13 @@ export function missingCgroups(): string | undefined {
   if (process.platform !== 'linux') return `cgroups need Linux (this is ${process.platform})`;
   return existsSync('/sys/fs/cgroup') ? undefined : 'cgroups are not mounted at /sys/fs/cgroup';
 }
+
+/**
+ * For tests that run tasks through the exec driver. As root the driver runs a task only as an
+ * unprivileged uid, which takes setpriv: without it the node's exec driver is unhealthy and every
+ * task is refused, so such a test would wait for a start that never comes. Throws at once, naming
+ * the package; needs nothing when the tests do not run as root. As a `before` hook.
+ */
+export function requireExecDriverTools(): void {
+  if (process.getuid?.() === 0) requireTool('setpriv');
+}

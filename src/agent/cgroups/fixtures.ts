@@ -4,11 +4,12 @@
  * task cgroup the way the exec driver does, and running code as an unprivileged user.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { requireTool } from '../../testing/tools.ts';
 import { NOBODY, reachableCheckout } from '../../testing/unprivileged.ts';
 import { removeCgroupDir } from './files.ts';
 import type { CgroupManager, TaskCgroup } from './types.ts';
@@ -128,7 +129,8 @@ export function lineFrom(child: ChildProcess, line: string): Promise<void> {
 
 /** A Python 3 without version-manager shims where possible (a shim forks inside tight limits). */
 export function python3(): string {
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  // Throws at once, naming the package, where there is none.
+  return requireTool('python3', { env: { ...process.env, PATH: `/usr/bin:${process.env['PATH'] ?? ''}` } });
 }
 
 /** Whether a process exists and is not a zombie (dead but not yet reaped). */
