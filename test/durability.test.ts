@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { UnumClient } from '../src/api/client.ts';
 import type { Allocation } from '../src/core/types.ts';
 import { freePort } from '../src/testing/net.ts';
+import { requireExecDriverTools } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -33,6 +34,7 @@ function alive(pid: number): boolean {
 }
 
 describe('tasks outlive a crash of unum up', { timeout: 180_000 }, () => {
+  before(requireExecDriverTools);
   let dir: string;
   let addr: string;
   let port: number;

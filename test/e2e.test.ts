@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Allocation, Job } from '../src/core/types.ts';
 import { freePort } from '../src/testing/net.ts';
+import { requireExecDriverTools, requireTool } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -60,7 +61,14 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     );
 
   before(async () => {
+    // The example service is Python's http.server: without python3 every test here would wait for
+    // instances that never become healthy.
+    requireTool('python3');
+    requireExecDriverTools();
     dir = mkdtempSync(join(tmpdir(), 'unum-e2e-'));
+    // Where bubblewrap is missing, tasks run outside a sandbox as uids of their own and reach their
+    // directories through the data dir's path: mkdtemp's 0700 would hide them (http.server's 404).
+    chmodSync(dir, 0o755);
     const port = await freePort();
     addr = `http://127.0.0.1:${port}`;
     up = spawn(process.execPath, [bin, 'up', '--addr', `127.0.0.1:${port}`, '--data-dir', dir], {
@@ -82,11 +90,13 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
   });
 
   after(async () => {
-    if (up.exitCode === null) {
-      up.kill('SIGINT');
-      await new Promise((r) => up.once('exit', r));
+    // Also after a `before` that stopped early (a missing tool): nothing may have been started.
+    const started = up as ChildProcess | undefined;
+    if (started !== undefined && started.exitCode === null) {
+      started.kill('SIGINT');
+      await new Promise((r) => started.once('exit', r));
     }
-    rmSync(dir, { recursive: true, force: true });
+    if ((dir as string | undefined) !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   test('unum up prints the API address', () => {

@@ -1,6 +1,7 @@
 /**
- * The direction of imports is part of the architecture (CONVENTIONS.md): core ← store, scheduler,
- * api ← server; agent → api; cli, sdk → api. A wrong import fails here, naming the file and line.
+ * The direction of imports is part of the architecture (docs/architecture.md, "Code layout and
+ * import rules"): core ← store, scheduler, api ← server; agent → api; cli, sdk → api. A wrong import
+ * fails here, naming the file and line.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -24,6 +25,9 @@ const allowed: Record<string, string[]> = {
   testing: ['core', 'store', 'scheduler', 'api', 'server', 'agent', 'cli', 'transport'],
 };
 
+/** Test code that is not a `.test.ts` file: `fixtures.ts`, `driver-fixtures.ts`, `start-task.fixture.ts`. */
+const fixtures = /(^|\/)([a-z-]+-)?fixtures\.ts$|\.fixture\.ts$/;
+
 /** The role verbs start the daemons in-process: the only way from cli into server and agent. */
 const exceptions: { from: RegExp; to: string }[] = [
   { from: /^cli\/commands\/(up|server|agent)\.ts$/, to: 'server/index.ts' },
@@ -32,6 +36,8 @@ const exceptions: { from: RegExp; to: string }[] = [
   { from: /^cli\/daemon\.ts$/, to: 'agent/index.ts' },
   // The Store contract suite is test code that lives beside the interface it checks.
   { from: /^store\/contract\.ts$/, to: 'testing/wait.ts' },
+  // Test fixtures beside the code they test share the test helpers of src/testing.
+  ...['testing/unprivileged.ts', 'testing/tools.ts'].map((to) => ({ from: fixtures, to })),
 ];
 
 function files(dir: string): string[] {

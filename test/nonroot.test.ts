@@ -6,53 +6,30 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { UnumClient } from '../src/api/client.ts';
 import { freePort } from '../src/testing/net.ts';
+import { missingRoot, requireTool } from '../src/testing/tools.ts';
+import { NOBODY, reachableCheckout } from '../src/testing/unprivileged.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
 const run = promisify(execFile);
-const root = resolve(import.meta.dirname, '..');
-const bin = join(root, 'bin', 'unum.js');
-const NOBODY = 65534;
-const isRoot = process.getuid?.() === 0;
-
-/** Whether uid 65534 can run this checkout at all (a checkout under a private home cannot). */
-async function readableByNobody(): Promise<boolean> {
-  try {
-    await run('setpriv', [
-      '--reuid',
-      String(NOBODY),
-      '--regid',
-      String(NOBODY),
-      '--clear-groups',
-      process.execPath,
-      '-e',
-      `require('fs').accessSync(${JSON.stringify(bin)})`,
-    ]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skip = !isRoot
-  ? 'runs only as root (it drops to uid 65534 to be a non-root user)'
-  : !(await readableByNobody())
-    ? `uid ${NOBODY} cannot read this checkout (${root}), so it cannot run unum from it`
-    : false;
 const work = mkdtempSync(join(tmpdir(), 'unum-nonroot-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
+// Becoming another user needs root; as a non-root user, every test here already runs that way.
+const skip = missingRoot('becoming uid 65534 to be a non-root user') ?? false;
+
 test(
   'unum up as a non-root user degrades with one clear warning and still runs tasks',
-  // Becoming another user needs root; as a non-root user, every test here already runs that way.
-  {
-    skip,
-    timeout: 120_000,
-  },
+  { skip, timeout: 120_000 },
   async () => {
+    const setpriv = requireTool('setpriv');
+    // The user can not reach a checkout in a private directory: run a copy it can reach.
+    const copy = reachableCheckout();
+    const bin = join(copy.root, 'bin', 'unum.js');
     chownSync(work, NOBODY, NOBODY);
     const port = await freePort();
     const addr = `http://127.0.0.1:${port}`;
@@ -60,17 +37,17 @@ test(
       ...process.env,
       HOME: work,
       NO_COLOR: '1',
-      PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+      PATH: `${dirname(copy.node)}:/usr/local/bin:/usr/bin:/bin`,
     };
     const up = spawn(
-      'setpriv',
+      setpriv,
       [
         '--reuid',
         String(NOBODY),
         '--regid',
         String(NOBODY),
         '--clear-groups',
-        process.execPath,
+        copy.node,
         bin,
         'up',
         '--addr',
@@ -78,7 +55,7 @@ test(
         '--data-dir',
         join(work, 'data'),
       ],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
     up.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

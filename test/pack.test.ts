@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { UnumClient } from '../src/api/client.ts';
+import { requireExecDriverTools, requireTool } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
 const run = promisify(execFile);
@@ -19,6 +20,8 @@ const work = mkdtempSync(join(tmpdir(), 'unum-pack-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
 test('npm pack, install, and the installed unum runs a job', { timeout: 240_000 }, async () => {
+  requireTool('npm');
+  requireExecDriverTools();
   await run('npm', ['pack', '--pack-destination', work], { cwd: root, env: process.env });
   const tgz = readdirSync(work).find((f) => f.endsWith('.tgz'));
   assert.ok(tgz, 'npm pack made a tarball');

@@ -13,6 +13,7 @@ import { UnumClient } from '../api/client.ts';
 import type { Allocation } from '../core/types.ts';
 import { startServer, type RunningServer } from '../server/index.ts';
 import { waitFor } from '../testing/wait.ts';
+import { requireExecDriverTools } from '../testing/tools.ts';
 import { taskDirPaths } from './alloc-dir.ts';
 import { isAlive, killQuietly, tempDir } from './fixtures.ts';
 import type { PersistedAlloc } from './state.ts';
@@ -71,6 +72,7 @@ class AgentProcess {
 }
 
 void describe('agent restart', () => {
+  before(requireExecDriverTools);
   let dir: { path: string; cleanup: () => Promise<void> };
   let server: RunningServer;
   let client: UnumClient;

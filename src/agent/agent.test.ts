@@ -15,6 +15,7 @@ import type { AllocStatusUpdate, NodeRegistration, NodeStats } from '../api/type
 import { silentLogger } from '../core/log.ts';
 import type { Allocation } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
+import { requireExecDriverTools } from '../testing/tools.ts';
 import { buildAllocDir } from './alloc-dir.ts';
 import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
 import type { PersistedAlloc } from './state.ts';
@@ -130,6 +131,7 @@ class FakeServer {
 }
 
 void describe('agent', () => {
+  before(requireExecDriverTools);
   let dir: { path: string; cleanup: () => Promise<void> };
   let fake: FakeServer;
   const agents: RunningAgent[] = [];

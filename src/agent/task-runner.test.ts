@@ -5,6 +5,7 @@ import type { JobSpecInput } from '../core/job-spec.ts';
 import { silentLogger } from '../core/log.ts';
 import type { TaskEventType } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
+import { requireExecDriverTools } from '../testing/tools.ts';
 import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
 import { drivers } from './drivers/index.ts';
 import type { Driver, ExitResult, TaskConfig, TaskHandle, TaskHandleState } from './drivers/types.ts';
@@ -17,6 +18,7 @@ type TaskInput = JobSpecInput['groups'][number]['tasks'][number];
 type RestartInput = JobSpecInput['groups'][number]['restart'];
 
 void describe('TaskRunner', () => {
+  before(requireExecDriverTools);
   let dir: { path: string; cleanup: () => Promise<void> };
   const runners: TaskRunner[] = [];
   const exec = drivers.exec({ logger: silentLogger(), enabled: true });

@@ -108,25 +108,26 @@ export class InternalError extends UnumError {
   }
 }
 
-const byCode: Record<ErrorCode, new (message: string, options?: { details?: ErrorDetails }) => UnumError> = {
+const byCode: Record<
+  Exclude<ErrorCode, 'compacted'>,
+  new (message: string, options?: { details?: ErrorDetails }) => UnumError
+> = {
   not_found: NotFoundError,
   conflict: ConflictError,
   invalid: InvalidError,
   forbidden: ForbiddenError,
   unauthenticated: UnauthenticatedError,
   unavailable: UnavailableError,
-  compacted: class extends CompactedError {
-    constructor(message: string, options?: { details?: ErrorDetails }) {
-      super(message, Number(options?.details?.['compactRevision'] ?? 0));
-    }
-  },
   not_leader: NotLeaderError,
   internal: InternalError,
 };
 
 /** Rebuilds the right class from a wire `{ code, message, details }`. Unknown codes become InternalError. */
 export function errorFromWire(code: string, message: string, details?: ErrorDetails): UnumError {
-  const Ctor = (byCode as Record<string, (typeof byCode)[ErrorCode] | undefined>)[code] ?? InternalError;
+  // CompactedError itself, not a subclass: a subclass would carry another `name` and constructor.
+  if (code === 'compacted') return new CompactedError(message, Number(details?.['compactRevision'] ?? 0));
+  const Ctor =
+    (byCode as Record<string, (typeof byCode)[keyof typeof byCode] | undefined>)[code] ?? InternalError;
   return details === undefined ? new Ctor(message) : new Ctor(message, { details });
 }
 

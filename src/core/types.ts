@@ -1,6 +1,7 @@
 /**
- * The shared vocabulary. These are the objects kept in the Store and sent on the wire.
- * Times are milliseconds since the epoch; sizes are millicores and MiB.
+ * The shared vocabulary of every folder (docs/architecture.md shows how they flow). These are the
+ * objects kept in the Store and sent on the wire. Times are milliseconds since the epoch; sizes are
+ * millicores and MiB.
  */
 import type { GroupSpec, JobSpec, ComputeResources } from './job-spec.ts';
 

@@ -4,11 +4,13 @@
  * task cgroup the way the exec driver does, and running code as an unprivileged user.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { requireTool } from '../../testing/tools.ts';
+import { NOBODY, reachableCheckout } from '../../testing/unprivileged.ts';
 import { removeCgroupDir } from './files.ts';
 import type { CgroupManager, TaskCgroup } from './types.ts';
 
@@ -127,7 +129,8 @@ export function lineFrom(child: ChildProcess, line: string): Promise<void> {
 
 /** A Python 3 without version-manager shims where possible (a shim forks inside tight limits). */
 export function python3(): string {
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  // Throws at once, naming the package, where there is none.
+  return requireTool('python3', { env: { ...process.env, PATH: `/usr/bin:${process.env['PATH'] ?? ''}` } });
 }
 
 /** Whether a process exists and is not a zombie (dead but not yet reaped). */
@@ -152,13 +155,15 @@ export function sessionOf(pid: number): number {
  * gid 65534) and resolves with what it returned (a manager is reported as `{ available: true }`).
  */
 export async function detectAsNobody(options: Record<string, unknown>): Promise<unknown> {
-  const url = pathToFileURL(join(import.meta.dirname, 'index.ts')).href;
+  // From a copy nobody can reach: a checkout in a private directory is out of its reach.
+  const copy = reachableCheckout();
+  const url = pathToFileURL(join(copy.root, 'src', 'agent', 'cgroups', 'index.ts')).href;
   const code = `const { detectCgroups } = await import(${JSON.stringify(url)});
 const d = await detectCgroups(${JSON.stringify(options)});
 process.stdout.write(JSON.stringify(d.available ? { available: true } : d));`;
-  const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e', code], {
-    uid: 65534,
-    gid: 65534,
+  const child = spawn(copy.node, ['--no-warnings', '--input-type=module', '-e', code], {
+    uid: NOBODY,
+    gid: NOBODY,
     cwd: '/',
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
     stdio: ['ignore', 'pipe', 'pipe'],

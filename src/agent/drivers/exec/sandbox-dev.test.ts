@@ -6,6 +6,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { newId } from '../../../core/ids.ts';
+import { requireTool } from '../../../testing/tools.ts';
 import { ensureSandboxDev, sandboxDevReady } from './sandbox-dev.ts';
 
 const root = process.getuid?.() === 0;
@@ -27,6 +28,7 @@ void describe('shared sandbox /dev', () => {
   });
 
   void test('is made once and whole, also by agents starting together', { skip }, async () => {
+    requireTool('findmnt');
     assert.equal(sandboxDevReady(dir), false);
     const results = await Promise.all([ensureSandboxDev(dir), ensureSandboxDev(dir), ensureSandboxDev(dir)]);
     assert.deepEqual(results, [undefined, undefined, undefined]);

@@ -26,6 +26,7 @@ import {
   type DataDir,
   type TaskOptions,
 } from '../driver-fixtures.ts';
+import { requireTool } from '../../../testing/tools.ts';
 import { drivers } from '../index.ts';
 import { ROOT_TASK_CAPABILITIES, bwrapArgs, dropArgs, isWithin, sanitizeHostname } from './sandbox.ts';
 import { fromCode, parseBwrapStatus } from '../exit-status.ts';
@@ -84,6 +85,7 @@ void describe('the exec driver sandbox', async () => {
   }
 
   void test('a task sees only its own processes', { skip }, async () => {
+    requireTool('ps');
     const { result, out } = await run(
       'ls /proc | grep -E "^[0-9]+$" | tr "\\n" " "; echo; ps -e -o pid= | wc -l',
     );
@@ -409,6 +411,7 @@ void describe('the exec driver sandbox', async () => {
     "an unprivileged task's /dev is the machine's shared one: ptys work, nothing can be changed",
     { skip },
     async () => {
+      requireTool('python3');
       const cap = await nodeIsolation();
       assert.ok(cap.sandboxDev !== undefined, 'the shared /dev was made');
       const script = [
