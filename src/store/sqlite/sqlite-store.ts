@@ -9,6 +9,7 @@
  *
  * See src/store/README.md for the schema, the write and watch paths, the durability choice and where a write's time goes.
  */
+import type { DatabaseSync } from 'node:sqlite';
 import { CompactedError, UnavailableError } from '../../core/errors.ts';
 import type { Clock } from '../../core/clock.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
@@ -40,7 +41,6 @@ import { CommitQueue, type StoreState, type WriteEntry } from './commit-queue.ts
 import { SqliteHistory, readKey, readRange } from './reads.ts';
 import { openDatabase, prepareStatements, type Statements, type SynchronousLevel } from './schema.ts';
 import { WAL_SYNC_WRITES, WalFlusher } from './wal-flush.ts';
-import type { DatabaseSync } from 'node:sqlite';
 
 export { prefixEnd, type SynchronousLevel } from './schema.ts';
 
