@@ -1,5 +1,5 @@
 /**
- * The Store: a key-value store with etcd's semantics (DESIGN.md §2.3). Every backend passes the
+ * The Store: a key-value store with etcd's semantics (see docs/architecture.md). Every backend passes the
  * contract suite in `contract.ts`.
  *
  * - One global revision counts every committed change. A transaction commits all its writes at one
