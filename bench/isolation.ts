@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { silentLogger } from '../src/core/log.ts';
 import { newId } from '../src/core/ids.ts';
-import { allocsRoot, buildAllocDir, taskDirPaths } from '../src/agent/alloc-dir.ts';
+import { allocsRoot, buildAllocDir, taskDirPaths } from '../src/agent/runner/alloc-dir.ts';
 import { tempDir } from '../src/agent/fixtures.ts';
 import { detectIsolation, type IsolationCapability } from '../src/agent/drivers/exec/isolation.ts';
 import { drivers } from '../src/agent/drivers/index.ts';

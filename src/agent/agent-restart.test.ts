@@ -14,7 +14,7 @@ import type { Allocation } from '../core/types.ts';
 import { startServer, type RunningServer } from '../server/index.ts';
 import { waitFor } from '../testing/wait.ts';
 import { requireExecDriverTools } from '../testing/tools.ts';
-import { taskDirPaths } from './alloc-dir.ts';
+import { taskDirPaths } from './runner/alloc-dir.ts';
 import { isAlive, killQuietly, tempDir } from './fixtures.ts';
 import type { PersistedAlloc } from './state.ts';
 

@@ -16,7 +16,7 @@ import { silentLogger } from '../core/log.ts';
 import type { Allocation } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
 import { requireExecDriverTools } from '../testing/tools.ts';
-import { buildAllocDir } from './alloc-dir.ts';
+import { buildAllocDir } from './runner/alloc-dir.ts';
 import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
 import type { PersistedAlloc } from './state.ts';
 import { startAgent, type AgentOptions, type RunningAgent } from './index.ts';

@@ -18,10 +18,10 @@ import { holdsResources } from '../core/alloc.ts';
 import { InternalError, NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
-import { AllocRunner } from './alloc-runner.ts';
+import { AllocRunner } from './runner/alloc-runner.ts';
 
 export type { AgentConfig, StopOptions } from './config.ts';
-import { allocDirPaths, allocsRoot, taskDirPaths } from './alloc-dir.ts';
+import { allocDirPaths, allocsRoot, taskDirPaths } from './runner/alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { fingerprint } from './fingerprint.ts';

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../core/log.ts';
 import { waitFor } from '../testing/wait.ts';
-import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
+import { buildAllocDir, taskDirPaths } from './runner/alloc-dir.ts';
 import { tempDir } from './fixtures.ts';
 import { createAgentHttpServer } from './http.ts';
 import { rotateLog, streamLog, tailOffset } from './logs.ts';

@@ -17,7 +17,7 @@ import { InvalidError, NotFoundError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { NodeStats } from '../api/types.ts';
 import { Router, STREAMED, allowAll, booleanParam, countParam, type Authorizer } from '../transport/index.ts';
-import { allocDirPaths, isSafeAllocId, taskDirPaths } from './alloc-dir.ts';
+import { allocDirPaths, isSafeAllocId, taskDirPaths } from './runner/alloc-dir.ts';
 import { logBounds, streamLog, tailOffset } from './logs.ts';
 
 /** What the endpoint needs to know of the agent. */

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { InvalidError, type FieldProblem } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { Agent, type StopOptions } from './agent.ts';
-import { allocsRoot } from './alloc-dir.ts';
+import { allocsRoot } from './runner/alloc-dir.ts';
 import { loadNodeId } from './fingerprint.ts';
 import { DEFAULT_LOG_LIMITS, DEFAULT_LOG_RETENTION_MS } from './logs.ts';
 import {

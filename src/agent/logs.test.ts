@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { waitFor } from '../testing/wait.ts';
-import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
+import { buildAllocDir, taskDirPaths } from './runner/alloc-dir.ts';
 import { tempDir } from './fixtures.ts';
 import {
   gcAllocDirs,

@@ -26,7 +26,7 @@ import { fstatSync, ftruncateSync, readSync, watch, writeSync, type FSWatcher } 
 import { open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { isSafeAllocId } from './alloc-dir.ts';
+import { isSafeAllocId } from './runner/alloc-dir.ts';
 import { writeFileAtomic } from './state.ts';
 
 const CHUNK = 64 * 1024;

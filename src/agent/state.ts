@@ -16,7 +16,7 @@ import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
-import { isSafeAllocId } from './alloc-dir.ts';
+import { isSafeAllocId } from './runner/alloc-dir.ts';
 import { upgradeHandleState } from './drivers/handle-state.ts';
 import type { TaskHandleState } from './drivers/types.ts';
 

@@ -1,6 +1,6 @@
 /** CPU, memory and pids of the running tasks, with cpuPercent measured between two samples. */
 import type { NodeStats, TaskUsageStats } from '../api/types.ts';
-import type { AllocRunner } from './alloc-runner.ts';
+import type { AllocRunner } from './runner/alloc-runner.ts';
 
 export class UsageSampler {
   private readonly nodeId: string;

@@ -8,7 +8,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newId } from '../../core/ids.ts';
-import { allocsRoot, buildAllocDir, taskDirPaths } from '../alloc-dir.ts';
+import { allocsRoot, buildAllocDir, taskDirPaths } from '../runner/alloc-dir.ts';
 import { isAlive, tempDir } from '../fixtures.ts';
 import { detectIsolation, type IsolationCapability } from './exec/isolation.ts';
 import { processHandleData, type ProcessHandleData } from './handle-state.ts';

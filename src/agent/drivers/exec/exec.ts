@@ -15,7 +15,7 @@ import { UnavailableError } from '../../../core/errors.ts';
 import { basename, dirname, join } from 'node:path';
 import type { DriverInfo } from '../../../core/types.ts';
 import type { Logger } from '../../../core/log.ts';
-import { allocDirPaths } from '../../alloc-dir.ts';
+import { allocDirPaths } from '../../runner/alloc-dir.ts';
 import { taskCgroupName } from '../../cgroups/index.ts';
 import type { CgroupManager, TaskCgroup } from '../../cgroups/types.ts';
 import { DEFAULT_TASK_PIDS_LIMIT } from '../../options.ts';

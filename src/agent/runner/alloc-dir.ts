@@ -10,7 +10,7 @@
  *
  * Directories stay after the allocation ends so that `unum logs` can still read them.
  */
-import { InvalidError } from '../core/errors.ts';
+import { InvalidError } from '../../core/errors.ts';
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, afterEach, before, describe, test } from 'node:test';
-import type { JobSpecInput } from '../core/job-spec.ts';
-import { silentLogger } from '../core/log.ts';
-import type { TaskEventType } from '../core/types.ts';
-import { waitFor } from '../testing/wait.ts';
-import { requireExecDriverTools } from '../testing/tools.ts';
+import type { JobSpecInput } from '../../core/job-spec.ts';
+import { silentLogger } from '../../core/log.ts';
+import type { TaskEventType } from '../../core/types.ts';
+import { waitFor } from '../../testing/wait.ts';
+import { requireExecDriverTools } from '../../testing/tools.ts';
 import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
-import { drivers } from './drivers/index.ts';
-import type { Driver, ExitResult, TaskConfig, TaskHandle, TaskHandleState } from './drivers/types.ts';
-import type { PersistedTask } from './state.ts';
-import { isAlive, killQuietly, tempDir, testAlloc } from './fixtures.ts';
+import { drivers } from '../drivers/index.ts';
+import type { Driver, ExitResult, TaskConfig, TaskHandle, TaskHandleState } from '../drivers/types.ts';
+import type { PersistedTask } from '../state.ts';
+import { isAlive, killQuietly, tempDir, testAlloc } from '../fixtures.ts';
 import { MAX_TASK_EVENTS, TaskRunner } from './task-runner.ts';
 import { buildTaskEnv, interpolateCommand } from './task-env.ts';
 

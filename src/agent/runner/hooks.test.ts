@@ -2,12 +2,12 @@
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { silentLogger } from '../core/log.ts';
-import { waitFor } from '../testing/wait.ts';
+import { silentLogger } from '../../core/log.ts';
+import { waitFor } from '../../testing/wait.ts';
 import { buildAllocDir, taskDirPaths } from './alloc-dir.ts';
 import { AllocRunner } from './alloc-runner.ts';
-import type { Driver, ExitResult, TaskConfig, TaskHandle } from './drivers/types.ts';
-import { tempDir, testAlloc } from './fixtures.ts';
+import type { Driver, ExitResult, TaskConfig, TaskHandle } from '../drivers/types.ts';
+import { tempDir, testAlloc } from '../fixtures.ts';
 import type { TaskHook } from './hooks.ts';
 import { TaskRunner } from './task-runner.ts';
 

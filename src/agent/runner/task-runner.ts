@@ -15,10 +15,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
-import { formatDuration } from '../core/duration.ts';
-import type { TaskSpec } from '../core/job-spec.ts';
-import type { Logger } from '../core/log.ts';
-import type { Allocation, TaskEvent, TaskEventType, TaskState } from '../core/types.ts';
+import { formatDuration } from '../../core/duration.ts';
+import type { TaskSpec } from '../../core/job-spec.ts';
+import type { Logger } from '../../core/log.ts';
+import type { Allocation, TaskEvent, TaskEventType, TaskState } from '../../core/types.ts';
 import {
   ExecError,
   describeExit,
@@ -28,10 +28,10 @@ import {
   type TaskHandle,
   type TaskHandleState,
   type TaskUsage,
-} from './drivers/types.ts';
+} from '../drivers/types.ts';
 import { hookFailure, type TaskHook, type TaskHookContext } from './hooks.ts';
 import { RestartTracker } from './restart-policy.ts';
-import type { PersistedTask } from './state.ts';
+import type { PersistedTask } from '../state.ts';
 
 /** How an iteration of the run loop begins. */
 type Entry =

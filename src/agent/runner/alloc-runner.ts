@@ -14,12 +14,12 @@
  * file), and a runner can be rebuilt from one (`restored`) after an agent restart: its tasks are then
  * re-attached rather than started.
  */
-import { isTerminalStatus } from '../core/alloc.ts';
-import type { Logger } from '../core/log.ts';
-import type { AllocClientStatus, Allocation, TaskState } from '../core/types.ts';
-import type { AllocStatusUpdate } from '../api/types.ts';
+import { isTerminalStatus } from '../../core/alloc.ts';
+import type { Logger } from '../../core/log.ts';
+import type { AllocClientStatus, Allocation, TaskState } from '../../core/types.ts';
+import type { AllocStatusUpdate } from '../../api/types.ts';
 import { taskDirPaths } from './alloc-dir.ts';
-import type { Driver, TaskConfig, TaskUsage } from './drivers/types.ts';
+import type { Driver, TaskConfig, TaskUsage } from '../drivers/types.ts';
 import { checkTargets, type HealthSnapshot } from './health.ts';
 import {
   allocDirHook,
@@ -31,8 +31,8 @@ import {
   type AllocHook,
   type AllocHookContext,
 } from './hooks.ts';
-import type { PersistedAlloc } from './state.ts';
-import { STATE_VERSION } from './state.ts';
+import type { PersistedAlloc } from '../state.ts';
+import { STATE_VERSION } from '../state.ts';
 import { TaskRunner } from './task-runner.ts';
 
 export interface AllocRunnerOptions {

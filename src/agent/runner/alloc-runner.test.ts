@@ -3,16 +3,16 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import type { AllocStatusUpdate } from '../api/types.ts';
-import { silentLogger } from '../core/log.ts';
-import type { Allocation } from '../core/types.ts';
-import { waitFor } from '../testing/wait.ts';
+import type { AllocStatusUpdate } from '../../api/types.ts';
+import { silentLogger } from '../../core/log.ts';
+import type { Allocation } from '../../core/types.ts';
+import { waitFor } from '../../testing/wait.ts';
 import { AllocRunner, taskDevicePaths } from './alloc-runner.ts';
 import { taskDirPaths } from './alloc-dir.ts';
-import { drivers } from './drivers/index.ts';
-import type { Driver } from './drivers/types.ts';
-import { noIsolation } from './drivers/exec/isolation.ts';
-import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.ts';
+import { drivers } from '../drivers/index.ts';
+import type { Driver } from '../drivers/types.ts';
+import { noIsolation } from '../drivers/exec/isolation.ts';
+import { isAlive, tempDir, testAlloc, type TestAllocOptions } from '../fixtures.ts';
 
 /** A port nobody listens on right now. */
 async function freePort(): Promise<number> {

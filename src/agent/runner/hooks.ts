@@ -13,11 +13,11 @@
  *
  * Hooks must not throw from poststart, exited or stop: those are notices (a throw is logged).
  */
-import type { Logger } from '../core/log.ts';
-import type { TaskSpec } from '../core/job-spec.ts';
-import type { Allocation } from '../core/types.ts';
+import type { Logger } from '../../core/log.ts';
+import type { TaskSpec } from '../../core/job-spec.ts';
+import type { Allocation } from '../../core/types.ts';
 import { allocDirPaths, buildAllocDir, taskDirPaths } from './alloc-dir.ts';
-import type { Driver, ExitResult, TaskConfig, TaskHandle } from './drivers/types.ts';
+import type { Driver, ExitResult, TaskConfig, TaskHandle } from '../drivers/types.ts';
 import { HealthWatcher, checkTargets, type HealthSnapshot } from './health.ts';
 import { buildTaskEnv, interpolateCommand } from './task-env.ts';
 

@@ -5,9 +5,9 @@
  */
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import type { ServiceSpec } from '../core/job-spec.ts';
-import type { Logger } from '../core/log.ts';
-import type { AllocatedPort } from '../core/types.ts';
+import type { ServiceSpec } from '../../core/job-spec.ts';
+import type { Logger } from '../../core/log.ts';
+import type { AllocatedPort } from '../../core/types.ts';
 
 export interface CheckTarget {
   service: string;

@@ -6,8 +6,8 @@
  * (`sh -c 'x=1; echo ${x}'`) keeps its own variables. `$${NAME}` gives a literal `${NAME}`. Only the
  * braced form is interpolated: `$NAME` is never touched.
  */
-import { portEnvName, type TaskSpec } from '../core/job-spec.ts';
-import type { Allocation } from '../core/types.ts';
+import { portEnvName, type TaskSpec } from '../../core/job-spec.ts';
+import type { Allocation } from '../../core/types.ts';
 import type { AllocDir, TaskDir } from './alloc-dir.ts';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -2,7 +2,7 @@
  * The group's restart policy as a small state machine: how many restarts happened within the last
  * `interval`, and what to do after the next exit. Pure (the caller passes the clock).
  */
-import type { RestartPolicy } from '../core/job-spec.ts';
+import type { RestartPolicy } from '../../core/job-spec.ts';
 
 export type RestartDecision =
   | {

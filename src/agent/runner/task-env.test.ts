@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { allocDirPaths, taskDirPaths } from './alloc-dir.ts';
-import { testAlloc } from './fixtures.ts';
+import { testAlloc } from '../fixtures.ts';
 import { DEFAULT_PATH, buildTaskEnv, interpolate, interpolateCommand } from './task-env.ts';
 
 void describe('interpolate', () => {
