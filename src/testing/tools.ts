@@ -8,8 +8,9 @@
  * `UNUM_TEST_MISSING=bwrap,python3` makes these helpers treat the named programs as missing, to see
  * how the tests behave on a machine without them (without uninstalling anything).
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { delimiter } from 'node:path';
+import { findProgram } from '../agent/drivers/exec/isolation.ts';
 
 /** The Debian package of each program the tests run, directly or through the agent. */
 export const DEBIAN_PACKAGE = {
@@ -52,18 +53,7 @@ export function findTool(program: string, options: LookupOptions = {}): string |
   const env = options.env ?? process.env;
   if (hidden(env).has(program)) return undefined;
   const path = `${env['PATH'] ?? ''}${options.pathOnly === true ? '' : `${delimiter}${SYSTEM_PATH}`}`;
-  for (const dir of path.split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, program);
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return findProgram(program, path);
 }
 
 /**
