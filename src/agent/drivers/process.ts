@@ -5,7 +5,7 @@
  * once and never retries. Shared by the exec and raw_exec drivers.
  */
 import { stat } from 'node:fs/promises';
-import { delimiter, resolve } from 'node:path';
+import { delimiter, dirname, resolve } from 'node:path';
 import { ExecError, type TaskConfig } from './types.ts';
 
 /** What a shell searches when the environment has no PATH (dash's default). */
@@ -56,6 +56,30 @@ export async function checkCommand(config: TaskConfig, check: CommandCheck = {})
   if (hidden !== undefined) throw new ExecError(`${what}: ${hidden.why}`, 'ENOENT');
   if (command.includes('/')) throw new ExecError(`${what}: no such file or directory`, 'ENOENT');
   throw new ExecError(`${what}: command not found`, 'ENOENT');
+}
+
+/**
+ * Outside a sandbox a task reaches its directory by its path, so every directory above it must be
+ * searchable by the task's user. ExecError naming the first that is not, and what to do, so that a
+ * data dir under a private home (mode 700) fails the task at once instead of leaving it unable to
+ * read its own files.
+ */
+export async function checkReachable(dir: string, who: { uid: number; gid: number }): Promise<void> {
+  let path = resolve(dir);
+  const ancestors: string[] = [];
+  while (dirname(path) !== path) {
+    path = dirname(path);
+    ancestors.unshift(path);
+  }
+  for (const a of ancestors) {
+    const st = await stat(a).catch(() => undefined);
+    if (st === undefined || mayExecute(st, who)) continue;
+    throw new ExecError(
+      `the task's directory ${dir} cannot be reached by its user (uid ${who.uid}): ${a} is mode ${(st.mode & 0o777).toString(8)}. ` +
+        'Install bubblewrap so that tasks run in a sandbox (apt-get install bubblewrap), or start unum with a --data-dir every user can traverse (e.g. /var/lib/unum)',
+      'EACCES',
+    );
+  }
 }
 
 function mayExecute(

@@ -29,7 +29,7 @@ import {
   resolveTaskUser,
   type TaskIdentity,
 } from './users.ts';
-import { checkCommand, type CommandCheck } from '../process.ts';
+import { checkCommand, checkReachable, type CommandCheck } from '../process.ts';
 import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
 import { BWRAP_FDS, launch, statusPathFor, type LaunchSpec, type Prepared } from '../launch.ts';
 import { processHandleData } from '../handle-state.ts';
@@ -126,6 +126,8 @@ class ExecDriver implements Driver {
       return Promise.allSettled([
         checkCommand(config, check),
         dirsFor === undefined ? undefined : this.prepareDirs(config, layout, dirsFor),
+        // In a sandbox the task's directories are bound where it can reach them; outside, by path.
+        dirsFor === undefined || sandboxed ? undefined : checkReachable(config.cwd, dirsFor),
         cgroupP,
       ]).then(async (settled) => {
         const failures = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
@@ -271,7 +273,7 @@ class ExecDriver implements Driver {
 
   /**
    * The allocation's directories, when the task dir follows the agent's layout
-   * (`<allocs>/<allocId>/<task>`, see ../../alloc-dir.ts): its shared dir, and what to hide.
+   * (`<allocs>/<allocId>/<task>`, see ../../runner/alloc-dir.ts): its shared dir, and what to hide.
    */
   private layout(config: TaskConfig): { shared?: string; hide: string[]; allocsRoot?: string } {
     const ours = basename(config.cwd) === config.task && basename(dirname(config.cwd)) === config.allocId;
