@@ -20,7 +20,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { chmod, open, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { silentLogger } from '../src/core/log.ts';
@@ -105,6 +105,8 @@ interface ModeResult {
 
 async function main(): Promise<void> {
   const data = await tempDir('unum-bench-isolation-');
+  // Outside a sandbox (exec-nons) a task reaches its directory by path, as under a real data dir.
+  await chmod(data.path, 0o711);
   const allocs = allocsRoot(data.path);
   const cap = await detectIsolation();
   const off = await detectIsolation({ mode: 'off' });

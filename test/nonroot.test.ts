@@ -65,6 +65,10 @@ test(
         timeoutMs: 30_000,
         description: `unum up as uid ${NOBODY} ready (it said: ${stdout})`,
       });
+      // The node registers while `unum up` starts; its banner and warnings are printed just after.
+      await waitFor(() => stdout.includes('Ctrl-C stops unum.'), {
+        description: `the start-up banner with its warnings (it said: ${stdout})`,
+      });
       assert.match(stdout, /Not enforced on this machine/);
       assert.match(stdout, /not running as root/);
       assert.match(stdout, /memory\/CPU\/process limits/);

@@ -48,7 +48,7 @@ test('a failed write names the file, the value and the errno', async () => {
   const file = join(tmp, 'no-such-cgroup', 'pids.max');
   await assert.rejects(writeControl(file, '20'), (err: unknown) => {
     assert.ok(err instanceof CgroupFileError);
-    assert.equal(err.code, 'ENOENT');
+    assert.equal(err.errno, 'ENOENT');
     assert.equal(err.path, file);
     assert.match(err.message, /^cannot write "20" to .*pids\.max: ENOENT/);
     return true;
@@ -59,7 +59,7 @@ test('the synchronous forms fail alike: file, value and errno named', () => {
   const file = join(tmp, 'no-such-cgroup', 'pids.max');
   assert.throws(
     () => writeControlSync(file, '20'),
-    (err: unknown) => err instanceof CgroupFileError && err.code === 'ENOENT' && err.path === file,
+    (err: unknown) => err instanceof CgroupFileError && err.errno === 'ENOENT' && err.path === file,
   );
   assert.throws(() => readControlSync(file), /^CgroupFileError: cannot read .*pids\.max: ENOENT/);
 });

@@ -14,6 +14,7 @@ import { accessSync, constants, mkdirSync, readFileSync, statSync, writeFileSync
 import { access, mkdir, readFile, readdir, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { UnavailableError } from '../../core/errors.ts';
 
 const ERRNO_WORDS: Record<string, string> = {
   EACCES: 'permission denied',
@@ -27,19 +28,23 @@ const ERRNO_WORDS: Record<string, string> = {
   ENOTDIR: 'not a directory',
 };
 
-/** A control file (or cgroup directory) operation failed. `code` is the errno (`EINVAL`, `EACCES`, …). */
-export class CgroupFileError extends Error {
-  readonly code: string;
+/**
+ * A control file (or cgroup directory) operation failed: the node cannot do what was asked of its
+ * cgroups now (code `unavailable`). `errno` is the system's (`EINVAL`, `EACCES`, …).
+ */
+export class CgroupFileError extends UnavailableError {
+  readonly errno: string;
   readonly path: string;
-  constructor(message: string, code: string, path: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CgroupFileError';
-    this.code = code;
+  constructor(message: string, errno: string, path: string, options?: { cause?: unknown }) {
+    super(message, { ...options, details: { errno, path } });
+    this.errno = errno;
     this.path = path;
   }
 }
 
-function errnoOf(err: unknown): string {
+/** The errno of a failed file operation, or of a CgroupFileError made from one. */
+export function errnoOf(err: unknown): string {
+  if (err instanceof CgroupFileError) return err.errno;
   return (err as NodeJS.ErrnoException | undefined)?.code ?? 'EUNKNOWN';
 }
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { InvalidError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import {
-  CgroupFileError,
+  errnoOf,
   exists,
   isDirectory,
   makeCgroupDir,
@@ -117,10 +117,6 @@ function notWritable(version: CgroupVersion, path: string, code: string): string
     default:
       return `${found} ${path} can not be written to (${code}): unum needs it ${ENFORCE}`;
   }
-}
-
-function errnoOf(err: unknown): string {
-  return err instanceof CgroupFileError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'EUNKNOWN');
 }
 
 /** Read-only by its mount options (Docker mounts /sys/fs/cgroup read-only unless privileged). */

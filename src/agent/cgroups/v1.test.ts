@@ -175,7 +175,7 @@ describe('cgroups v1 (real, as root)', { skip }, () => {
     const file = join(mgr().paths(cgroup.name).pids, 'pids.max');
     await assert.rejects(writeControl(file, 'lots'), (err: unknown) => {
       assert.ok(err instanceof CgroupFileError);
-      assert.equal(err.code, 'EINVAL');
+      assert.equal(err.errno, 'EINVAL');
       assert.equal(err.path, file);
       assert.match(err.message, /cannot write "lots" to .*pids\.max: EINVAL/);
       return true;
@@ -317,7 +317,7 @@ describe('cgroups v1 (real, as root)', { skip }, () => {
     assert.ok(same !== undefined);
     await assert.rejects(same.destroy(), (err: unknown) => {
       assert.ok(err instanceof CgroupFileError);
-      assert.equal(err.code, 'EBUSY');
+      assert.equal(err.errno, 'EBUSY');
       assert.match(err.message, /killAll\(\) first/);
       return true;
     });
