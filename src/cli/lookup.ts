@@ -1,4 +1,5 @@
 /** Small lookups several verbs share: node names for tables, a node by name or id prefix. */
+import { holdsResources } from '../core/alloc.ts';
 import type { UnumClient } from '../api/client.ts';
 import type { Allocation, Node } from '../core/types.ts';
 import { NotFoundError } from '../core/errors.ts';
@@ -29,18 +30,13 @@ export function findNode(nodes: readonly Node[], ref: string): Node {
   throw new NotFoundError(`no node named "${ref}" or with an id starting with it`);
 }
 
-/** Still doing something, or about to. */
-export function isLive(a: Pick<Allocation, 'clientStatus'>): boolean {
-  return a.clientStatus === 'running' || a.clientStatus === 'pending';
-}
-
 /**
  * Table order: live instances first (by name), then finished ones, newest first.
  */
 export function sortAllocations(allocs: readonly Allocation[]): Allocation[] {
   return [...allocs].sort((a, b) => {
-    const la = isLive(a) && a.desiredStatus === 'run' ? 0 : 1;
-    const lb = isLive(b) && b.desiredStatus === 'run' ? 0 : 1;
+    const la = holdsResources(a) ? 0 : 1;
+    const lb = holdsResources(b) ? 0 : 1;
     if (la !== lb) return la - lb;
     if (la === 0) {
       if (a.jobId !== b.jobId) return a.jobId < b.jobId ? -1 : 1;

@@ -2,6 +2,7 @@
  * Human output: aligned tables, colors (only on a terminal, never with NO_COLOR), short ids, ages,
  * sizes. Everything here is pure so that it can be tested without a terminal.
  */
+import { isActive } from '../core/alloc.ts';
 import type { Allocation } from '../core/types.ts';
 import { formatAge, formatDuration } from '../core/duration.ts';
 import { shortId } from '../core/ids.ts';
@@ -159,7 +160,7 @@ export function allocRestarts(alloc: Pick<Allocation, 'taskStates'>): number {
 
 /** The status column of an allocation: what it is doing, including being stopped. */
 export function allocStatus(alloc: Pick<Allocation, 'clientStatus' | 'desiredStatus' | 'healthy'>): string {
-  const live = alloc.clientStatus === 'running' || alloc.clientStatus === 'pending';
+  const live = isActive(alloc);
   if (alloc.desiredStatus === 'stop' && live) return 'stopping';
   if (alloc.clientStatus === 'running' && alloc.healthy === false) return 'unhealthy';
   return alloc.clientStatus;

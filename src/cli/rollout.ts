@@ -6,6 +6,7 @@
  * health checks); for a batch job, every instance of the version completed. Failed: an instance of
  * the version failed.
  */
+import { isActive } from '../core/alloc.ts';
 import type { Allocation, Job, TaskEvent } from '../core/types.ts';
 
 export interface RolloutCounts {
@@ -146,7 +147,7 @@ export interface StopState {
 
 /** `unum stop` waits until no allocation of the job runs any more. */
 export function assessStop(jobId: string, allocations: readonly Allocation[]): StopState {
-  const live = allocations.filter((a) => a.clientStatus === 'running' || a.clientStatus === 'pending');
+  const live = allocations.filter(isActive);
   const stopped = allocations.length - live.length;
   return {
     done: live.length === 0,

@@ -3,12 +3,12 @@
  * the allocation it came from. With -f it follows all of them at once and picks up new instances
  * (replacements after a crash, a scale-up) as they appear.
  */
+import { isActive } from '../../core/alloc.ts';
 import type { UnumClient } from '../../api/client.ts';
 import { NotFoundError } from '../../core/errors.ts';
 import type { Allocation, Job } from '../../core/types.ts';
 import { UsageError, boolFlag, intFlag, positionals, type Command, type Context } from '../context.ts';
 import { LineBuffer, LogMux, logTag, type LogSource } from '../log-lines.ts';
-import { isLive } from '../lookup.ts';
 import { json } from '../output.ts';
 
 type Stream = 'stdout' | 'stderr';
@@ -156,7 +156,7 @@ Examples:
           }
           index = listed.index;
           for (const alloc of listed.items)
-            if (!followed.has(alloc.id) && (isLive(alloc) || all) && hasTask(alloc, target.task))
+            if (!followed.has(alloc.id) && (isActive(alloc) || all) && hasTask(alloc, target.task))
               start(alloc, undefined); // a new instance: all of its output
         }
       }
@@ -199,7 +199,7 @@ export function selectAllocations(allocs: readonly Allocation[], all: boolean): 
   const byName = (a: Allocation, b: Allocation) =>
     a.group === b.group ? a.index - b.index || a.createdAt - b.createdAt : a.group < b.group ? -1 : 1;
   if (all) return [...allocs].sort(byName);
-  const live = allocs.filter(isLive);
+  const live = allocs.filter(isActive);
   if (live.length > 0) return live.sort(byName);
   const latest = Math.max(...allocs.map((a) => a.jobVersion));
   return allocs.filter((a) => a.jobVersion === latest).sort(byName);

@@ -1,4 +1,5 @@
 /** `unum ps`: every allocation in the cluster, like ps(1) for the whole computer. */
+import { isActive } from '../../core/alloc.ts';
 import type { UnumClient } from '../../api/client.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation } from '../../core/types.ts';
@@ -59,7 +60,7 @@ Examples:
     // Filter here as well: the listing is correct even if the server ignores a filter.
     const items = listed.items.filter(
       (a) =>
-        (all || a.clientStatus === 'running' || a.clientStatus === 'pending') &&
+        (all || isActive(a)) &&
         (job === undefined || a.jobId === job) &&
         (node === undefined || a.nodeId === node.id),
     );

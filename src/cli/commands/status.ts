@@ -1,9 +1,10 @@
 /** `unum status [JOB]`: the jobs of a namespace, or one job in detail (and why it is pending). */
+import { holdsResources } from '../../core/alloc.ts';
 import type { JobDetail, JobListItem } from '../../api/types.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation, Job } from '../../core/types.ts';
 import { positionals, type Command } from '../context.ts';
-import { isLive, nodeLabel, nodeNames, sortAllocations } from '../lookup.ts';
+import { nodeLabel, nodeNames, sortAllocations } from '../lookup.ts';
 import {
   allocRestarts,
   allocStatus,
@@ -125,8 +126,8 @@ export function formatJobDetail(
   }
 
   const sorted = sortAllocations(allocations);
-  const live = sorted.filter((a) => isLive(a) && a.desiredStatus === 'run');
-  const finished = sorted.filter((a) => !(isLive(a) && a.desiredStatus === 'run'));
+  const live = sorted.filter(holdsResources);
+  const finished = sorted.filter((a) => !holdsResources(a));
   const shown = [...live, ...finished.slice(0, FINISHED_SHOWN)];
   if (shown.length === 0) out.push('No allocations.\n');
   else {
