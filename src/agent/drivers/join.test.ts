@@ -33,7 +33,8 @@ test('moves are synchronous until one is slow; then asynchronous, said once in t
   await Promise.all(procsFiles.map((f) => writeFile(f, '')));
   const cgroup = { procsFiles };
 
-  assert.equal(await joinCgroup(cgroup, 101, logger), 'sync');
+  // No timing is asserted: a threshold no move reaches, then one every move passes.
+  assert.equal(await joinCgroup(cgroup, 101, logger, Infinity), 'sync');
   assert.deepEqual(lines, [], 'a quick move says nothing');
   // A move that took longer than the threshold (here: any).
   assert.equal(await joinCgroup(cgroup, 102, logger, -1), 'sync');
