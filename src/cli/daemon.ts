@@ -94,6 +94,23 @@ export const TASK_FLAGS = {
   'no-favordynmods': { type: 'boolean' },
 } as const;
 
+/** Flags of the roles that run a server (`unum up`, `unum server`). */
+export const SERVER_FLAGS = {
+  'allow-host': { type: 'string', multiple: true },
+} as const;
+
+export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests for this host name (repeatable). By default only IP
+                       addresses and localhost are served, so that a web page cannot reach the
+                       API through a DNS name of its own (DNS rebinding)`;
+
+/** The server options the server flags set. */
+export function serverOptions(args: Args): { allowedHosts?: string[] } {
+  const hosts = args.flags['allow-host'];
+  return Array.isArray(hosts)
+    ? { allowedHosts: hosts.filter((h): h is string => typeof h === 'string') }
+    : {};
+}
+
 export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver (tasks run without isolation)
   --task-isolation M   auto (default): enforce what this machine allows (cgroup limits, own
                        namespaces, a uid per allocation); off: run tasks as this user, unlimited

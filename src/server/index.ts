@@ -34,6 +34,8 @@ export interface ServerOptions {
   retention?: Partial<Retention>;
   /** Time for the leader's controllers and the API's writes (tests pass a fake one). */
   clock?: Clock;
+  /** Host names served besides IP addresses and localhost (src/transport/browser.ts). */
+  allowedHosts?: string[];
 }
 
 export interface RunningServer {
@@ -61,7 +63,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(options.retention ? { retention: options.retention } : {}),
   });
   const authorizer = options.authorizer ?? allowAll;
-  const router = new Router(authorizer, log);
+  const router = new Router(authorizer, log, { browser: { allowedHosts: options.allowedHosts ?? [] } });
   let addr = '';
   const version = unumVersion();
   const heartbeats = new Heartbeats(store, clock);

@@ -1,6 +1,7 @@
 /** The HTTP transport of the server and the agent: see README.md. */
 export { allowAll, type Authorizer, type Capability, type Identity } from './auth.ts';
 export { MAX_BODY_BYTES, readJson } from './body.ts';
+export { checkBrowserRequest, hostName, type BrowserPolicy } from './browser.ts';
 export { encodeError, sendError, sendJson } from './errors.ts';
 export { advertisedHost, listen, type ListenOptions, type Listener, type TlsOptions } from './listen.ts';
 export { blockingParams, booleanParam, countParam } from './query.ts';

@@ -130,7 +130,7 @@ void describe('Router', () => {
   });
 
   void test('a body that is not JSON is invalid; a JSON body reaches the handler', async () => {
-    const headers = { authorization: 'Bearer t' };
+    const headers = { authorization: 'Bearer t', 'content-type': 'application/json' };
     const bad = await fetch(`${server.url}/v1/jobs`, { method: 'POST', body: '{nope', headers });
     assert.equal(bad.status, 400);
     assert.match(((await bad.json()) as { error: { message: string } }).error.message, /not valid JSON/);

@@ -9,6 +9,7 @@ import { InvalidError, NotFoundError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Authorizer, Capability, Identity } from './auth.ts';
 import { readJson } from './body.ts';
+import { checkBrowserRequest, type BrowserPolicy } from './browser.ts';
 import { sendError, sendJson } from './errors.ts';
 
 export interface RequestContext {
@@ -47,6 +48,8 @@ export interface RouterOptions {
   trimTrailingSlash?: boolean;
   /** The message of a 404 for a path no route serves. */
   notFound?: (method: string, path: string) => string;
+  /** Refuse requests a web page could make against unum's will (browser.ts). Default: on. */
+  browser?: BrowserPolicy | false;
 }
 
 interface Compiled {
@@ -86,6 +89,7 @@ export class Router {
   };
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.options.browser !== false) checkBrowserRequest(req, this.options.browser);
     const url = new URL(req.url ?? '/', 'http://unum');
     const method = req.method ?? 'GET';
     const path = this.options.trimTrailingSlash ? url.pathname.replace(/(.)\/+$/, '$1') : url.pathname;
@@ -114,10 +118,11 @@ export class Router {
     c.names.forEach((n, i) => {
       params[n] = decodeURIComponent(m[i + 1] ?? '');
     });
-    const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
+    // Who, then whether, then the body: an unauthenticated caller never makes the server read one.
     const identity = await this.authorizer.authenticate(req);
     const namespace = url.searchParams.get('namespace') ?? 'default';
     await this.authorizer.authorize(identity, c.route.capability, namespace);
+    const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     const result = await c.route.handler({

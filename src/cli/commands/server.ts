@@ -3,6 +3,9 @@ import { DEFAULT_ADDR } from '../../api/client.ts';
 import { positionals, stringFlag, type Command } from '../context.ts';
 import {
   DAEMON_FLAGS,
+  SERVER_FLAGS,
+  SERVER_FLAGS_HELP,
+  serverOptions,
   daemonLogger,
   dataDirFrom,
   ensureDataDir,
@@ -16,7 +19,7 @@ import { json } from '../output.ts';
 export const serverCommand: Command = {
   name: 'server',
   summary: 'Run the control plane (API, scheduler, controllers)',
-  usage: `Usage: unum server [--addr HOST:PORT] [--data-dir DIR] [--store URL] [--log-level LEVEL]
+  usage: `Usage: unum server [--addr HOST:PORT] [--data-dir DIR] [--store URL] [--allow-host NAME] [--log-level LEVEL]
 
 Runs a unum server: the API, the scheduler and the controllers, over a store.
 Agents join it with "unum agent --servers URL". Runs until Ctrl-C or SIGTERM.
@@ -26,6 +29,7 @@ Flags:
   --data-dir DIR       state directory (default: $UNUM_DATA_DIR, else
                        \${XDG_DATA_HOME:-~/.local/share}/unum)
   --store URL          sqlite:PATH (default: sqlite:DATA_DIR/server/state.db) or memory:
+${SERVER_FLAGS_HELP}
   --log-level LEVEL    fatal, error, warn, info, debug, trace or silent
                        (default: $UNUM_LOG_LEVEL, else info); logs are JSON on stderr
   --json               print the address as JSON once started
@@ -34,7 +38,7 @@ Examples:
   unum server
   unum server --addr 0.0.0.0:8686 --data-dir /var/lib/unum
 `,
-  flags: { ...DAEMON_FLAGS, store: { type: 'string' } },
+  flags: { ...DAEMON_FLAGS, ...SERVER_FLAGS, store: { type: 'string' } },
   async run(args, ctx) {
     positionals(args, 0, 0, '');
     const addr = listenAddr(ctx.addr ?? ctx.env['UNUM_ADDR'] ?? DEFAULT_ADDR);
@@ -47,7 +51,13 @@ Examples:
     const { startServer } = await import('../../server/index.ts');
     let server;
     try {
-      server = await startServer({ dataDir, addr, logger, ...(store ? { store } : {}) });
+      server = await startServer({
+        dataDir,
+        addr,
+        logger,
+        ...(store ? { store } : {}),
+        ...serverOptions(args),
+      });
     } catch (err) {
       throw startError('server', addr, err);
     }

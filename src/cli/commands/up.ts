@@ -4,6 +4,9 @@ import { shortId } from '../../core/ids.ts';
 import { positionals, stringFlag, type Command } from '../context.ts';
 import {
   DAEMON_FLAGS,
+  SERVER_FLAGS,
+  SERVER_FLAGS_HELP,
+  serverOptions,
   TASK_FLAGS,
   TASK_FLAGS_HELP,
   taskAgentOptions,
@@ -20,7 +23,7 @@ import { json, keyValues } from '../output.ts';
 export const upCommand: Command = {
   name: 'up',
   summary: 'Start a one-machine cluster: server and agent in one process',
-  usage: `Usage: unum up [--addr HOST:PORT] [--data-dir DIR] [task flags] [--log-level LEVEL]
+  usage: `Usage: unum up [--addr HOST:PORT] [--data-dir DIR] [--allow-host NAME] [task flags] [--log-level LEVEL]
 
 Starts the control plane and an agent for this machine in one process, on the
 embedded store: the zero-config way to run unum. Runs until Ctrl-C or SIGTERM,
@@ -32,6 +35,7 @@ Flags:
   --addr HOST:PORT     where the API and UI listen (default: $UNUM_ADDR, else 127.0.0.1:8686)
   --data-dir DIR       state directory (default: $UNUM_DATA_DIR, else
                        \${XDG_DATA_HOME:-~/.local/share}/unum)
+${SERVER_FLAGS_HELP}
 ${TASK_FLAGS_HELP}
   --log-level LEVEL    fatal, error, warn, info, debug, trace or silent
                        (default: $UNUM_LOG_LEVEL, else warn); logs are JSON on stderr
@@ -42,7 +46,7 @@ Examples:
   unum up --addr 127.0.0.1:9000 --data-dir /tmp/unum
   UNUM_ADDR=http://127.0.0.1:9000 unum status     # clients then use the same address
 `,
-  flags: { ...DAEMON_FLAGS, ...TASK_FLAGS },
+  flags: { ...DAEMON_FLAGS, ...SERVER_FLAGS, ...TASK_FLAGS },
   async run(args, ctx) {
     positionals(args, 0, 0, '');
     const addr = listenAddr(ctx.addr ?? ctx.env['UNUM_ADDR'] ?? DEFAULT_ADDR);
@@ -56,7 +60,12 @@ Examples:
     const { startAgent } = await import('../../agent/index.ts');
     let server;
     try {
-      server = await startServer({ dataDir, addr, logger: logger.child({ role: 'server' }) });
+      server = await startServer({
+        dataDir,
+        addr,
+        logger: logger.child({ role: 'server' }),
+        ...serverOptions(args),
+      });
     } catch (err) {
       throw startError('server', addr, err);
     }
