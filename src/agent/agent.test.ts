@@ -3,9 +3,10 @@
  * heartbeat, the blocking allocation list, status updates). The end-to-end test against the real
  * server lives under test/.
  */
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile, utimes } from 'node:fs/promises';
+import { readFile, stat, utimes } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -21,11 +22,25 @@ import { isAlive, tempDir, testAlloc, type TestAllocOptions } from './fixtures.t
 import type { PersistedAlloc } from './state.ts';
 import { startAgent, type AgentOptions, type RunningAgent } from './index.ts';
 
+/** A call of the agent's API as a server makes it: with the agent key the cluster issued. */
+function agentFetch(
+  fake: FakeServer,
+  agent: { address: string; nodeId: string },
+  path: string,
+): Promise<Response> {
+  const key = fake.credentials.get(agent.nodeId)?.agentKey ?? '';
+  return fetch(`${agent.address}${path}`, { headers: { authorization: `Bearer ${key}` } });
+}
+
 class FakeServer {
   readonly registrations: NodeRegistration[] = [];
   readonly batches: AllocStatusUpdate[][] = [];
   readonly known = new Set<string>();
   readonly allocs = new Map<string, Allocation>();
+  /** The credential issued to each node at its first registration, as the real server does. */
+  readonly credentials = new Map<string, { secret: string; agentKey: string }>();
+  /** Node routes called without the node's own secret. */
+  unauthenticated = 0;
   heartbeats = 0;
   index = 1;
   private waiters: (() => void)[] = [];
@@ -88,11 +103,28 @@ class FakeServer {
     };
     const notFound = (): void => send(404, { error: { code: 'not_found', message: 'node not found' } });
     let m: RegExpExecArray | null;
+    const nodeOfPath = /^\/v1\/nodes\/([^/]+)\//.exec(url.pathname)?.[1];
+    if (nodeOfPath !== undefined && nodeOfPath !== 'register') {
+      const cred = this.credentials.get(nodeOfPath);
+      if (cred !== undefined && req.headers.authorization !== `Bearer ${cred.secret}`) {
+        this.unauthenticated += 1;
+        return send(401, { error: { code: 'unauthenticated', message: 'not this node' } });
+      }
+    }
     if (req.method === 'POST' && url.pathname === '/v1/nodes/register') {
       const reg = body as NodeRegistration;
       this.registrations.push(reg);
       this.known.add(reg.id);
-      send(200, { node: { ...reg, status: 'ready' }, heartbeatTtlSeconds: 1 });
+      let issued: { secret: string; agentKey: string } | undefined;
+      if (!this.credentials.has(reg.id)) {
+        issued = { secret: `unum-node-${randomUUID()}`, agentKey: `unum-agent-${randomUUID()}` };
+        this.credentials.set(reg.id, issued);
+      }
+      send(200, {
+        node: { ...reg, status: 'ready' },
+        heartbeatTtlSeconds: 1,
+        ...(issued !== undefined ? { credential: issued } : {}),
+      });
     } else if (req.method === 'POST' && (m = /^\/v1\/nodes\/([^/]+)\/heartbeat$/.exec(url.pathname))) {
       if (!this.known.has(m[1]!)) return notFound();
       this.heartbeats += 1;
@@ -202,13 +234,28 @@ void describe('agent', () => {
     assert.equal(reg.attributes['driver.raw_exec'], undefined, 'raw_exec is off unless enabled');
     assert.equal(reg.drivers['exec']?.healthy, true);
     assert.equal(reg.drivers['raw_exec']?.healthy, false);
-    const health = (await (await fetch(`${agent.address}/v1/agent/health`)).json()) as { nodeId: string };
+    const health = (await (await agentFetch(fake, agent, `/v1/agent/health`)).json()) as { nodeId: string };
     assert.equal(health.nodeId, agent.nodeId);
     await waitFor(() => fake.heartbeats > 0, { description: 'a heartbeat' });
     assert.equal((await readFile(join(dataDir, 'agent', 'node-id'), 'utf8')).trim(), agent.nodeId);
     assert.equal(reg.attributes['disk.mib'], String(reg.resources.disk));
     assert.ok(Number(reg.attributes['disk.total.mib']) >= Number(reg.attributes['disk.free.mib']));
     assert.ok(['true', 'false'].includes(reg.attributes['driver.exec.isolated'] ?? ''));
+    // The agent's API answers only its servers: no key, a wrong key, a node's own secret are refused.
+    for (const authorization of [
+      undefined,
+      'Bearer unum-agent-wrong',
+      `Bearer ${fake.credentials.get(agent.nodeId)?.secret}`,
+    ]) {
+      const res = await fetch(
+        `${agent.address}/v1/agent/stats`,
+        authorization ? { headers: { authorization } } : {},
+      );
+      assert.equal(res.status, 401, `refused with ${authorization ?? 'no key'}`);
+    }
+    const kept = await stat(join(dataDir, 'agent', 'credential.json'));
+    assert.equal(kept.mode & 0o777, 0o600, 'the credential file is private');
+    assert.equal(fake.unauthenticated, 0, 'every node route was called with the node secret');
 
     await agent.stop();
     await fake.close();
@@ -227,7 +274,7 @@ void describe('agent', () => {
 
     const logs = await waitFor(async () => {
       const text = await (
-        await fetch(`${agent.address}/v1/agent/allocations/${alloc.id}/logs?task=web`)
+        await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs?task=web`)
       ).text();
       return text === 'hello\n' && text;
     });
@@ -362,7 +409,7 @@ void describe('agent', () => {
     await waitFor(() => fake.latest(alloc.id)?.clientStatus === 'running');
     const text = await waitFor(
       async () => {
-        const t = await (await fetch(`${agent.address}/v1/agent/allocations/${alloc.id}/logs`)).text();
+        const t = await (await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs`)).text();
         // Written to the end, rotated, and the oldest output dropped.
         return t.endsWith('\n20000\n') && !t.startsWith('1\n') && existsSync(join(logs, 'stdout.log.1'))
           ? t
@@ -373,7 +420,7 @@ void describe('agent', () => {
     const lines = text.split('\n').slice(0, -1).map(Number);
     for (let i = 1; i < lines.length; i++) assert.ok(lines[i]! > lines[i - 1]!, `in order at line ${i}`);
     assert.equal(existsSync(join(logs, 'stdout.log.4')), false, 'at most logMaxFiles files');
-    const tail = await fetch(`${agent.address}/v1/agent/allocations/${alloc.id}/logs?tail=2`);
+    const tail = await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs?tail=2`);
     assert.equal(await tail.text(), '19999\n20000\n');
   });
 
@@ -398,7 +445,7 @@ void describe('agent', () => {
     await runningPid(alloc.id);
     const stats = await waitFor(
       async () => {
-        const s = (await (await fetch(`${agent.address}/v1/agent/stats`)).json()) as NodeStats;
+        const s = (await (await agentFetch(fake, agent, `/v1/agent/stats`)).json()) as NodeStats;
         return s.allocations[alloc.id]?.tasks['spin']?.cpuPercent !== undefined ? s : undefined;
       },
       { description: 'two usage samples (needs cgroups)' },

@@ -70,7 +70,7 @@ export class Agent {
     this.cfg = cfg;
     this.nodeId = cfg.nodeId;
     this.logger = cfg.logger.child({ nodeId: cfg.nodeId });
-    this.clients = cfg.servers.map((addr) => new UnumClient({ addr }));
+    this.clients = cfg.servers.map((addr) => new UnumClient({ addr, token: () => cfg.credential.bearer }));
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =
       cfg.taskIsolation === 'off' || cfg.taskUidRange !== undefined || cfg.favorDynmods === false
@@ -228,6 +228,7 @@ export class Agent {
         running: [...this.runners.values()].filter((r) => !r.finished).length,
       }),
       logger: this.logger,
+      authorizer: this.cfg.credential.authorizer(),
     };
     if (this.cfg.logPollMs !== undefined) ctx.logPollMs = this.cfg.logPollMs;
     const { host, port } = this.cfg.http;
@@ -267,6 +268,7 @@ export class Agent {
     const registration = this.registration;
     if (registration === undefined) throw new InternalError('register before fingerprint');
     const res = await this.call((c) => c.registerNode(registration));
+    if (res.credential !== undefined) await this.cfg.credential.save(this.nodeId, res.credential);
     this.ttlMs = Math.max(1_000, res.heartbeatTtlSeconds * 1000);
     const again = this.everRegistered;
     this.everRegistered = true;

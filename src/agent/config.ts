@@ -1,4 +1,5 @@
 /** What an Agent is built from (index.ts fills it from the options and their defaults). */
+import type { AgentCredential } from './credential.ts';
 import type { Logger } from '../core/log.ts';
 import type { LogLimits } from './logs.ts';
 
@@ -6,6 +7,8 @@ export interface AgentConfig {
   dataDir: string;
   servers: string[];
   nodeId: string;
+  /** The node's credential (and the join token used before it has one). */
+  credential: AgentCredential;
   name: string;
   http: { host: string; port: number };
   logger: Logger;

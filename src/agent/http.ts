@@ -65,7 +65,7 @@ export function agentRouter(ctx: AgentHttpContext): Router {
     {
       method: 'GET',
       path: '/v1/agent/allocations/:allocId/logs',
-      capability: 'alloc:logs',
+      capability: 'logs:read',
       summary: 'A task log as text/plain, through its rotated files; follow=true streams new output.',
       stream: 'text',
       handler: async ({ params, query, res }) => {

@@ -2,6 +2,7 @@
  * The agent: one per machine. Registers the node, keeps it alive, runs the allocations the servers
  * assign to it and serves their logs. See README.md for the flow.
  */
+import { AgentCredential } from './credential.ts';
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import { resolve } from 'node:path';
@@ -28,6 +29,8 @@ export interface AgentOptions {
   httpAddr?: string;
   /** Node name; default os.hostname(). */
   name?: string;
+  /** Sent at the node's first registration (default: $UNUM_TOKEN); afterwards the node's own credential is. */
+  token?: string;
   logger?: Logger;
   /** raw_exec driver off unless enabled. */
   enableRawExec?: boolean;
@@ -130,10 +133,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const dataDir = resolve(options.dataDir);
   await mkdir(allocsRoot(dataDir), { recursive: true });
   const nodeId = await loadNodeId(dataDir);
+  const credential = await AgentCredential.load(dataDir, nodeId, options.token ?? process.env['UNUM_TOKEN']);
   const agent = new Agent({
     dataDir,
     servers: options.servers,
     nodeId,
+    credential,
     name: options.name ?? os.hostname(),
     http,
     logger: options.logger ?? createLogger('agent'),

@@ -25,7 +25,8 @@ export const DEFAULT_ADDR = 'http://127.0.0.1:8686';
 export interface ClientOptions {
   /** Server address; default `UNUM_ADDR` or http://127.0.0.1:8686. */
   addr?: string;
-  token?: string;
+  /** The bearer credential: a token, or a function giving the current one (an agent's changes once it registers). */
+  token?: string | (() => string | undefined);
   /** Per-request timeout for non-streaming calls (blocking queries add their wait). Default 30 s. */
   timeoutMs?: number;
 }
@@ -40,7 +41,7 @@ export function resolveAddr(addr?: string): string {
 
 export class UnumClient {
   readonly addr: string;
-  private readonly token: string | undefined;
+  private readonly token: string | (() => string | undefined) | undefined;
   private readonly timeoutMs: number;
 
   constructor(options: ClientOptions = {}) {
@@ -195,7 +196,8 @@ export class UnumClient {
   private headers(json: boolean): Record<string, string> {
     const h: Record<string, string> = { accept: 'application/json' };
     if (json) h['content-type'] = 'application/json';
-    if (this.token) h['authorization'] = `Bearer ${this.token}`;
+    const token = typeof this.token === 'function' ? this.token() : this.token;
+    if (token) h['authorization'] = `Bearer ${token}`;
     return h;
   }
 

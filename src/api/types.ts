@@ -103,6 +103,12 @@ export interface NodeRegistration {
 export interface RegisterNodeResponse {
   node: Node;
   heartbeatTtlSeconds: number;
+  /**
+   * Given once, when the node first registers: `secret` is the node's credential for every node
+   * route from now on (keep it: it is not shown again), `agentKey` what servers will call the
+   * node's agent with.
+   */
+  credential?: { secret: string; agentKey: string };
 }
 
 /** What an agent reports of one allocation. */

@@ -8,6 +8,7 @@ import type { Allocation, ClusterEvent, Evaluation, Job, Node } from '../core/ty
 import type { Snapshot } from '../scheduler/types.ts';
 import type { KeyValue, Store, Watcher, WatchEvent } from '../store/types.ts';
 import { ROOT, prefixes } from './keys.ts';
+import type { NodeCredential } from './node-credentials.ts';
 
 export type CacheChange =
   | { kind: 'job'; key: string; job?: Job; prev?: Job }
@@ -34,6 +35,8 @@ export class StateCache implements Snapshot {
   private nodes = new Map<string, Node>();
   private alive = new Set<string>();
   private evals = new Map<string, Evaluation>();
+  private credentials = new Map<string, NodeCredential>();
+  private nodeBySecret = new Map<string, string>();
   /** Recent events, oldest first. */
   readonly events: ClusterEvent[] = [];
   /** Last revision that touched a job, its allocations or its evaluations. */
@@ -74,6 +77,8 @@ export class StateCache implements Snapshot {
     this.nodes.clear();
     this.alive.clear();
     this.evals.clear();
+    this.credentials.clear();
+    this.nodeBySecret.clear();
     this.events.length = 0;
     this.revisions.clear();
     let after: string | undefined;
@@ -157,6 +162,12 @@ export class StateCache implements Snapshot {
         this.tableIndex.nodes = rev;
         changes.push({ kind: 'heartbeat', nodeId, alive: true });
       }
+    } else if (key.startsWith(prefixes.nodeCredentials)) {
+      const cred = JSON.parse(kv.value) as NodeCredential;
+      const prev = this.credentials.get(cred.nodeId);
+      if (prev) this.nodeBySecret.delete(prev.secretHash);
+      this.credentials.set(cred.nodeId, cred);
+      this.nodeBySecret.set(cred.secretHash, cred.nodeId);
     } else if (key.startsWith(prefixes.evals)) {
       const evaluation = JSON.parse(kv.value) as Evaluation;
       const prev = this.evals.get(evaluation.id);
@@ -205,6 +216,11 @@ export class StateCache implements Snapshot {
       this.alive.delete(nodeId);
       this.tableIndex.nodes = rev;
       changes.push({ kind: 'heartbeat', nodeId, alive: false });
+    } else if (key.startsWith(prefixes.nodeCredentials)) {
+      const id = key.slice(prefixes.nodeCredentials.length);
+      const prev = this.credentials.get(id);
+      if (prev) this.nodeBySecret.delete(prev.secretHash);
+      this.credentials.delete(id);
     } else if (key.startsWith(prefixes.evals)) {
       const id = key.slice(prefixes.evals.length);
       const prev = this.evals.get(id);
@@ -266,6 +282,14 @@ export class StateCache implements Snapshot {
   }
   readyNodes(): readonly Node[] {
     return this.listNodes().filter((n) => n.status === 'ready' && !n.drain && this.alive.has(n.id));
+  }
+  /** A node's credential (server-side only: never served). */
+  nodeCredential(nodeId: string): NodeCredential | undefined {
+    return this.credentials.get(nodeId);
+  }
+  /** The node whose secret has this hash. */
+  nodeOfSecret(secretHash: string): string | undefined {
+    return this.nodeBySecret.get(secretHash);
   }
   evaluation(id: string): Evaluation | undefined {
     return this.evals.get(id);

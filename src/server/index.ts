@@ -14,6 +14,7 @@ import { createStore } from '../store/index.ts';
 import { Router, allowAll, listen, sendJson, type Authorizer } from '../transport/index.ts';
 import { StateCache } from './cache.ts';
 import { Heartbeats } from './heartbeats.ts';
+import { withNodeCredentials } from './node-credentials.ts';
 import { Leadership, type Retention } from './leadership/leadership.ts';
 import { openApiDocument } from './openapi.ts';
 import { apiRoutes } from './api/index.ts';
@@ -62,7 +63,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     workers: options.workers ?? 1,
     ...(options.retention ? { retention: options.retention } : {}),
   });
-  const authorizer = options.authorizer ?? allowAll;
+  const authorizer = withNodeCredentials(
+    options.authorizer ?? allowAll,
+    (id) => cache.nodeCredential(id),
+    (hash) => cache.nodeOfSecret(hash),
+  );
   const router = new Router(authorizer, log, { browser: { allowedHosts: options.allowedHosts ?? [] } });
   let addr = '';
   const version = unumVersion();

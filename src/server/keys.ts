@@ -7,6 +7,8 @@ export const keys = {
   node: (id: string) => `/unum/nodes/${id}`,
   /** Exists while the node's agent heartbeats: attached to the node's lease. */
   heartbeat: (id: string) => `/unum/heartbeats/${id}`,
+  /** The node's credential: the hash of its secret, and the key servers call its agent with. Never served. */
+  nodeCredential: (id: string) => `/unum/node-credentials/${id}`,
   evaluation: (id: string) => `/unum/evals/${id}`,
   /** Sorted by time; the store revision of the write is the event's index. */
   event: (time: number, suffix: string) => `/unum/events/${String(time).padStart(15, '0')}-${suffix}`,
@@ -18,6 +20,7 @@ export const prefixes = {
   allocs: '/unum/allocs/',
   nodes: '/unum/nodes/',
   heartbeats: '/unum/heartbeats/',
+  nodeCredentials: '/unum/node-credentials/',
   evals: '/unum/evals/',
   events: '/unum/events/',
 } as const;

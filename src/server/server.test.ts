@@ -11,7 +11,13 @@ import { UnumClient } from '../api/client.ts';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NodeRegistration, NodeStats } from '../api/types.ts';
-import { InvalidError, NotFoundError, UnavailableError } from '../core/errors.ts';
+import {
+  ForbiddenError,
+  InvalidError,
+  NotFoundError,
+  UnauthenticatedError,
+  UnavailableError,
+} from '../core/errors.ts';
 import type { Allocation, TaskState } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
 import { startServer, type RunningServer } from './index.ts';
@@ -52,6 +58,25 @@ describe('server API', () => {
   let server: RunningServer;
   let client: UnumClient;
   let beat: NodeJS.Timeout;
+  /** Each registered node's own client, with the credential the server issued it. */
+  const nodeClients = new Map<string, UnumClient>();
+  const asNode = (id: string): UnumClient => nodeClients.get(id) ?? client;
+  /** The calls an agent makes, each with its node's credential. */
+  const nodeApi = {
+    async registerNode(reg: NodeRegistration) {
+      const res = await asNode(reg.id).registerNode(reg);
+      if (res.credential)
+        nodeClients.set(reg.id, new UnumClient({ addr: server.addr, token: res.credential.secret }));
+      return res;
+    },
+    heartbeat: (id: string) => asNode(id).heartbeat(id),
+    nodeAllocations: (
+      id: string,
+      ...rest: Parameters<UnumClient['nodeAllocations']> extends [string, ...infer R] ? R : never
+    ) => asNode(id).nodeAllocations(id, ...rest),
+    updateAllocations: (id: string, updates: Parameters<UnumClient['updateAllocations']>[1]) =>
+      asNode(id).updateAllocations(id, updates),
+  };
   const live = new Set(['node-a']);
 
   before(async () => {
@@ -59,10 +84,10 @@ describe('server API', () => {
     server = await startServer({ dataDir: dir, addr: '127.0.0.1:0', store: 'memory:' });
     client = new UnumClient({ addr: server.addr });
     await waitFor(async () => (await client.status()).leader, { description: 'server becomes leader' });
-    await client.registerNode(registration('node-a'));
+    await nodeApi.registerNode(registration('node-a'));
     // The test's "agents": every node in `live` heartbeats.
     beat = setInterval(() => {
-      for (const id of live) void client.heartbeat(id).catch(() => undefined);
+      for (const id of live) void nodeApi.heartbeat(id).catch(() => undefined);
     }, 1000);
   });
 
@@ -77,11 +102,11 @@ describe('server API', () => {
     assert.equal(res.changed, true);
     assert.equal(res.job.version, 0);
     const allocs = await waitFor(async () => {
-      const l = await client.nodeAllocations('node-a');
+      const l = await nodeApi.nodeAllocations('node-a');
       return l.items.filter((a) => a.jobId === 'web').length === 2 ? l.items : undefined;
     });
     assert.equal(new Set(allocs.map((a) => a.resources.ports[0]?.value)).size, 2);
-    await client.updateAllocations(
+    await nodeApi.updateAllocations(
       'node-a',
       allocs.map((a) => ({ allocId: a.id, clientStatus: 'running' as const, taskStates: running() })),
     );
@@ -105,7 +130,7 @@ describe('server API', () => {
   test('a failed allocation is reported and replaced after the reschedule delay', async () => {
     const before = (await client.jobAllocations('web')).items.filter((a) => a.desiredStatus === 'run');
     const victim = before[0]!;
-    await client.updateAllocations('node-a', [
+    await nodeApi.updateAllocations('node-a', [
       {
         allocId: victim.id,
         clientStatus: 'failed',
@@ -155,7 +180,7 @@ describe('server API', () => {
   });
 
   test('a blocked job is placed once a node with room arrives', async () => {
-    await client.registerNode(
+    await nodeApi.registerNode(
       registration('node-big', { resources: { cpu: 4000, memory: 2_000_000, disk: 1 } }),
     );
     live.add('node-big');
@@ -212,7 +237,7 @@ describe('server API', () => {
     assert.equal(res.status, 404);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'not_found');
     await assert.rejects(client.getJob('missing'), NotFoundError);
-    await assert.rejects(client.heartbeat('never-registered'), NotFoundError);
+    await assert.rejects(nodeApi.heartbeat('never-registered'), NotFoundError);
   });
 
   test('plan shows a diff and placements without changing anything', async () => {
@@ -255,7 +280,7 @@ describe('server API', () => {
     { timeout: 90_000 },
     async () => {
       const room = { cpu: 4000, memory: 5_000_000, disk: 1 };
-      await client.registerNode(registration('node-doomed', { resources: room }));
+      await nodeApi.registerNode(registration('node-doomed', { resources: room }));
       await client.submitJob(
         job('mover', {
           groups: [
@@ -280,7 +305,7 @@ describe('server API', () => {
       assert.match(lost.clientDescription ?? '', /down/);
       assert.equal((await client.getNode('node-doomed')).status, 'down');
       // Nowhere else has room until a new node arrives; then the lost instance is replaced there.
-      await client.registerNode(registration('node-rescue', { resources: room }));
+      await nodeApi.registerNode(registration('node-rescue', { resources: room }));
       live.add('node-rescue');
       const replacement = await waitFor(
         async () => (await client.jobAllocations('mover')).items.find((a) => a.previousAllocId === first.id),
@@ -318,7 +343,7 @@ describe('server API', () => {
       memoryMiB: 40960,
     };
     live.add('node-gpu');
-    await client.registerNode(
+    await nodeApi.registerNode(
       registration('node-gpu', {
         attributes: { os: 'linux', hostname: 'node-gpu', 'gpu.count': '1', 'gpu.0.name': gpu.name },
         devices: [gpu],
@@ -354,7 +379,7 @@ describe('server API', () => {
     try {
       live.add('node-stats');
       const address = `http://127.0.0.1:${(agent.address() as AddressInfo).port}`;
-      await client.registerNode(registration('node-stats', { address }));
+      await nodeApi.registerNode(registration('node-stats', { address }));
       assert.deepEqual(await client.nodeStats('node-stats'), stats);
       // node-a's agent address answers nothing.
       await assert.rejects(client.nodeStats('node-a'), (err: Error) => {
@@ -368,6 +393,45 @@ describe('server API', () => {
       agent.closeAllConnections();
       await new Promise((resolve) => agent.close(resolve));
     }
+  });
+
+  test('a node acts only for itself: forged registrations, heartbeats and reports are refused', async () => {
+    const b = await nodeApi.registerNode(registration('node-b'));
+    assert.ok(b.credential?.secret.startsWith('unum-node-'), 'a new node gets its credential once');
+    assert.ok(b.credential?.agentKey.startsWith('unum-agent-'));
+    const again = await nodeApi.registerNode(registration('node-b'));
+    assert.equal(again.credential, undefined, 'not given a second time');
+    const asB = asNode('node-b');
+    const anonymous = new UnumClient({ addr: server.addr, token: () => undefined });
+    const forged = new UnumClient({ addr: server.addr, token: 'unum-node-made-up' });
+
+    // Taking over node-a's registration: without a credential, with another node's, with a made-up one.
+    await assert.rejects(
+      anonymous.registerNode(registration('node-a', { address: 'http://evil:1' })),
+      UnauthenticatedError,
+    );
+    await assert.rejects(
+      asB.registerNode(registration('node-a', { address: 'http://evil:1' })),
+      ForbiddenError,
+    );
+    await assert.rejects(forged.registerNode(registration('node-a')), UnauthenticatedError);
+    assert.notEqual((await client.getNode('node-a')).address, 'http://evil:1');
+
+    await assert.rejects(anonymous.heartbeat('node-a'), UnauthenticatedError);
+    await assert.rejects(asB.heartbeat('node-a'), ForbiddenError);
+    await assert.rejects(asB.nodeAllocations('node-a'), ForbiddenError);
+    await assert.rejects(
+      asB.updateAllocations('node-a', [{ allocId: 'x', clientStatus: 'failed', taskStates: {} }]),
+      ForbiddenError,
+    );
+    // A node's credential is for node routes only.
+    await assert.rejects(asB.submitJob(job('by-a-node')), ForbiddenError);
+
+    const nodes = JSON.stringify(await client.listNodes());
+    assert.ok(
+      !nodes.includes(b.credential!.secret) && !nodes.includes(b.credential!.agentKey),
+      'never served',
+    );
   });
 });
 

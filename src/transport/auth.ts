@@ -10,7 +10,7 @@ export type Capability =
   | 'job:read'
   | 'job:write'
   | 'alloc:read'
-  | 'alloc:logs'
+  | 'logs:read'
   | 'node:read'
   | 'node:write'
   | 'event:read'

@@ -22,9 +22,14 @@ export function agentOfAlloc(cache: StateCache, a: Allocation): Node {
   return node;
 }
 
-async function call(node: Node, path: string, signal: AbortSignal): Promise<Response> {
+async function call(cache: StateCache, node: Node, path: string, signal: AbortSignal): Promise<Response> {
+  // The agent answers only the key the cluster gave it at registration.
+  const key = cache.nodeCredential(node.id)?.agentKey;
   try {
-    return await fetch(`${node.address}${path}`, { signal });
+    return await fetch(`${node.address}${path}`, {
+      signal,
+      ...(key !== undefined ? { headers: { authorization: `Bearer ${key}` } } : {}),
+    });
   } catch (err) {
     throw new UnavailableError(`cannot reach the agent of node ${node.name} at ${node.address}`, {
       cause: err,
@@ -33,8 +38,14 @@ async function call(node: Node, path: string, signal: AbortSignal): Promise<Resp
 }
 
 /** Streams a task's log from its node's agent to the client, as the agent sends it. */
-export async function proxyLogs(node: Node, a: Allocation, ctx: RequestContext): Promise<typeof STREAMED> {
+export async function proxyLogs(
+  cache: StateCache,
+  node: Node,
+  a: Allocation,
+  ctx: RequestContext,
+): Promise<typeof STREAMED> {
   const upstream = await call(
+    cache,
     node,
     `/v1/agent/allocations/${encodeURIComponent(a.id)}/logs?${ctx.query.toString()}`,
     ctx.signal,
@@ -61,6 +72,7 @@ export async function agentStats(cache: StateCache, node: Node, signal: AbortSig
   if (!cache.isAlive(node.id))
     throw new UnavailableError(`node ${node.name} is not heartbeating: no usage figures from it`);
   const upstream = await call(
+    cache,
     node,
     '/v1/agent/stats',
     AbortSignal.any([signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]),

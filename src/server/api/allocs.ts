@@ -42,7 +42,7 @@ export function allocRoutes(d: ApiDeps): Route[] {
     {
       method: 'GET',
       path: '/v1/allocations/:id/logs',
-      capability: 'alloc:logs',
+      capability: 'logs:read',
       summary:
         "A task's stdout or stderr, as text; `follow=true` streams new output. Served by the node's agent.",
       stream: 'text',
@@ -55,7 +55,7 @@ export function allocRoutes(d: ApiDeps): Route[] {
       ],
       handler(ctx) {
         const a = findAlloc(d, ctx.params['id'] ?? '');
-        return proxyLogs(agentOfAlloc(cache, a), a, ctx);
+        return proxyLogs(cache, agentOfAlloc(cache, a), a, ctx);
       },
     },
   ];

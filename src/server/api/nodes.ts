@@ -10,7 +10,9 @@ import {
   bodyJsonSchema,
   parseBody,
 } from '../../api/schemas.ts';
-import type { NodeStats } from '../../api/types.ts';
+import type { NodeStats, RegisterNodeResponse } from '../../api/types.ts';
+import { ForbiddenError } from '../../core/errors.ts';
+import { issueCredential, requireNode, type IssuedCredential } from '../node-credentials.ts';
 import { sortAllocs } from '../../api/views.ts';
 import type { Route } from '../../transport/index.ts';
 import { reportAllocs } from '../state/allocs.ts';
@@ -66,11 +68,29 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       capability: 'node:write',
       summary: 'An agent registers its node (again after a restart); returns the heartbeat TTL.',
       requestSchema: bodyJsonSchema(NodeRegistrationSchema),
-      async handler(ctx) {
+      async handler(ctx): Promise<RegisterNodeResponse> {
         const reg = parseBody(NodeRegistrationSchema, ctx.body, 'node registration');
+        if (ctx.identity.kind === 'agent' && ctx.identity.name !== reg.id)
+          throw new ForbiddenError(`node ${ctx.identity.name} may not register node ${reg.id}`);
+        requireNode(ctx.identity, reg.id, cache.nodeCredential(reg.id));
         const lease = await d.heartbeats.grant();
-        const node = await write(d, () => registerNode(cache, reg, lease.id, d.clock.now()));
-        return { node, heartbeatTtlSeconds: d.heartbeats.ttlSeconds };
+        let made: ReturnType<typeof issueCredential> | undefined;
+        let issued: IssuedCredential | undefined;
+        const node = await write(d, () => {
+          const now = d.clock.now();
+          const existing = cache.nodeCredential(reg.id);
+          // A registration that raced another one for a new node id: only the winner is that node.
+          if (existing !== undefined && made !== undefined && existing.secretHash !== made.stored.secretHash)
+            throw new ForbiddenError(`node ${reg.id} was registered by someone else just now`);
+          if (existing === undefined) made ??= issueCredential(reg.id, now);
+          issued = existing === undefined ? made?.issued : undefined;
+          return registerNode(cache, reg, lease.id, now, existing === undefined ? made?.stored : undefined);
+        });
+        return {
+          node,
+          heartbeatTtlSeconds: d.heartbeats.ttlSeconds,
+          ...(issued !== undefined ? { credential: issued } : {}),
+        };
       },
     },
     {
@@ -79,7 +99,9 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       capability: 'node:write',
       summary: "An agent's heartbeat. 404 not_found when the node must register again.",
       async handler(ctx) {
-        await d.heartbeats.renew(ctx.params['id'] ?? '');
+        const id = ctx.params['id'] ?? '';
+        requireNode(ctx.identity, id, cache.nodeCredential(id));
+        await d.heartbeats.renew(id);
         return { ttlSeconds: d.heartbeats.ttlSeconds };
       },
     },
@@ -90,6 +112,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       summary: 'Allocations assigned to a node that it must run or stop. Blocking query (used by agents).',
       async handler(ctx) {
         const id = ctx.params['id'] ?? '';
+        requireNode(ctx.identity, id, cache.nodeCredential(id));
         const index = await waitIndex(d, ctx, () => cache.indexOfNodeAllocs(id));
         // Finished allocations are the agent's past, not its work: leaving them out keeps this
         // answer the size of what runs on the node, not of everything that ever ran there.
@@ -105,6 +128,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       requestSchema: bodyJsonSchema(AllocStatusUpdatesSchema),
       async handler(ctx) {
         const nodeId = ctx.params['id'] ?? '';
+        requireNode(ctx.identity, nodeId, cache.nodeCredential(nodeId));
         const { updates } = parseBody(AllocStatusUpdatesSchema, ctx.body, 'allocation status');
         await write(d, () => reportAllocs(cache, nodeId, updates, d.clock.now()));
         return { index: cache.index };

@@ -5,6 +5,7 @@ import type { Allocation, Node, NodeDevice } from '../../core/types.ts';
 import type { Compare, TxnOp } from '../../store/types.ts';
 import { eventOp, putOp } from '../events.ts';
 import { keys } from '../keys.ts';
+import type { NodeCredential } from '../node-credentials.ts';
 import { changeAlloc, evaluationsOf, lostAlloc } from './allocs.ts';
 import { unchanged, type StateView } from './view.ts';
 import type { Transition } from './write.ts';
@@ -18,6 +19,8 @@ export function registerNode(
   reg: ParsedNodeRegistration,
   leaseId: number,
   now: number,
+  /** A credential made for this first registration: written only if the node has none yet. */
+  credential?: NodeCredential,
 ): Transition<Node> {
   const existing = view.node(reg.id);
   const { devices, ...rest } = reg;
@@ -31,9 +34,16 @@ export function registerNode(
     registeredAt: existing?.registeredAt ?? now,
     lastHeartbeat: now,
   };
+  const credentialOps = credential
+    ? {
+        compare: [{ key: keys.nodeCredential(reg.id), target: 'create', op: '=', value: 0 } as const],
+        ops: [putOp(keys.nodeCredential(reg.id), credential)],
+      }
+    : { compare: [], ops: [] };
   return {
-    compare: [unchanged(view, keys.node(reg.id))],
+    compare: [unchanged(view, keys.node(reg.id)), ...credentialOps.compare],
     ops: [
+      ...credentialOps.ops,
       putOp(keys.node(reg.id), node),
       { type: 'put', key: keys.heartbeat(reg.id), value: String(now), lease: leaseId },
       eventOp(

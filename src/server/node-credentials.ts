@@ -1,0 +1,113 @@
+/**
+ * Node credentials: each node proves who it is with a secret of its own, issued when it first
+ * registers. The Store keeps only the secret's hash, beside the key servers use to call the node's
+ * agent (its logs and usage routes answer only that key). A node's credential lets it register
+ * again, heartbeat, watch and report its own allocations — never another node's. The node
+ * certificates of the multi-host release take its place behind the same identity.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { ForbiddenError, UnauthenticatedError } from '../core/errors.ts';
+import type { Authorizer, Capability, Identity } from '../transport/index.ts';
+
+export interface NodeCredential {
+  nodeId: string;
+  /** sha256 of the node's secret, hex. */
+  secretHash: string;
+  /** What servers send to the node's agent (its API refuses anything else). */
+  agentKey: string;
+  issuedAt: number;
+}
+
+/** What a registering node is told once, when its credential is made. */
+export interface IssuedCredential {
+  secret: string;
+  agentKey: string;
+}
+
+export function newSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function issueCredential(
+  nodeId: string,
+  now: number,
+): { stored: NodeCredential; issued: IssuedCredential } {
+  const secret = `unum-node-${newSecret()}`;
+  const agentKey = `unum-agent-${newSecret()}`;
+  return {
+    stored: { nodeId, secretHash: hashSecret(secret), agentKey, issuedAt: now },
+    issued: { secret, agentKey },
+  };
+}
+
+/** The bearer credential of a request, if any. */
+export function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m?.[1];
+}
+
+function sameHash(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Capabilities a node identity may use; everything else is an operator's. */
+const NODE_CAPABILITIES: ReadonlySet<Capability> = new Set(['node:read', 'node:write']);
+
+/**
+ * The door with nodes: a bearer that is a node's secret is that node (`kind: 'agent'`, name = node
+ * id), allowed only the node capabilities (each node route also checks it is the node's own); any
+ * other request goes to `inner`.
+ */
+export function withNodeCredentials(
+  inner: Authorizer,
+  credentialOf: (nodeId: string) => NodeCredential | undefined,
+  nodeIdOf: (secretHash: string) => string | undefined,
+): Authorizer {
+  return {
+    async authenticate(req) {
+      const secret = bearer(req);
+      if (secret?.startsWith('unum-node-')) {
+        const hash = hashSecret(secret);
+        const nodeId = nodeIdOf(hash);
+        const cred = nodeId === undefined ? undefined : credentialOf(nodeId);
+        if (!cred || !sameHash(cred.secretHash, hash))
+          throw new UnauthenticatedError('this node credential is not known to the cluster');
+        return { name: cred.nodeId, kind: 'agent' };
+      }
+      return inner.authenticate(req);
+    },
+    async authorize(identity, capability, namespace) {
+      if (identity.kind === 'agent') {
+        if (!NODE_CAPABILITIES.has(capability))
+          throw new ForbiddenError(`a node's credential does not grant ${capability}`);
+        return;
+      }
+      return inner.authorize(identity, capability, namespace);
+    },
+  };
+}
+
+/**
+ * ForbiddenError unless the caller is node `nodeId` (its credential). A node without a credential
+ * yet (a cluster from before credentials) is allowed until it registers and gets one.
+ */
+export function requireNode(
+  identity: Identity,
+  nodeId: string,
+  credential: NodeCredential | undefined,
+): void {
+  if (identity.kind === 'agent' && identity.name === nodeId) return;
+  if (credential === undefined) return;
+  if (identity.kind === 'agent')
+    throw new ForbiddenError(`node ${identity.name} may not act for node ${nodeId}`);
+  throw new UnauthenticatedError(`node ${nodeId} routes need that node's own credential`);
+}
