@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UnumClient } from '../src/api/client.ts';
 import { freePort } from '../src/testing/net.ts';
+import { upToken } from '../src/testing/acl.ts';
 
 const { values } = parseArgs({
   options: {
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
       env: { ...process.env, UNUM_LOG_LEVEL: 'error' },
     },
   );
-  const client = new UnumClient({ addr: `http://127.0.0.1:${port}` });
+  const client = new UnumClient({ addr: `http://127.0.0.1:${port}`, token: upToken(dir) });
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {

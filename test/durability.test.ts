@@ -14,6 +14,7 @@ import type { Allocation } from '../src/core/types.ts';
 import { freePort } from '../src/testing/net.ts';
 import { requireExecDriverTools } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
+import { upToken } from '../src/testing/acl.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const bin = join(root, 'bin', 'unum.js');
@@ -68,7 +69,7 @@ describe('tasks outlive a crash of unum up', { timeout: 180_000 }, () => {
     dir = mkdtempSync(join(tmpdir(), 'unum-durable-'));
     port = await freePort();
     addr = `http://127.0.0.1:${port}`;
-    client = new UnumClient({ addr });
+    client = new UnumClient({ addr, token: upToken(dir) });
     await start();
   });
 

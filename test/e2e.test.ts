@@ -43,7 +43,11 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
       execFile(
         process.execPath,
         [bin, ...args],
-        { env: { ...process.env, UNUM_ADDR: addr, NO_COLOR: '1' }, timeout: timeoutMs, cwd: root },
+        {
+          env: { ...process.env, UNUM_ADDR: addr, UNUM_DATA_DIR: dir, NO_COLOR: '1' },
+          timeout: timeoutMs,
+          cwd: root,
+        },
         (err, stdout, stderr) => {
           const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
           res({ code, stdout, stderr });
@@ -149,7 +153,7 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
 
   test('logs -f follows new output', async () => {
     const child = spawn(process.execPath, [bin, 'logs', 'web', '-f', '--stderr'], {
-      env: { ...process.env, UNUM_ADDR: addr, NO_COLOR: '1' },
+      env: { ...process.env, UNUM_ADDR: addr, UNUM_DATA_DIR: dir, NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -207,6 +211,26 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     assert.match(logs.stdout, /hi/);
     const detail = await json<{ job: Job }>(['status', id]);
     assert.equal(detail.job.status, 'complete');
+  });
+
+  test('a task finds no token: the management token is out of its reach and the API refuses it', async () => {
+    // What a hostile task would try: read unum up's token, then call the API with whatever it found.
+    const script = [
+      `cat ${join(dir, 'management-token')} >/dev/null 2>&1 && echo TOKEN-READ || echo TOKEN-UNREADABLE`,
+      'env | grep -c unum-token- || true',
+      `python3 -c "import urllib.request,urllib.error\ntry: urllib.request.urlopen('${addr}/v1/jobs?namespace=*')\nexcept urllib.error.HTTPError as e: print('HTTP', e.code)\nexcept Exception as e: print('NO-ROUTE', type(e).__name__)"`,
+    ].join('; ');
+    const r = await unum(['run', '--', 'sh', '-c', script], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
+    assert.ok(id, r.stdout);
+    const out = await waitFor(async () => {
+      const l = await unum(['logs', id]);
+      return /HTTP|NO-ROUTE/.test(l.stdout) ? l.stdout : undefined;
+    });
+    assert.match(out, /TOKEN-UNREADABLE/);
+    assert.match(out, /(^|\] )0$/m, 'no token in its environment');
+    assert.match(out, /HTTP 401|NO-ROUTE/, 'the API answers nothing without a token');
   });
 
   test('a command that does not exist fails with the exec error in status and logs', async () => {

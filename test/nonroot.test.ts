@@ -14,6 +14,7 @@ import { freePort } from '../src/testing/net.ts';
 import { missingRoot, requireTool } from '../src/testing/tools.ts';
 import { NOBODY, reachableCheckout } from '../src/testing/unprivileged.ts';
 import { waitFor } from '../src/testing/wait.ts';
+import { upToken } from '../src/testing/acl.ts';
 
 const run = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), 'unum-nonroot-'));
@@ -60,7 +61,7 @@ test(
     let stdout = '';
     up.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     try {
-      const client = new UnumClient({ addr });
+      const client = new UnumClient({ addr, token: upToken(join(work, 'data')) });
       await waitFor(async () => (await client.listNodes()).items.some((n) => n.status === 'ready'), {
         timeoutMs: 30_000,
         description: `unum up as uid ${NOBODY} ready (it said: ${stdout})`,
@@ -75,11 +76,13 @@ test(
       assert.equal(stdout.match(/not running as root/g)?.length, 1, 'said once');
 
       const r = await run(process.execPath, [bin, 'run', '--', 'sh', '-c', 'id -u'], {
-        env: { ...env, UNUM_ADDR: addr },
+        env: { ...env, UNUM_ADDR: addr, UNUM_DATA_DIR: join(work, 'data') },
       });
       const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
       assert.ok(id, r.stdout);
-      const logs = await run(process.execPath, [bin, 'logs', id], { env: { ...env, UNUM_ADDR: addr } });
+      const logs = await run(process.execPath, [bin, 'logs', id], {
+        env: { ...env, UNUM_ADDR: addr, UNUM_DATA_DIR: join(work, 'data') },
+      });
       assert.equal(
         logs.stdout.trim().split(/\s+/).pop(),
         String(NOBODY),

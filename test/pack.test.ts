@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { UnumClient } from '../src/api/client.ts';
 import { requireExecDriverTools, requireTool } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
+import { upToken } from '../src/testing/acl.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -48,19 +49,19 @@ test('npm pack, install, and the installed unum runs a job', { timeout: 240_000 
       timeoutMs: 30_000,
       description: `the address in the banner of the installed unum up: ${out}`,
     });
-    const client = new UnumClient({ addr });
+    const client = new UnumClient({ addr, token: upToken(dataDir) });
     await waitFor(async () => (await client.listNodes()).items.some((n) => n.status === 'ready'), {
       timeoutMs: 30_000,
     });
     const r = await run(process.execPath, [bin, 'run', '--', 'echo', 'from-the-package'], {
       cwd: app,
-      env: { ...process.env, UNUM_ADDR: addr },
+      env: { ...process.env, UNUM_ADDR: addr, UNUM_DATA_DIR: dataDir },
     });
     const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
     assert.ok(id, r.stdout);
     const logs = await run(process.execPath, [bin, 'logs', id], {
       cwd: app,
-      env: { ...process.env, UNUM_ADDR: addr },
+      env: { ...process.env, UNUM_ADDR: addr, UNUM_DATA_DIR: dataDir },
     });
     assert.match(logs.stdout, /from-the-package/);
   } finally {

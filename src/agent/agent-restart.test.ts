@@ -9,9 +9,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { UnumClient } from '../api/client.ts';
+import type { UnumClient } from '../api/client.ts';
 import type { Allocation } from '../core/types.ts';
 import { startServer, type RunningServer } from '../server/index.ts';
+import { bootstrapped } from '../testing/acl.ts';
 import { waitFor } from '../testing/wait.ts';
 import { requireExecDriverTools } from '../testing/tools.ts';
 import { taskDirPaths } from './runner/alloc-dir.ts';
@@ -32,7 +33,7 @@ class AgentProcess {
     child.stderr?.on('data', (c: Buffer) => (this.stderr += c.toString()));
   }
 
-  static async start(dataDir: string, server: string): Promise<AgentProcess> {
+  static async start(dataDir: string, server: string, token: string): Promise<AgentProcess> {
     const agentUrl = new URL('./index.ts', import.meta.url).href;
     const logUrl = new URL('../core/log.ts', import.meta.url).href;
     const code = `
@@ -50,6 +51,8 @@ class AgentProcess {
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // The join token of its first registration; afterwards it uses its own credential.
+      env: { ...process.env, UNUM_TOKEN: token },
     });
     const agent = new AgentProcess(child);
     await waitFor(() => agent.stdout.includes('\n') || agent.child.exitCode !== null, {
@@ -76,14 +79,14 @@ void describe('agent restart', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
   let server: RunningServer;
   let client: UnumClient;
+  let token = '';
   const agents: AgentProcess[] = [];
   const pids: number[] = [];
 
   before(async () => {
     dir = await tempDir('unum-restart-');
     server = await startServer({ dataDir: join(dir.path, 'server'), addr: '127.0.0.1:0', store: 'memory:' });
-    client = new UnumClient({ addr: server.addr });
-    await waitFor(async () => (await client.status()).leader, { description: 'the server to lead' });
+    ({ client, token } = await bootstrapped(server.addr));
   });
   after(async () => {
     for (const a of agents) a.child.kill('SIGKILL');
@@ -101,7 +104,7 @@ void describe('agent restart', () => {
   });
 
   async function agent(dataDir: string): Promise<AgentProcess> {
-    const a = await AgentProcess.start(dataDir, server.addr);
+    const a = await AgentProcess.start(dataDir, server.addr, token);
     agents.push(a);
     return a;
   }

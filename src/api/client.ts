@@ -3,6 +3,7 @@
  * same classes the server threw (src/core/errors.ts); a server that cannot be reached is an
  * UnavailableError whose message says what to do.
  */
+import type { AclPolicy, AclToken, PolicyRule } from '../core/acl.ts';
 import { UnavailableError, errorFromWire, type ErrorDetails } from '../core/errors.ts';
 import type { Allocation, ClusterEvent, Evaluation, Node } from '../core/types.ts';
 import type {
@@ -19,6 +20,18 @@ import type {
   ServerStatus,
   SubmitJobResponse,
 } from './types.ts';
+
+/** A token just made: its secret is shown this once. */
+export interface AclMadeToken {
+  token: AclToken;
+  secret: string;
+}
+
+function namespaceOf(job: unknown): { namespace?: string } {
+  const ns =
+    job !== null && typeof job === 'object' ? (job as Record<string, unknown>)['namespace'] : undefined;
+  return typeof ns === 'string' ? { namespace: ns } : {};
+}
 
 export const DEFAULT_ADDR = 'http://127.0.0.1:8686';
 
@@ -50,13 +63,46 @@ export class UnumClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
+  // --- ACL --------------------------------------------------------------------------------------
+
+  aclBootstrap(): Promise<AclMadeToken> {
+    return this.request('POST', '/v1/acl/bootstrap', { body: {} });
+  }
+  aclPolicies(): Promise<{ items: AclPolicy[] }> {
+    return this.request('GET', '/v1/acl/policies');
+  }
+  applyAclPolicy(name: string, body: { description?: string; rules: PolicyRule[] }): Promise<AclPolicy> {
+    return this.request('PUT', `/v1/acl/policies/${enc(name)}`, { body });
+  }
+  deleteAclPolicy(name: string): Promise<unknown> {
+    return this.request('DELETE', `/v1/acl/policies/${enc(name)}`);
+  }
+  aclTokens(): Promise<{ items: AclToken[] }> {
+    return this.request('GET', '/v1/acl/tokens');
+  }
+  createAclToken(body: {
+    name: string;
+    policies?: string[];
+    management?: boolean;
+    ttl?: string;
+  }): Promise<AclMadeToken> {
+    return this.request('POST', '/v1/acl/tokens', { body });
+  }
+  revokeAclToken(accessor: string): Promise<unknown> {
+    return this.request('DELETE', `/v1/acl/tokens/${enc(accessor)}`);
+  }
+  aclSelf(): Promise<AclToken> {
+    return this.request('GET', '/v1/acl/tokens/self');
+  }
+
   // --- jobs -------------------------------------------------------------------------------------
 
+  /** The job's namespace goes in the query too: the server authorizes it before it reads the body. */
   submitJob(job: unknown): Promise<SubmitJobResponse> {
-    return this.request('POST', '/v1/jobs', { body: { job } });
+    return this.request('POST', '/v1/jobs', { body: { job }, query: namespaceOf(job) });
   }
   planJob(job: unknown): Promise<PlanJobResponse> {
-    return this.request('POST', '/v1/jobs/plan', { body: { job } });
+    return this.request('POST', '/v1/jobs/plan', { body: { job }, query: namespaceOf(job) });
   }
   listJobs(q: { namespace?: string } = {}): Promise<Listed<JobListItem>> {
     return this.request('GET', '/v1/jobs', { query: q });

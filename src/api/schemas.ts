@@ -3,6 +3,7 @@
  * schema per body; `parseBody` returns the typed value or throws InvalidError naming field paths.
  */
 import { z } from 'zod';
+import { CAPABILITIES } from '../core/acl.ts';
 import { InvalidError } from '../core/errors.ts';
 import { describeIssues } from '../core/job-spec.ts';
 import type { AllocStatusUpdate, NodeRegistration } from './types.ts';
@@ -109,3 +110,30 @@ export function bodyJsonSchema(schema: z.ZodType): Record<string, unknown> {
 export type ParsedNodeRegistration = z.output<typeof NodeRegistrationSchema>;
 /** An allocation status report as validated (optional fields may hold undefined). */
 export type ParsedAllocStatusUpdate = z.output<typeof AllocStatusUpdatesSchema>['updates'][number];
+
+const aclName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected 1-63 lower-case letters, digits, ".", "_" or "-"');
+
+export const AclPolicyBodySchema = z.strictObject({
+  description: z.string().max(1024).optional(),
+  rules: z
+    .array(
+      z.strictObject({
+        namespace: z
+          .string()
+          .regex(/^(\*|[a-z0-9][a-z0-9-]{0,62}\*?)$/, 'expected a namespace, "*" or a prefix ending in "*"'),
+        capabilities: z.array(z.enum(CAPABILITIES)).min(1),
+      }),
+    )
+    .min(1)
+    .max(100),
+});
+
+export const AclTokenBodySchema = z.strictObject({
+  name: z.string().min(1).max(128),
+  policies: z.array(aclName).max(100).default([]),
+  management: z.boolean().default(false),
+  /** Lifetime, e.g. "24h"; none: until revoked. */
+  ttl: z.string().optional(),
+});

@@ -2,7 +2,7 @@
  * What the role verbs (`up`, `server`, `agent`) share: where state lives, where to listen, the
  * logger, and running until Ctrl-C or SIGTERM.
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -50,7 +50,11 @@ export function daemonLogger(name: string, level: string): Logger {
 
 export async function ensureDataDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o711 });
+    // Others may pass through (a task outside a sandbox reaches its directory below) but not list
+    // or read it: the management token and the store are the operator's alone.
+    const mode = (await stat(dir)).mode & 0o777;
+    if ((mode & 0o066) !== 0) await chmod(dir, mode & ~0o066);
   } catch (err) {
     throw new Error(`cannot create the data directory ${dir}: ${(err as Error).message}`, { cause: err });
   }

@@ -2,6 +2,7 @@
  * `unum` command line: global flags, verb dispatch, and the one place errors become output and exit
  * codes (0 ok, 1 failed, 2 wrong usage, 130 interrupted). Each verb lives in commands/<verb>.ts.
  */
+import { cliToken } from './token.ts';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ADDR, UnumClient } from '../api/client.ts';
 import { isValidName } from '../core/ids.ts';
@@ -17,6 +18,7 @@ import { runCommand } from './commands/run.ts';
 import { serverCommand } from './commands/server.ts';
 import { statusCommand } from './commands/status.ts';
 import { stopCommand } from './commands/stop.ts';
+import { aclCommand } from './commands/acl.ts';
 import { upCommand } from './commands/up.ts';
 import { versionCommand } from './commands/version.ts';
 import { UsageError, type Args, type Command, type Context, type FlagSpecs } from './context.ts';
@@ -42,6 +44,7 @@ export const COMMANDS: Record<string, Command> = {
   ps: psCommand,
   logs: logsCommand,
   stop: stopCommand,
+  acl: aclCommand,
   nodes: nodesCommand,
   events: eventsCommand,
   version: versionCommand,
@@ -63,7 +66,7 @@ ${section('Run unum', ['up', 'server', 'agent'])}
 
 ${section('Jobs', ['run', 'plan', 'status', 'ps', 'logs', 'stop'])}
 
-${section('Cluster', ['nodes', 'events'])}
+${section('Cluster', ['nodes', 'events', 'acl'])}
 
 ${section('Other', ['version', 'help'])}
 
@@ -72,6 +75,9 @@ Global flags (before or after the command):
   -n, --namespace NAME   namespace of jobs (default: default)
       --json             machine output: the API objects as one JSON document on stdout
   -h, --help             show help
+
+Credentials: $UNUM_TOKEN, else the file $UNUM_TOKEN_FILE, else the management token
+"unum up" keeps in its data dir ($UNUM_DATA_DIR, else ~/.local/share/unum).
 
 Quick start:
   unum up                        # a one-machine cluster, in another terminal
@@ -128,7 +134,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       color: colors(colorEnabled(stdout, env)),
       colorErr: colors(colorEnabled(stderr, env)),
       client: () => {
-        const token = env['UNUM_TOKEN'];
+        const token = cliToken(env);
         client ??= new UnumClient({
           addr: flags.addr ?? env['UNUM_ADDR'] ?? DEFAULT_ADDR,
           ...(token ? { token } : {}),

@@ -248,7 +248,7 @@ export interface Plan {
   error?: string;
 }
 
-export type EventTopic = 'job' | 'allocation' | 'evaluation' | 'node' | 'task';
+export type EventTopic = 'job' | 'allocation' | 'evaluation' | 'node' | 'task' | 'acl';
 
 /** An entry of the cluster's append-only history, as `unum events` shows it. */
 export interface ClusterEvent {
@@ -264,4 +264,6 @@ export interface ClusterEvent {
   evalId?: string;
   task?: string;
   message: string;
+  /** Who made the change: `token:<name> (<accessor>)`, `node:<id>`, `leader`. The audit trail. */
+  actor?: string;
 }

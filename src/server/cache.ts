@@ -9,6 +9,8 @@ import type { Snapshot } from '../scheduler/types.ts';
 import type { KeyValue, Store, Watcher, WatchEvent } from '../store/types.ts';
 import { ROOT, prefixes } from './keys.ts';
 import type { NodeCredential } from './node-credentials.ts';
+import type { AclPolicy } from '../core/acl.ts';
+import type { StoredToken } from './acl/tokens.ts';
 
 export type CacheChange =
   | { kind: 'job'; key: string; job?: Job; prev?: Job }
@@ -37,6 +39,9 @@ export class StateCache implements Snapshot {
   private evals = new Map<string, Evaluation>();
   private credentials = new Map<string, NodeCredential>();
   private nodeBySecret = new Map<string, string>();
+  private tokens = new Map<string, StoredToken>();
+  private tokenBySecret = new Map<string, string>();
+  private policies = new Map<string, AclPolicy>();
   /** Recent events, oldest first. */
   readonly events: ClusterEvent[] = [];
   /** Last revision that touched a job, its allocations or its evaluations. */
@@ -79,6 +84,9 @@ export class StateCache implements Snapshot {
     this.evals.clear();
     this.credentials.clear();
     this.nodeBySecret.clear();
+    this.tokens.clear();
+    this.tokenBySecret.clear();
+    this.policies.clear();
     this.events.length = 0;
     this.revisions.clear();
     let after: string | undefined;
@@ -162,6 +170,15 @@ export class StateCache implements Snapshot {
         this.tableIndex.nodes = rev;
         changes.push({ kind: 'heartbeat', nodeId, alive: true });
       }
+    } else if (key.startsWith(prefixes.aclTokens)) {
+      const token = JSON.parse(kv.value) as StoredToken;
+      const prev = this.tokens.get(token.accessor);
+      if (prev) this.tokenBySecret.delete(prev.secretHash);
+      this.tokens.set(token.accessor, token);
+      this.tokenBySecret.set(token.secretHash, token.accessor);
+    } else if (key.startsWith(prefixes.aclPolicies)) {
+      const policy = JSON.parse(kv.value) as AclPolicy;
+      this.policies.set(policy.name, policy);
     } else if (key.startsWith(prefixes.nodeCredentials)) {
       const cred = JSON.parse(kv.value) as NodeCredential;
       const prev = this.credentials.get(cred.nodeId);
@@ -216,6 +233,14 @@ export class StateCache implements Snapshot {
       this.alive.delete(nodeId);
       this.tableIndex.nodes = rev;
       changes.push({ kind: 'heartbeat', nodeId, alive: false });
+    } else if (key.startsWith(prefixes.aclTokens)) {
+      const prev = this.tokens.get(key.slice(prefixes.aclTokens.length));
+      if (prev) {
+        this.tokenBySecret.delete(prev.secretHash);
+        this.tokens.delete(prev.accessor);
+      }
+    } else if (key.startsWith(prefixes.aclPolicies)) {
+      this.policies.delete(key.slice(prefixes.aclPolicies.length));
     } else if (key.startsWith(prefixes.nodeCredentials)) {
       const id = key.slice(prefixes.nodeCredentials.length);
       const prev = this.credentials.get(id);
@@ -283,6 +308,24 @@ export class StateCache implements Snapshot {
   readyNodes(): readonly Node[] {
     return this.listNodes().filter((n) => n.status === 'ready' && !n.drain && this.alive.has(n.id));
   }
+  /** An ACL token by accessor (with its secret's hash: server-side only). */
+  aclToken(accessor: string): StoredToken | undefined {
+    return this.tokens.get(accessor);
+  }
+  aclTokenOfSecret(secretHash: string): StoredToken | undefined {
+    const accessor = this.tokenBySecret.get(secretHash);
+    return accessor === undefined ? undefined : this.tokens.get(accessor);
+  }
+  listAclTokens(): StoredToken[] {
+    return [...this.tokens.values()].sort((a, b) => a.createdAt - b.createdAt);
+  }
+  aclPolicy(name: string): AclPolicy | undefined {
+    return this.policies.get(name);
+  }
+  listAclPolicies(): AclPolicy[] {
+    return [...this.policies.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
   /** A node's credential (server-side only: never served). */
   nodeCredential(nodeId: string): NodeCredential | undefined {
     return this.credentials.get(nodeId);

@@ -2,7 +2,8 @@
  * Starts the control plane: the Store, the watch-fed cache, the HTTP API, and the leadership loop
  * (broker, scheduler workers, plan applier, controllers) that runs while this server leads.
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { UnavailableError } from '../core/errors.ts';
@@ -14,7 +15,10 @@ import { createStore } from '../store/index.ts';
 import { Router, allowAll, listen, sendJson, type Authorizer } from '../transport/index.ts';
 import { StateCache } from './cache.ts';
 import { Heartbeats } from './heartbeats.ts';
-import { withNodeCredentials } from './node-credentials.ts';
+import { aclAuthorizer } from './acl/tokens.ts';
+import { hashSecret, withNodeCredentials } from './node-credentials.ts';
+import { createToken } from './state/acl.ts';
+import { commit } from './state/write.ts';
 import { Leadership, type Retention } from './leadership/leadership.ts';
 import { openApiDocument } from './openapi.ts';
 import { apiRoutes } from './api/index.ts';
@@ -37,20 +41,33 @@ export interface ServerOptions {
   clock?: Clock;
   /** Host names served besides IP addresses and localhost (src/transport/browser.ts). */
   allowedHosts?: string[];
+  /**
+   * ACL tokens (deny by default). Default on; `false` serves everyone (tests of other things).
+   * An explicit `authorizer` replaces both.
+   */
+  acl?: boolean;
 }
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8686. */
   addr: string;
+  /**
+   * The secret of a management token kept in `file` (mode 0600) for the CLI on this machine: the
+   * one in the file while the cluster still knows it, else a new one written there. For `unum up`.
+   */
+  ensureManagementToken(file: string, name: string): Promise<string>;
   stop(): Promise<void>;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.logger ?? silentLogger();
   const dir = join(options.dataDir, 'server');
-  mkdirSync(dir, { recursive: true });
+  // The store and the server's secrets: nobody else's to read.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
   const serverId = persistentId(join(dir, 'server-id'));
   const store = await createStore(options.store ?? `sqlite:${join(dir, 'state.db')}`);
+  if (options.store === undefined) chmodSync(join(dir, 'state.db'), 0o600);
   const cache = new StateCache(store, log);
   await cache.start();
   const clock = options.clock ?? systemClock;
@@ -64,7 +81,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(options.retention ? { retention: options.retention } : {}),
   });
   const authorizer = withNodeCredentials(
-    options.authorizer ?? allowAll,
+    options.authorizer ?? (options.acl === false ? allowAll : aclAuthorizer(cache, () => clock.now())),
     (id) => cache.nodeCredential(id),
     (hash) => cache.nodeOfSecret(hash),
   );
@@ -111,6 +128,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   log.info({ addr, serverId, store: store.backend }, 'server started');
   return {
     addr,
+    async ensureManagementToken(file, name) {
+      const kept = await readFile(file, 'utf8').then(
+        (t) => t.trim(),
+        () => '',
+      );
+      const known = kept !== '' ? cache.aclTokenOfSecret(hashSecret(kept)) : undefined;
+      if (known?.management) return kept;
+      const made = await commit(store, cache, () =>
+        createToken(cache, { name, policies: [], management: true }, clock.now(), 'local'),
+      );
+      await writeFile(`${file}.tmp`, `${made.secret}\n`, { mode: 0o600 });
+      await chmod(`${file}.tmp`, 0o600);
+      await rename(`${file}.tmp`, file);
+      return made.secret;
+    },
     async stop() {
       await leadership.stop();
       cache.stop();

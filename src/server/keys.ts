@@ -13,6 +13,11 @@ export const keys = {
   /** Sorted by time; the store revision of the write is the event's index. */
   event: (time: number, suffix: string) => `/unum/events/${String(time).padStart(15, '0')}-${suffix}`,
   leader: '/unum/leader',
+  /** ACL tokens by accessor (the secret's hash inside, never the secret). */
+  aclToken: (accessor: string) => `/unum/acl/tokens/${accessor}`,
+  aclPolicy: (name: string) => `/unum/acl/policies/${name}`,
+  /** Exists once the cluster's first management token was made. */
+  aclBootstrap: '/unum/acl/bootstrap',
 } as const;
 
 export const prefixes = {
@@ -21,6 +26,8 @@ export const prefixes = {
   nodes: '/unum/nodes/',
   heartbeats: '/unum/heartbeats/',
   nodeCredentials: '/unum/node-credentials/',
+  aclTokens: '/unum/acl/tokens/',
+  aclPolicies: '/unum/acl/policies/',
   evals: '/unum/evals/',
   events: '/unum/events/',
 } as const;

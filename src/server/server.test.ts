@@ -19,6 +19,7 @@ import {
   UnavailableError,
 } from '../core/errors.ts';
 import type { Allocation, TaskState } from '../core/types.ts';
+import { bootstrapped } from '../testing/acl.ts';
 import { waitFor } from '../testing/wait.ts';
 import { startServer, type RunningServer } from './index.ts';
 
@@ -57,6 +58,7 @@ describe('server API', () => {
   let dir: string;
   let server: RunningServer;
   let client: UnumClient;
+  let token = '';
   let beat: NodeJS.Timeout;
   /** Each registered node's own client, with the credential the server issued it. */
   const nodeClients = new Map<string, UnumClient>();
@@ -82,8 +84,7 @@ describe('server API', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'unum-server-'));
     server = await startServer({ dataDir: dir, addr: '127.0.0.1:0', store: 'memory:' });
-    client = new UnumClient({ addr: server.addr });
-    await waitFor(async () => (await client.status()).leader, { description: 'server becomes leader' });
+    ({ client, token } = await bootstrapped(server.addr));
     await nodeApi.registerNode(registration('node-a'));
     // The test's "agents": every node in `live` heartbeats.
     beat = setInterval(() => {
@@ -224,7 +225,7 @@ describe('server API', () => {
     const res = await fetch(`${server.addr}/v1/jobs`, {
       method: 'POST',
       body: '{not json',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     });
     assert.equal(res.status, 400);
     const body = (await res.json()) as { error: { code: string; message: string } };
@@ -325,7 +326,9 @@ describe('server API', () => {
   });
 
   test('the OpenAPI document lists the routes', async () => {
-    const doc = (await (await fetch(`${server.addr}/v1/openapi.json`)).json()) as {
+    const doc = (await (
+      await fetch(`${server.addr}/v1/openapi.json`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as {
       paths: Record<string, unknown>;
     };
     assert.ok(doc.paths['/v1/jobs']);
@@ -431,6 +434,43 @@ describe('server API', () => {
     assert.ok(
       !nodes.includes(b.credential!.secret) && !nodes.includes(b.credential!.agentKey),
       'never served',
+    );
+  });
+
+  test('deny by default: no token, a revoked one or one without the right is refused; policies grant per namespace', async () => {
+    const anonymous = new UnumClient({ addr: server.addr, token: () => undefined });
+    await assert.rejects(anonymous.listJobs(), UnauthenticatedError);
+    await assert.rejects(anonymous.aclBootstrap(), /bootstrapped already/);
+    await client.submitJob({ ...job('secret-web'), namespace: 'team-b' });
+
+    await client.applyAclPolicy('team-a', {
+      rules: [{ namespace: 'team-a', capabilities: ['job:read', 'job:write', 'logs:read'] }],
+    });
+    const made = await client.createAclToken({ name: 'alice', policies: ['team-a'] });
+    const alice = new UnumClient({ addr: server.addr, token: made.secret });
+    assert.equal((await alice.aclSelf()).name, 'alice');
+    await alice.submitJob({ ...job('mine'), namespace: 'team-a' });
+    assert.ok((await alice.listJobs({ namespace: 'team-a' })).items.some((i) => i.job.id === 'mine'));
+    await assert.rejects(alice.getJob('secret-web', { namespace: 'team-b' }), ForbiddenError);
+    await assert.rejects(alice.listJobs({ namespace: 'team-b' }), ForbiddenError);
+    await assert.rejects(alice.listJobs({ namespace: '*' }), ForbiddenError);
+    await assert.rejects(alice.submitJob({ ...job('sneak'), namespace: 'team-b' }), ForbiddenError);
+    await assert.rejects(alice.listNodes(), ForbiddenError, 'cluster-wide rights need namespace "*"');
+    // A token that may write jobs still may not change ACLs (it could grant itself anything).
+    await assert.rejects(alice.createAclToken({ name: 'escalate', management: true }), ForbiddenError);
+    await assert.rejects(
+      alice.applyAclPolicy('team-a', { rules: [{ namespace: '*', capabilities: ['operator:write'] }] }),
+      ForbiddenError,
+    );
+
+    const tokens = JSON.stringify(await client.aclTokens());
+    assert.ok(!tokens.includes(made.secret), 'secrets are never listed');
+    await client.revokeAclToken(made.token.accessor);
+    await assert.rejects(alice.listJobs({ namespace: 'team-a' }), UnauthenticatedError);
+    const events = (await client.events({ limit: 1000 })).events.filter((e) => e.topic === 'acl');
+    assert.ok(
+      events.some((e) => e.type === 'acl-token-revoked' && e.actor?.startsWith('token:')),
+      'who did it is recorded',
     );
   });
 });

@@ -1,6 +1,8 @@
 /**
  * A first, read-only overview page at `/`: nodes, jobs and running allocations, refreshed every two
- * seconds from the same API the CLI uses. The full web UI comes later on this address.
+ * seconds from the same API the CLI uses. It authenticates like the CLI, with a token the person
+ * pastes (kept in the tab's sessionStorage, sent as a bearer header): never with ambient
+ * credentials such as cookies, which another site could make the browser send.
  */
 export function uiPage(version: string): string {
   return `<!doctype html>
@@ -14,6 +16,9 @@ th{font-weight:600;color:#566} .muted{color:#778} code{font-size:.92em}
 .running,.ready,.complete{color:#17803d} .pending{color:#a66b00} .failed,.down,.dead,.lost{color:#b42318}
 </style></head><body>
 <h1>unum</h1><div class="muted">version ${version} &middot; <span id="updated">loading…</span> &middot; API: <a href="/v1/openapi.json">/v1/openapi.json</a></div>
+<form id="login" hidden><p>This cluster needs a token. On the machine of <code>unum up</code> it is in
+<code>management-token</code> in its data dir; others get one from <code>unum acl token create</code>.</p>
+<input id="token" type="password" size="60" placeholder="unum-token-…" autocomplete="off"> <button>Use it</button></form>
 <h2>Nodes</h2><table id="nodes"></table>
 <h2>Jobs</h2><table id="jobs"></table>
 <h2>Running allocations</h2><table id="allocs"></table>
@@ -24,9 +29,22 @@ function table(el, head, rows) {
     (rows.length ? rows.map((r) => '<tr>' + r.map((c) => '<td' + (c && c.cls ? ' class="' + esc(c.cls) + '"' : '') + '>' + esc(c && c.text !== undefined ? c.text : c) + '</td>').join('') + '</tr>').join('')
       : '<tr><td class="muted" colspan="' + head.length + '">none</td></tr>');
 }
+const login = document.getElementById('login');
+login.addEventListener('submit', (e) => {
+  e.preventDefault();
+  sessionStorage.setItem('unum-token', document.getElementById('token').value.trim());
+  login.hidden = true;
+  refresh();
+});
+async function api(u) {
+  const token = sessionStorage.getItem('unum-token');
+  const r = await fetch(u, { headers: token ? { authorization: 'Bearer ' + token } : {} });
+  if (r.status === 401 || r.status === 403) { login.hidden = false; throw new Error('a token with read rights is needed'); }
+  return r.json();
+}
 async function refresh() {
   try {
-    const [nodes, jobs, allocs] = await Promise.all(['/v1/nodes', '/v1/jobs?namespace=*', '/v1/allocations'].map((u) => fetch(u).then((r) => r.json())));
+    const [nodes, jobs, allocs] = await Promise.all(['/v1/nodes', '/v1/jobs?namespace=*', '/v1/allocations'].map(api));
     table(document.getElementById('nodes'), ['Name', 'Status', 'CPU (millicores)', 'Memory (MiB)', 'Address'],
       nodes.items.map((n) => [n.name, {text: n.status, cls: n.status}, n.resources.cpu, n.resources.memory, n.address]));
     table(document.getElementById('jobs'), ['Job', 'Namespace', 'Type', 'Status', 'Running / desired', 'Version'],

@@ -5,21 +5,16 @@
  * later, for the server and the agent alike.
  */
 import type { IncomingMessage } from 'node:http';
+import type { Capability } from '../core/acl.ts';
 
-export type Capability =
-  | 'job:read'
-  | 'job:write'
-  | 'alloc:read'
-  | 'logs:read'
-  | 'node:read'
-  | 'node:write'
-  | 'event:read'
-  | 'operator:read';
+export type { Capability };
 
 export interface Identity {
-  /** `anonymous` when no credential was given. */
+  /** `anonymous` when no credential was given; a token's name; a node's id. */
   name: string;
   kind: 'anonymous' | 'token' | 'agent' | 'workload';
+  /** A token's accessor (its public id), for the audit trail. */
+  accessor?: string;
 }
 
 export interface Authorizer {

@@ -32,7 +32,8 @@ export interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** `/v1/jobs/:id`: a `:name` segment becomes `params.name` (URL-decoded). */
   path: string;
-  capability: Capability;
+  /** What the caller must be allowed in the request's namespace; `anyone`: no authorization (the handler checks). */
+  capability: Capability | 'anyone';
   summary: string;
   /** OpenAPI fragments. */
   requestSchema?: Record<string, unknown>;
@@ -121,7 +122,8 @@ export class Router {
     // Who, then whether, then the body: an unauthenticated caller never makes the server read one.
     const identity = await this.authorizer.authenticate(req);
     const namespace = url.searchParams.get('namespace') ?? 'default';
-    await this.authorizer.authorize(identity, c.route.capability, namespace);
+    if (c.route.capability !== 'anyone')
+      await this.authorizer.authorize(identity, c.route.capability, namespace);
     const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
     const abort = new AbortController();
     res.on('close', () => abort.abort());

@@ -1,4 +1,6 @@
 /** `unum up`: a whole cluster in one process (server + agent on the embedded store). */
+import { join } from 'node:path';
+import { MANAGEMENT_TOKEN_FILE } from '../token.ts';
 import { DEFAULT_ADDR } from '../../api/client.ts';
 import { shortId } from '../../core/ids.ts';
 import { positionals, stringFlag, type Command } from '../context.ts';
@@ -69,11 +71,16 @@ Examples:
     } catch (err) {
       throw startError('server', addr, err);
     }
+    // Zero-config and still deny by default: a management token only this user can read, found by
+    // the CLI on this machine by itself; the agent in this process joins with it.
+    const tokenFile = join(dataDir, MANAGEMENT_TOKEN_FILE);
+    const token = await server.ensureManagementToken(tokenFile, 'unum up (local)');
     let agent;
     try {
       agent = await startAgent({
         dataDir,
         servers: [server.addr],
+        token,
         httpAddr: '127.0.0.1:0',
         logger: logger.child({ role: 'agent' }),
         ...taskAgentOptions(args),
@@ -90,6 +97,7 @@ Examples:
           dataDir,
           nodeId: agent.nodeId,
           agentAddress: agent.address,
+          tokenFile,
           warnings: agent.warnings,
         }),
       );
@@ -98,6 +106,7 @@ Examples:
       const pairs: [string, string][] = [
         ['API and UI', c.bold(server.addr)],
         ['data dir', dataDir],
+        ['token', `${tokenFile} (the CLI on this machine uses it; others: UNUM_TOKEN)`],
         ['node', `${shortId(agent.nodeId)} (agent at ${agent.address})`],
       ];
       let text = `${c.green('unum is up.')}\n\n${indent(keyValues(pairs))}\n`;

@@ -11,7 +11,7 @@ export function allocRoutes(d: ApiDeps): Route[] {
     {
       method: 'GET',
       path: '/v1/allocations',
-      capability: 'alloc:read',
+      capability: 'job:read',
       summary:
         'Allocations, filtered by `job`, `node`, `namespace` (`*` for all); running ones unless `all=true`. Blocking query.',
       async handler(ctx) {
@@ -35,7 +35,7 @@ export function allocRoutes(d: ApiDeps): Route[] {
     {
       method: 'GET',
       path: '/v1/allocations/:id',
-      capability: 'alloc:read',
+      capability: 'job:read',
       summary: 'One allocation, by id or unique id prefix.',
       handler: (ctx) => findAlloc(d, ctx.params['id'] ?? ''),
     },

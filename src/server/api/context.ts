@@ -31,6 +31,15 @@ export interface ApiDeps {
   addr: () => string;
 }
 
+/** Who made a change, as events record it (the audit trail). */
+export function actorOf(ctx: RequestContext): string {
+  const id = ctx.identity;
+  if (id.kind === 'token')
+    return id.accessor !== undefined ? `token:${id.name} (${id.accessor})` : `token:${id.name}`;
+  if (id.kind === 'agent') return `node:${id.name}`;
+  return id.kind;
+}
+
 /** A write from the API: the transition, retried on conflict, returned once the cache has it. */
 export function write<T>(d: ApiDeps, build: () => Transition<T>): Promise<T> {
   return commit(d.store, d.cache, build);

@@ -5,6 +5,7 @@
  */
 import type { ServerStatus } from '../../api/types.ts';
 import type { Route } from '../../transport/index.ts';
+import { aclRoutes } from './acl.ts';
 import { allocRoutes } from './allocs.ts';
 import type { ApiDeps } from './context.ts';
 import { evalRoutes } from './evals.ts';
@@ -38,5 +39,6 @@ export function apiRoutes(d: ApiDeps): Route[] {
     ...nodeRoutes(d),
     ...evalRoutes(d),
     ...eventRoutes(d),
+    ...aclRoutes(d),
   ];
 }
