@@ -5,6 +5,7 @@
  */
 import type { Allocation } from '../core/types.ts';
 import { shortId } from '../core/ids.ts';
+import { printable } from './output.ts';
 
 /**
  * Splits a stream of chunks into whole lines, keeping the unfinished tail until it is complete. Each
@@ -74,6 +75,8 @@ export interface LogMuxOptions {
   write(text: string): void;
   /** Colors a tag (the number tells sources apart). */
   style?: (n: number, tag: string) => string;
+  /** Lines as the task wrote them, control characters included (default: shown as escapes, see printable). */
+  raw?: boolean;
 }
 
 /**
@@ -95,7 +98,8 @@ export class LogMux {
     this.sources++;
     this.width = Math.max(this.width, tag.length);
     const buffer = new LineBuffer();
-    const emit = (line: string) => {
+    const emit = (text: string) => {
+      const line = this.options.raw === true ? text : printable(text);
       if (!this.options.prefix) return this.options.write(`${line}\n`);
       const style = this.options.style;
       this.options.write(`${tagLine(tag, this.width, line, style ? (s) => style(n, s) : undefined)}\n`);
