@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { parseDuration } from '../core/duration.ts';
 import { newId } from '../core/ids.ts';
 import { parseJobSpec, type JobSpecInput } from '../core/job-spec.ts';
 import type { Allocation, AllocatedPort } from '../core/types.ts';
@@ -30,11 +31,15 @@ export function testAlloc(opts: TestAllocOptions): Allocation {
     tasks: opts.tasks,
     network: { ports: ports.map((p) => p.name) },
   };
-  if (opts.restart !== undefined) group.restart = opts.restart;
+  // Tests restart within milliseconds, below the floor job files get: the delays are set after validation.
+  const { delay, maxDelay, ...restart } = opts.restart ?? {};
+  if (opts.restart !== undefined) group.restart = restart;
   if (opts.services !== undefined) group.services = opts.services;
   const spec = parseJobSpec({ job: 'test', type: opts.type ?? 'service', groups: [group] });
   const groupSpec = spec.groups[0];
   if (groupSpec === undefined) throw new Error('no group');
+  if (delay !== undefined) groupSpec.restart.delay = parseDuration(delay) ?? 0;
+  if (maxDelay !== undefined) groupSpec.restart.maxDelay = parseDuration(maxDelay) ?? 0;
   const id = newId();
   return {
     id,

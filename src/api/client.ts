@@ -201,12 +201,15 @@ export class UnumClient {
     signal?: AbortSignal,
   ): AsyncIterable<ClusterEvent> {
     let buffer = '';
+    // Where the search for the end of a frame resumes: a long frame is not scanned again per chunk.
+    let scanned = 0;
     for await (const chunk of this.textStream('/v1/events/stream', q, signal)) {
       buffer += chunk;
       let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
+      while ((end = buffer.indexOf('\n\n', scanned)) >= 0) {
         const frame = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
+        scanned = 0;
         const data = frame
           .split('\n')
           .filter((l) => l.startsWith('data:'))
@@ -221,6 +224,7 @@ export class UnumClient {
         }
         if (data !== '') yield JSON.parse(data) as ClusterEvent;
       }
+      scanned = Math.max(0, buffer.length - 1);
     }
   }
   status(): Promise<ServerStatus> {

@@ -17,6 +17,21 @@ test('LineBuffer drops the CR of CRLF line ends', () => {
   assert.deepEqual(b.push('\n'), ['b']);
 });
 
+test(
+  'LineBuffer stays linear on a 100 MB line arriving in small chunks (no timing: it just finishes)',
+  { timeout: 60_000 },
+  () => {
+    const b = new LineBuffer();
+    const chunk = 'x'.repeat(16 * 1024);
+    const chunks = (100 * 1024 * 1024) / chunk.length;
+    for (let i = 0; i < chunks; i++) assert.equal(b.push(chunk).length, 0);
+    const [line, next] = b.push('\nnext\n');
+    assert.equal(line?.length, 100 * 1024 * 1024);
+    assert.equal(next, 'next');
+    assert.equal(b.flush(), undefined);
+  },
+);
+
 test('tags name the allocation, and the task only when the group has several', () => {
   const alloc = { id: '3f9a1c2e-0000-4000-8000-000000000000', name: 'web.web[0]' };
   assert.equal(logTag(alloc, 'server', 1), '3f9a1c2e web.web[0]');

@@ -5,23 +5,38 @@
  */
 import type { Allocation } from '../core/types.ts';
 import { shortId } from '../core/ids.ts';
+import { printable } from './output.ts';
 
-/** Splits a stream of chunks into whole lines, keeping the unfinished tail until it is complete. */
+/**
+ * Splits a stream of chunks into whole lines, keeping the unfinished tail until it is complete. Each
+ * chunk is scanned once and the pieces of an unfinished line are joined once, when it ends: a line of
+ * 100 MB arriving in 64 KiB chunks costs time linear in its length, not quadratic.
+ */
 export class LineBuffer {
-  private partial = '';
+  private pieces: string[] = [];
 
   /** The lines completed by this chunk (without their line ends). */
   push(chunk: string): string[] {
-    const text = this.partial + chunk;
-    const parts = text.split('\n');
-    this.partial = parts.pop() ?? '';
-    return parts.map(stripCR);
+    const lines: string[] = [];
+    let start = 0;
+    for (let nl = chunk.indexOf('\n'); nl >= 0; nl = chunk.indexOf('\n', start)) {
+      let line = chunk.slice(start, nl);
+      if (this.pieces.length > 0) {
+        this.pieces.push(line);
+        line = this.pieces.join('');
+        this.pieces = [];
+      }
+      lines.push(stripCR(line));
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.pieces.push(chunk.slice(start));
+    return lines;
   }
 
   /** At the end of the stream: the last line if it had no line end. */
   flush(): string | undefined {
-    const rest = this.partial;
-    this.partial = '';
+    const rest = this.pieces.join('');
+    this.pieces = [];
     return rest === '' ? undefined : stripCR(rest);
   }
 }
@@ -60,6 +75,8 @@ export interface LogMuxOptions {
   write(text: string): void;
   /** Colors a tag (the number tells sources apart). */
   style?: (n: number, tag: string) => string;
+  /** Lines as the task wrote them, control characters included (default: shown as escapes, see printable). */
+  raw?: boolean;
 }
 
 /**
@@ -81,7 +98,8 @@ export class LogMux {
     this.sources++;
     this.width = Math.max(this.width, tag.length);
     const buffer = new LineBuffer();
-    const emit = (line: string) => {
+    const emit = (text: string) => {
+      const line = this.options.raw === true ? text : printable(text);
       if (!this.options.prefix) return this.options.write(`${line}\n`);
       const style = this.options.style;
       this.options.write(`${tagLine(tag, this.width, line, style ? (s) => style(n, s) : undefined)}\n`);

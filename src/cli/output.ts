@@ -68,6 +68,35 @@ export function visibleWidth(s: string): number {
   return [...s.replace(ANSI, '')].length;
 }
 
+/**
+ * Control characters a terminal would act on, from task output or stored messages: C0 but tab and
+ * newline, DEL, C1, and the bidirectional overrides that reorder what is shown.
+ */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * The text with its control characters shown as visible escapes (`\x1b`, `\u202e`), so that output
+ * from a task or a message it caused cannot move the cursor, retitle the window, or hide text.
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (ch) => {
+    const code = ch.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
+  });
+}
+
+/** A copy of `value` with every string in it made printable (for records shown in tables). */
+export function printableDeep<T>(value: T): T {
+  if (typeof value === 'string') return printable(value) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => printableDeep(v)) as T;
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [printable(k), printableDeep(v as unknown)]),
+    ) as T;
+  return value;
+}
+
 export interface TableOptions {
   /** Per column; default left. Numbers read better right-aligned. */
   align?: readonly ('left' | 'right')[];

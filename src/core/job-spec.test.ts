@@ -40,7 +40,7 @@ describe('job spec', () => {
       groups: [
         {
           name: 'web',
-          restart: { attempts: 7, delay: '250ms' },
+          restart: { attempts: 7, delay: '2.5s' },
           network: { ports: ['http', { name: 'admin', static: 9000 }] },
           services: [{ name: 'web', port: 'http', check: { type: 'http', path: '/', interval: '2s' } }],
           tasks: [{ name: 'server', command: 'x', killTimeout: '1m30s' }],
@@ -49,7 +49,7 @@ describe('job spec', () => {
     });
     const g = s.groups[0]!;
     assert.equal(g.restart.attempts, 7);
-    assert.equal(g.restart.delay, 250);
+    assert.equal(g.restart.delay, 2500);
     assert.equal(g.restart.maxDelay, 30_000);
     assert.equal(g.tasks[0]!.killTimeout, 90_000);
     assert.deepEqual(g.network.ports, [{ name: 'http' }, { name: 'admin', static: 9000 }]);
@@ -122,6 +122,96 @@ describe('job spec', () => {
     assert.ok(paths.includes('groups[0].services[1].check.path'));
     assert.ok(paths.includes('groups[0].tasks[0].name'));
     assert.ok(paths.includes('groups[0].tasks[2].name'));
+  });
+
+  test('a regexp constraint must be RE2 syntax and at most 256 characters, named by its path', () => {
+    const withConstraint = (c: object, level: 'job' | 'group') =>
+      level === 'job'
+        ? { ...minimal, constraints: [c] }
+        : {
+            ...minimal,
+            groups: [{ ...minimal.groups[0], constraints: [{ attribute: 'os', value: 'linux' }, c] }],
+          };
+    const p1 = problems(withConstraint({ attribute: 'arch', operator: 'regexp', value: '(?=x)86' }, 'job'));
+    assert.equal(p1[0]?.path, 'constraints[0].value');
+    assert.match(p1[0]?.message ?? '', /RE2 syntax/);
+    const p2 = problems(
+      withConstraint({ attribute: 'arch', operator: 'regexp', value: 'a'.repeat(300) }, 'group'),
+    );
+    assert.equal(p2[0]?.path, 'groups[0].constraints[1].value');
+    assert.match(p2[0]?.message ?? '', /at most 256 characters, got 300/);
+    const p3 = problems(withConstraint({ attribute: 'arch', operator: 'regexp' }, 'job'));
+    assert.deepEqual(p3, [
+      { path: 'constraints[0].value', message: 'required: expected the regular expression to match' },
+    ]);
+    const ok = parseJobSpec(
+      withConstraint({ attribute: 'arch', operator: 'regexp', value: '^(a+)+$' }, 'job'),
+    );
+    assert.equal(ok.constraints[0]?.value, '^(a+)+$');
+  });
+
+  test('durations have upper bounds, restart and reschedule delays a floor of 1s', () => {
+    const group = (over: object) => ({ ...minimal, groups: [{ ...minimal.groups[0], ...over }] });
+    const task = (over: object) => group({ tasks: [{ name: 'server', command: 'x', ...over }] });
+    assert.deepEqual(problems(group({ restart: { delay: '0ms' } })), [
+      {
+        path: 'groups[0].restart.delay',
+        message: 'expected a duration of at least 1s (a restart without a pause loops), got "0ms"',
+      },
+    ]);
+    assert.equal(problems(group({ restart: { maxDelay: 10 } }))[0]?.path, 'groups[0].restart.maxDelay');
+    assert.equal(problems(group({ reschedule: { delay: '100ms' } }))[0]?.path, 'groups[0].reschedule.delay');
+    assert.deepEqual(problems(group({ restart: { interval: '8d' } })), [
+      { path: 'groups[0].restart.interval', message: 'expected a duration of at most 7d, got "8d"' },
+    ]);
+    assert.equal(problems(group({ reschedule: { delay: '25h' } }))[0]?.path, 'groups[0].reschedule.delay');
+    assert.equal(problems(task({ killTimeout: '2h' }))[0]?.path, 'groups[0].tasks[0].killTimeout');
+    // A number too large to be a duration at all is out of bounds too, not Infinity.
+    assert.equal(problems(task({ killTimeout: '9'.repeat(400) }))[0]?.path, 'groups[0].tasks[0].killTimeout');
+    const check = (c: object) =>
+      group({
+        network: { ports: ['http'] },
+        services: [{ name: 'web', port: 'http', check: { type: 'tcp', ...c } }],
+      });
+    assert.equal(problems(check({ interval: '2h' }))[0]?.path, 'groups[0].services[0].check.interval');
+    assert.equal(problems(check({ timeout: '10m' }))[0]?.path, 'groups[0].services[0].check.timeout');
+    const ok = parseJobSpec(group({ restart: { delay: '1s', maxDelay: '1h', interval: '7d' } }));
+    assert.deepEqual(
+      [ok.groups[0]!.restart.delay, ok.groups[0]!.restart.maxDelay, ok.groups[0]!.restart.interval],
+      [1_000, 3_600_000, 7 * 86_400_000],
+    );
+  });
+
+  test('NUL characters in the command, arguments, environment or user are refused with their path', () => {
+    const task = (over: object) => ({
+      ...minimal,
+      groups: [{ ...minimal.groups[0], tasks: [{ name: 'server', command: 'x', ...over }] }],
+    });
+    const paths = (over: object) => problems(task(over)).map((p) => p.path);
+    assert.deepEqual(paths({ command: 'sh\0-c' }), ['groups[0].tasks[0].command']);
+    assert.deepEqual(paths({ args: ['ok', 'a\0b'] }), ['groups[0].tasks[0].args[1]']);
+    assert.deepEqual(paths({ env: { A: 'x\0y' } }), ['groups[0].tasks[0].env.A']);
+    assert.deepEqual(paths({ user: 'nobody\0root' }), ['groups[0].tasks[0].user']);
+    assert.match(problems(task({ command: '\0' }))[0]?.message ?? '', /must not contain a NUL character/);
+  });
+
+  test('a job has at most 100 groups and 64 constraints at each level', () => {
+    const g = (i: number) => ({ name: `g${i}`, tasks: [{ name: 't', command: 'x' }] });
+    const groups = Array.from({ length: 101 }, (_, i) => g(i));
+    assert.deepEqual(
+      problems({ job: 'big', groups }).map((p) => p.path),
+      ['groups'],
+    );
+    const c = Array.from({ length: 65 }, () => ({ attribute: 'os', value: 'linux' }));
+    assert.deepEqual(
+      problems({ ...minimal, constraints: c }).map((p) => p.path),
+      ['constraints'],
+    );
+    assert.deepEqual(
+      problems({ ...minimal, groups: [{ ...minimal.groups[0], constraints: c }] }).map((p) => p.path),
+      ['groups[0].constraints'],
+    );
+    assert.equal(parseJobSpec({ job: 'big', groups: groups.slice(0, 100) }).groups.length, 100);
   });
 
   test('not an object at all', () => {

@@ -4,9 +4,10 @@
  * `JobSpec`; everything downstream trusts the type.
  */
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
+import { formatDuration, parseDuration } from './duration.ts';
 import { InvalidError, type FieldProblem } from './errors.ts';
 import { isValidName } from './ids.ts';
+import { regexpProblem } from './regexp.ts';
 
 export const JOB_TYPES = ['service', 'batch'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
@@ -25,13 +26,35 @@ export const KILL_SIGNALS = [
 export const MAX_CPU = 1_000_000;
 export const MAX_MEMORY = 16 * 1024 * 1024;
 export const MAX_COUNT = 10_000;
+/** Bounds on the shape of one job: the scheduler's work grows with each of them. */
+export const MAX_GROUPS = 100;
+export const MAX_TASKS = 100;
+export const MAX_CONSTRAINTS = 64;
+export const MAX_SERVICES = 64;
+export const MAX_PORTS = 64;
+
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+/**
+ * Limits on durations (milliseconds). Restart and reschedule delays have a floor: a task that exits
+ * at once and restarts without a pause writes its status and events many times a second.
+ */
+export const DURATION_LIMITS = {
+  checkInterval: { max: HOUR },
+  checkTimeout: { max: 5 * MINUTE },
+  killTimeout: { max: HOUR },
+  policyInterval: { max: 7 * DAY },
+  delay: { min: SECOND, max: DAY },
+} as const;
 
 const name = (what: string) =>
   z.string({ error: `expected a ${what} name (string)` }).refine(isValidName, {
     message: `expected a ${what} name: lower-case letters, digits, '-', '_' or '.', 1-128 characters, starting and ending with a letter or digit`,
   });
 
-const duration = (example: string) =>
+const duration = (example: string, limits: { min?: number; max: number }) =>
   z
     .union([z.string(), z.number()], { error: `expected a duration like "${example}"` })
     .transform((v, ctx) => {
@@ -40,8 +63,26 @@ const duration = (example: string) =>
         ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "2s" or "${example}"` });
         return z.NEVER;
       }
+      if (ms > limits.max) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration of at most ${formatDuration(limits.max)}`,
+        });
+        return z.NEVER;
+      }
+      if (limits.min !== undefined && ms < limits.min) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration of at least ${formatDuration(limits.min)} (a restart without a pause loops)`,
+        });
+        return z.NEVER;
+      }
       return ms;
     });
+
+/** A string that reaches a process (program, argument, environment): NUL would cut it short. */
+const execString = (error: string) =>
+  z.string({ error }).refine((s) => !s.includes('\0'), { message: 'must not contain a NUL character' });
 
 const positiveInt = (unit: string, max: number) =>
   z
@@ -87,8 +128,8 @@ const PortSchema = z.union(
 const CheckSchema = z.strictObject({
   type: z.enum(['http', 'tcp'], { error: 'expected "http" or "tcp"' }),
   path: z.string().startsWith('/', { error: 'expected an HTTP path starting with "/"' }).optional(),
-  interval: duration('10s').default(10_000),
-  timeout: duration('2s').default(2_000),
+  interval: duration('10s', DURATION_LIMITS.checkInterval).default(10_000),
+  timeout: duration('2s', DURATION_LIMITS.checkTimeout).default(2_000),
 });
 
 const ServiceSchema = z.strictObject({
@@ -100,27 +141,39 @@ const ServiceSchema = z.strictObject({
 
 const RestartSchema = z.strictObject({
   attempts: z.number().int().min(0).max(1000).optional(),
-  interval: duration('10m').optional(),
-  delay: duration('1s').optional(),
-  maxDelay: duration('30s').optional(),
+  interval: duration('10m', DURATION_LIMITS.policyInterval).optional(),
+  delay: duration('1s', DURATION_LIMITS.delay).optional(),
+  maxDelay: duration('30s', DURATION_LIMITS.delay).optional(),
   mode: z.enum(['fail', 'delay'], { error: 'expected "fail" or "delay"' }).optional(),
 });
 
 const RescheduleSchema = z.strictObject({
   attempts: z.number().int().min(0).max(1000).optional(),
   unlimited: z.boolean().optional(),
-  interval: duration('1h').optional(),
-  delay: duration('5s').optional(),
-  maxDelay: duration('1m').optional(),
+  interval: duration('1h', DURATION_LIMITS.policyInterval).optional(),
+  delay: duration('5s', DURATION_LIMITS.delay).optional(),
+  maxDelay: duration('1m', DURATION_LIMITS.delay).optional(),
 });
 
-const ConstraintSchema = z.strictObject({
-  attribute: z.string().min(1),
-  operator: z
-    .enum(['=', '!=', 'regexp', 'exists'], { error: 'expected "=", "!=", "regexp" or "exists"' })
-    .default('='),
-  value: z.string().optional(),
-});
+const ConstraintSchema = z
+  .strictObject({
+    attribute: z.string().min(1),
+    operator: z
+      .enum(['=', '!=', 'regexp', 'exists'], { error: 'expected "=", "!=", "regexp" or "exists"' })
+      .default('='),
+    value: z.string().optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.operator !== 'regexp') return;
+    const problem =
+      c.value === undefined ? 'expected the regular expression to match' : regexpProblem(c.value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
+  });
+
+const constraints = z
+  .array(ConstraintSchema)
+  .max(MAX_CONSTRAINTS, { error: `at most ${MAX_CONSTRAINTS} constraints` })
+  .default([]);
 
 const envName = z
   .string()
@@ -129,14 +182,16 @@ const envName = z
 const TaskSchema = z.strictObject({
   name: name('task'),
   driver: z.enum(DRIVERS, { error: `expected one of ${DRIVERS.join(', ')}` }).default('exec'),
-  command: z
-    .string({ error: 'expected the program to run (string)' })
-    .min(1, { error: 'expected the program to run' }),
-  args: z.array(z.string({ error: 'expected a string argument' })).default([]),
-  env: z.record(envName, z.string({ error: 'expected a string value' })).default({}),
-  user: z.string().min(1).optional(),
+  command: execString('expected the program to run (string)').refine((s) => s.length > 0, {
+    message: 'expected the program to run',
+  }),
+  args: z.array(execString('expected a string argument')).default([]),
+  env: z.record(envName, execString('expected a string value')).default({}),
+  user: execString('expected a user name (string)')
+    .refine((s) => s.length > 0, { message: 'expected a user name' })
+    .optional(),
   resources: ResourcesSchema.default({ cpu: 100, memory: 256, devices: [] }),
-  killTimeout: duration('5s').default(5_000),
+  killTimeout: duration('5s', DURATION_LIMITS.killTimeout).default(5_000),
   killSignal: z
     .enum(KILL_SIGNALS, { error: `expected one of ${KILL_SIGNALS.join(', ')}` })
     .default('SIGTERM'),
@@ -145,12 +200,25 @@ const TaskSchema = z.strictObject({
 const GroupSchema = z.strictObject({
   name: name('group'),
   count: count.default(1),
-  network: z.strictObject({ ports: z.array(PortSchema).default([]) }).default({ ports: [] }),
-  tasks: z.array(TaskSchema).min(1, { error: 'a group needs at least one task' }),
-  services: z.array(ServiceSchema).default([]),
+  network: z
+    .strictObject({
+      ports: z
+        .array(PortSchema)
+        .max(MAX_PORTS, { error: `at most ${MAX_PORTS} ports` })
+        .default([]),
+    })
+    .default({ ports: [] }),
+  tasks: z
+    .array(TaskSchema)
+    .min(1, { error: 'a group needs at least one task' })
+    .max(MAX_TASKS, { error: `at most ${MAX_TASKS} tasks per group` }),
+  services: z
+    .array(ServiceSchema)
+    .max(MAX_SERVICES, { error: `at most ${MAX_SERVICES} services` })
+    .default([]),
   restart: RestartSchema.default({}),
   reschedule: RescheduleSchema.default({}),
-  constraints: z.array(ConstraintSchema).default([]),
+  constraints,
 });
 
 const JobSchemaRaw = z.strictObject({
@@ -164,8 +232,11 @@ const JobSchemaRaw = z.strictObject({
     .max(100, { error: 'expected an integer priority from 1 to 100' })
     .default(50),
   meta: z.record(z.string(), z.string()).default({}),
-  constraints: z.array(ConstraintSchema).default([]),
-  groups: z.array(GroupSchema).min(1, { error: 'a job needs at least one group' }),
+  constraints,
+  groups: z
+    .array(GroupSchema)
+    .min(1, { error: 'a job needs at least one group' })
+    .max(MAX_GROUPS, { error: `at most ${MAX_GROUPS} groups per job` }),
 });
 
 /** Normalized shapes: every default applied, durations in milliseconds. */
@@ -379,7 +450,7 @@ export function describeIssues(
       }
     }
     const got = valueAt(input, issue.path);
-    const missing = got === undefined && issue.code === 'invalid_type';
+    const missing = got === undefined && (issue.code === 'invalid_type' || issue.code === 'custom');
     out.push({
       path: formatPath(issue.path),
       message: missing ? `required: ${issue.message}` : `${issue.message}, got ${show(got)}`,

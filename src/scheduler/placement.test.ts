@@ -41,6 +41,21 @@ describe('filter statuses', () => {
     assert.deepEqual(r, { status: 'unresolvable', reason: 'constraint os = plan9' });
   });
 
+  test('a catastrophic regexp constraint returns at once (RE2; a backtracking engine would hang here)', () => {
+    const node = mock.node({ attributes: { os: 'linux', hostname: 'n', label: `${'a'.repeat(50_000)}b` } });
+    const state = new CycleState(noAllocs);
+    const filter = byName('constraints');
+    const req = request({ constraints: [{ attribute: 'label', operator: 'regexp', value: '^(a+)+$' }] });
+    assert.deepEqual(filter.filter(node, req, state.usageOf(node), state), {
+      status: 'unresolvable',
+      reason: 'constraint label regexp ^(a+)+$',
+    });
+    const matching = request({
+      constraints: [{ attribute: 'label', operator: 'regexp', value: '^(a+)+b$' }],
+    });
+    assert.equal(filter.filter(node, matching, state.usageOf(node), state).status, 'ok');
+  });
+
   test('placeOne counts unresolvable nodes and keeps the reasons', () => {
     const nodes = [mock.node({ id: 'a', memory: 1000 }), mock.node({ id: 'b', memory: 1000 })];
     const outcome = placeOne(nodes, request({ memory: 5000 }), new CycleState(noAllocs), () => 0);

@@ -5,6 +5,7 @@
  */
 import type { ConstraintSpec, GroupSpec, ComputeResources } from '../core/job-spec.ts';
 import { deviceMatches } from '../core/job-spec.ts';
+import { regexpMatches } from '../core/regexp.ts';
 import type { AllocatedDevice, AllocatedPort, Node, PlacementFailure } from '../core/types.ts';
 import { capacity, emptyUsage, fitOnNode, freeResources, type NodeUsage } from './fit.ts';
 import {
@@ -34,11 +35,8 @@ export function constraintHolds(node: Node, c: ConstraintSpec): boolean {
     case '!=':
       return actual !== c.value;
     case 'regexp':
-      try {
-        return actual !== undefined && new RegExp(c.value ?? '').test(actual);
-      } catch {
-        return false;
-      }
+      // RE2: linear in the attribute's length whatever the pattern (see core/regexp.ts).
+      return actual !== undefined && regexpMatches(c.value ?? '', actual);
   }
 }
 

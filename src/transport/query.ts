@@ -6,13 +6,15 @@ export function blockingParams(
   query: URLSearchParams,
   parseDuration: (s: string) => number | undefined,
 ): { index: number; waitMs: number } {
-  const index = Number(query.get('index') ?? '0');
-  if (!Number.isInteger(index) || index < 0) throw new InvalidError('index: expected a non-negative integer');
+  const index = countParam(query, 'index') ?? 0;
   const waitText = query.get('wait');
   let waitMs = 0;
   if (waitText !== null) {
     const ms = parseDuration(waitText);
-    if (ms === undefined) throw new InvalidError(`wait: expected a duration like "30s", got "${waitText}"`);
+    if (ms === undefined)
+      throw new InvalidError(
+        `wait: expected a duration like "30s", got ${JSON.stringify(waitText.slice(0, 100))}`,
+      );
     waitMs = Math.min(ms, 5 * 60_000);
   } else if (query.has('index')) waitMs = 5 * 60_000;
   return { index, waitMs };
@@ -23,7 +25,7 @@ export function booleanParam(query: URLSearchParams, name: string): boolean {
   const v = query.get(name);
   if (v === null || v === '' || v === 'false' || v === '0') return false;
   if (v === 'true' || v === '1') return true;
-  throw new InvalidError(`${name}: expected true or false, got ${JSON.stringify(v)}`);
+  throw new InvalidError(`${name}: expected true or false, got ${JSON.stringify(v.slice(0, 100))}`);
 }
 
 /** A whole number, 0 or more; undefined when absent or empty. */
@@ -31,6 +33,8 @@ export function countParam(query: URLSearchParams, name: string): number | undef
   const v = query.get(name);
   if (v === null || v === '') return undefined;
   if (!/^\d{1,15}$/.test(v))
-    throw new InvalidError(`${name}: expected a whole number, 0 or more, got ${JSON.stringify(v)}`);
+    throw new InvalidError(
+      `${name}: expected a whole number, 0 or more, got ${JSON.stringify(v.slice(0, 100))}`,
+    );
   return Number(v);
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { ForbiddenError, NotFoundError, UnauthenticatedError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
@@ -136,6 +137,36 @@ void describe('Router', () => {
     assert.match(((await bad.json()) as { error: { message: string } }).error.message, /not valid JSON/);
     const good = await fetch(`${server.url}/v1/jobs`, { method: 'POST', body: '{"a":1}', headers });
     assert.deepEqual(await good.json(), { got: { a: 1 } });
+  });
+
+  void test('hostile input is 400 invalid, not 500: deep nesting, bad percent-encoding, a bad target', async () => {
+    const headers = { authorization: 'Bearer t', 'content-type': 'application/json' };
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    const nested = await fetch(`${server.url}/v1/jobs`, { method: 'POST', body: deep, headers });
+    assert.equal(nested.status, 400);
+    assert.deepEqual(await nested.json(), {
+      error: { code: 'invalid', message: 'request body nested more than 64 deep' },
+    });
+    const ok = `{"a":${'['.repeat(63)}"[[[{{{"${']'.repeat(63)}}`;
+    assert.equal((await fetch(`${server.url}/v1/jobs`, { method: 'POST', body: ok, headers })).status, 200);
+    for (const path of ['/v1/jobs/%zz', '/v1/jobs/%E0%A4%A', '/v1/jobs/%']) {
+      const res = await fetch(`${server.url}${path}`);
+      assert.equal(res.status, 400, path);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, 'invalid');
+      assert.match(error.message, /^id: malformed percent-encoding/);
+    }
+    const raw = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${server.url}/`, { path: '//' }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(raw.status, 400);
+    assert.match(raw.body, /"code":"invalid"/);
   });
 
   void test('a thrown plain Error is internal, without its message', async () => {

@@ -91,7 +91,7 @@ export class Router {
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.options.browser !== false) checkBrowserRequest(req, this.options.browser);
-    const url = new URL(req.url ?? '/', 'http://unum');
+    const url = requestUrl(req.url ?? '/');
     const method = req.method ?? 'GET';
     const path = this.options.trimTrailingSlash ? url.pathname.replace(/(.)\/+$/, '$1') : url.pathname;
     const wanted = method === 'HEAD' && this.options.headForGet ? 'GET' : method;
@@ -117,7 +117,7 @@ export class Router {
     const { c, m } = match;
     const params: Record<string, string> = {};
     c.names.forEach((n, i) => {
-      params[n] = decodeURIComponent(m[i + 1] ?? '');
+      params[n] = decodeParam(n, m[i + 1] ?? '');
     });
     // Who, then whether, then the body: an unauthenticated caller never makes the server read one.
     const identity = await this.authorizer.authenticate(req);
@@ -144,5 +144,30 @@ export class Router {
   /** Answers with a JSON error (see errors.ts). */
   sendError(res: ServerResponse, err: unknown): void {
     sendError(res, err, this.log);
+  }
+}
+
+/** The request's URL; InvalidError (400) for a target that is not one (`//`, `//host:99999`). */
+function requestUrl(target: string): URL {
+  try {
+    return new URL(target, 'http://unum');
+  } catch (err) {
+    throw new InvalidError(`the request target ${JSON.stringify(target.slice(0, 100))} is not a valid URL`, {
+      cause: err,
+    });
+  }
+}
+
+/** A path segment, URL-decoded; InvalidError (400) for malformed percent-encoding (`%zz`, `%E0%A4`). */
+function decodeParam(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch (err) {
+    throw new InvalidError(
+      `${name}: malformed percent-encoding in the path: ${JSON.stringify(raw.slice(0, 100))}`,
+      {
+        cause: err,
+      },
+    );
   }
 }

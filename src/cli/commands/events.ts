@@ -6,7 +6,7 @@ import { CompactedError, UnavailableError } from '../../core/errors.ts';
 import { shortId } from '../../core/ids.ts';
 import type { ClusterEvent } from '../../core/types.ts';
 import { boolFlag, intFlag, positionals, stringFlag, type Command, type Context } from '../context.ts';
-import { formatClock, json, table, visibleWidth, type Colors } from '../output.ts';
+import { formatClock, json, printableDeep, table, visibleWidth, type Colors } from '../output.ts';
 
 const DEFAULT_LIMIT = 50;
 const PAGE = 1000;
@@ -28,6 +28,9 @@ Flags:
   --limit N            how many events to show first (default: ${DEFAULT_LIMIT})
   -n, --namespace NS   only this namespace
   --json               without -f: { events, index }; with -f: one event per line
+  --raw                print messages exactly as stored, terminal escape
+                       sequences included (default: control characters are
+                       shown as \\x1b-style escapes)
 
 Examples:
   unum events
@@ -39,6 +42,7 @@ Examples:
     job: { type: 'string' },
     index: { type: 'string' },
     limit: { type: 'string' },
+    raw: { type: 'boolean' },
   },
   async run(args, ctx) {
     positionals(args, 0, 0, '');
@@ -55,14 +59,16 @@ Examples:
         ? await client.events({ ...filter, index: after, limit })
         : await recentEvents(client, filter, limit);
     const follow = boolFlag(args, 'follow');
+    // Messages may carry text a task chose (an exit reason, a constraint's value).
+    const shown = boolFlag(args, 'raw') ? (e: ClusterEvent) => e : (e: ClusterEvent) => printableDeep(e);
     if (!follow) {
       if (ctx.json) ctx.stdout.write(json(first));
       else if (first.events.length === 0) ctx.stdout.write('No events.\n');
-      else ctx.stdout.write(formatEvents(first.events, ctx.now(), ctx.color));
+      else ctx.stdout.write(formatEvents(first.events.map(shown), ctx.now(), ctx.color));
       return 0;
     }
     const print = (e: ClusterEvent) =>
-      ctx.stdout.write(ctx.json ? `${JSON.stringify(e)}\n` : eventLine(e, ctx.now()));
+      ctx.stdout.write(ctx.json ? `${JSON.stringify(e)}\n` : eventLine(shown(e), ctx.now()));
     if (!ctx.json) ctx.stdout.write(eventHeader(ctx.color));
     first.events.forEach(print);
     await followEvents(ctx, client, filter, first.index, print);

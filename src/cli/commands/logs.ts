@@ -35,6 +35,9 @@ Flags:
   --stderr             only stderr
   --tail N             only the last N lines of each stream
   --no-prefix          print lines without the allocation tag
+  --raw                print output exactly as written, terminal escape
+                       sequences included (default: control characters
+                       other than tab are shown as \\x1b-style escapes)
   -n, --namespace NS   namespace of JOB (default: default)
   --json               one object per line: { allocId, name, task, stream, line }
                        (without -f: one document { lines: [...] })
@@ -52,6 +55,7 @@ Examples:
     stderr: { type: 'boolean' },
     tail: { type: 'string' },
     'no-prefix': { type: 'boolean' },
+    raw: { type: 'boolean' },
   },
   async run(args, ctx) {
     const [ref = ''] = positionals(args, 1, 1, 'the job or allocation: unum logs JOB[/TASK]');
@@ -85,6 +89,7 @@ Examples:
     const out = new LogOutput(ctx, {
       prefix: !boolFlag(args, 'no-prefix') && !singleSource,
       ndjson: follow,
+      raw: boolFlag(args, 'raw'),
     });
 
     if (!follow) {
@@ -265,11 +270,12 @@ class LogOutput {
   }[] = [];
   private readonly keys = new Map<string, number>();
 
-  constructor(ctx: Context, options: { prefix: boolean; ndjson: boolean }) {
+  constructor(ctx: Context, options: { prefix: boolean; ndjson: boolean; raw: boolean }) {
     this.ctx = ctx;
     this.ndjson = options.ndjson;
     this.mux = new LogMux({
       prefix: options.prefix,
+      raw: options.raw,
       write: (text) => ctx.stdout.write(text),
       style: (n, tag) => ctx.color.cycle(n, tag),
     });

@@ -3,7 +3,7 @@ import { holdsResources } from '../../core/alloc.ts';
 import type { JobDetail, JobListItem } from '../../api/types.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation, Job } from '../../core/types.ts';
-import { positionals, type Command } from '../context.ts';
+import { boolFlag, positionals, type Command } from '../context.ts';
 import { nodeLabel, nodeNames, sortAllocations } from '../lookup.ts';
 import {
   allocRestarts,
@@ -15,6 +15,7 @@ import {
   json,
   keyValues,
   plural,
+  printableDeep,
   statusColor,
   table,
   type Colors,
@@ -43,22 +44,29 @@ Flags:
   -n, --namespace NS   namespace (default: default)
   --json               without JOB: the job list; with JOB: the job detail
                        (spec with every default applied) plus its allocations
+  --raw                print stored messages exactly as they are, terminal
+                       escape sequences included (default: control characters
+                       are shown as \\x1b-style escapes)
 
 Examples:
   unum status
   unum status web
   unum status -n prod api --json
 `,
+  flags: { raw: { type: 'boolean' } },
   async run(args, ctx) {
     const [jobId] = positionals(args, 0, 1, '');
     const client = ctx.client();
     const now = ctx.now();
+    // Task events, descriptions and placement reasons carry text a task or a job file chose.
+    const raw = boolFlag(args, 'raw');
+    const shown = <T>(v: T): T => (raw ? v : printableDeep(v));
     if (jobId === undefined) {
       const jobs = await client.listJobs({ namespace: ctx.namespace });
       if (ctx.json) ctx.stdout.write(json(jobs));
       else if (jobs.items.length === 0)
         ctx.stdout.write(`No jobs in namespace ${ctx.namespace}. Start one: unum run examples/web.yaml\n`);
-      else ctx.stdout.write(formatJobList(jobs.items, now, ctx.color));
+      else ctx.stdout.write(formatJobList(shown(jobs.items), now, ctx.color));
       return 0;
     }
     const [detail, allocs, names] = await Promise.all([
@@ -67,7 +75,10 @@ Examples:
       nodeNames(client),
     ]);
     if (ctx.json) ctx.stdout.write(json({ ...detail, allocations: allocs.items }));
-    else ctx.stdout.write(formatJobDetail(detail, allocs.items, names, now, ctx.color));
+    else {
+      const nodes = new Map([...names].map(([id, name]) => [id, shown(name)]));
+      ctx.stdout.write(formatJobDetail(shown(detail), shown(allocs.items), nodes, now, ctx.color));
+    }
     return 0;
   },
 };

@@ -1,6 +1,6 @@
 /** Event routes: the cluster's history, as a page or as a live Server-Sent Events stream. */
 import type { ClusterEvent } from '../../core/types.ts';
-import { STREAMED, openSse, type RequestContext, type Route } from '../../transport/index.ts';
+import { STREAMED, countParam, openSse, type RequestContext, type Route } from '../../transport/index.ts';
 import type { ApiDeps } from './context.ts';
 
 function eventFilter(ctx: RequestContext): (e: ClusterEvent) => boolean {
@@ -22,9 +22,9 @@ export function eventRoutes(d: ApiDeps): Route[] {
         'Cluster events after `index`, oldest first (at most `limit`, default 100; without `index`, the latest ones).',
       handler(ctx) {
         const filter = eventFilter(ctx);
-        const limit = Math.min(Math.max(Number(ctx.query.get('limit') ?? '100') || 100, 1), 10_000);
+        const limit = Math.min(Math.max(countParam(ctx.query, 'limit') ?? 100, 1), 10_000);
         const hasIndex = ctx.query.has('index');
-        const after = Number(ctx.query.get('index') ?? '0');
+        const after = countParam(ctx.query, 'index') ?? 0;
         const matching = cache.events.filter((e) => e.index > after && filter(e));
         const events = hasIndex ? matching.slice(0, limit) : matching.slice(-limit);
         return {
@@ -41,8 +41,8 @@ export function eventRoutes(d: ApiDeps): Route[] {
       stream: 'sse',
       handler(ctx) {
         const filter = eventFilter(ctx);
+        const from = countParam(ctx.query, 'index') ?? cache.index;
         const sse = openSse(ctx.res);
-        const from = ctx.query.has('index') ? Number(ctx.query.get('index')) : cache.index;
         let last = from;
         const oldest = cache.events[0]?.index;
         if (oldest !== undefined && from + 1 < oldest && ctx.query.has('index'))
