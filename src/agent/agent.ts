@@ -28,6 +28,7 @@ import { fingerprint } from './fingerprint.ts';
 import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
 import { agentRouter, type AgentHttpContext } from './http.ts';
 import { gcAllocDirs, markAllocDirEnded, rotateLog } from './logs.ts';
+import { defaultTasksPidsMax } from './options.ts';
 import { StatusReporter } from './reporter.ts';
 import { Sleeper } from './sleeper.ts';
 import { UsageSampler } from './usage-sampler.ts';
@@ -90,6 +91,7 @@ export class Agent {
         ...(cfg.taskUidRange ? { taskUidRange: cfg.taskUidRange } : {}),
         ...(cfg.taskPidsLimit !== undefined ? { taskPidsLimit: cfg.taskPidsLimit } : {}),
         ...(cfg.cpuHardCap !== undefined ? { cpuHardCap: cfg.cpuHardCap } : {}),
+        ...(cfg.taskOpenFiles !== undefined ? { taskOpenFiles: cfg.taskOpenFiles } : {}),
       }),
     );
     this.state = new AgentStateStore(stateDir(cfg.dataDir), this.logger);
@@ -133,6 +135,12 @@ export class Agent {
   private async init(): Promise<void> {
     const isolation = await this.isolation;
     for (const warning of isolation.warnings) this.logger.warn({ isolation: true }, warning);
+    if (isolation.cgroups !== undefined) {
+      const budget = this.cfg.tasksPidsMax ?? defaultTasksPidsMax();
+      await isolation.cgroups.setTotalPids(budget).catch((err: unknown) => {
+        this.logger.warn({ err, budget }, 'could not set the pids budget of all tasks');
+      });
+    }
     const moves = isolation.cgroupMoves;
     if (moves?.state === 'mounted')
       this.logger.info(
