@@ -260,8 +260,11 @@ describe('cgroups v1 (real, as root)', { skip }, () => {
           },
           { timeoutMs: 30_000, description: 'forks refused' },
         );
-        const total = Number(await read(join(mgr().hierarchies.pids, PARENT, 'pids.current')));
-        assert.ok(total <= 12 && total >= 2, `at most 12 processes in all, saw ${total}`);
+        // Each alone may have 20; under the parent's 12 both together stay below that. (Two reads a
+        // moment apart while the bombs retry their forks can sum to a little over 12, and the parent's
+        // own pids.current also counts processes of earlier tests not yet released.)
+        const total = (await a.usage()).pids + (await b.usage()).pids;
+        assert.ok(total < 20, `fewer than 20 processes in all, saw ${total}`);
         await Promise.all([a.killAll(), b.killAll()]);
       } finally {
         await mgr().setTotalPids('max');
