@@ -38,6 +38,10 @@ export interface AgentConfig {
   taskUidRange?: { min: number; max: number };
   taskPidsLimit?: number;
   cpuHardCap?: boolean;
+  /** RLIMIT_NOFILE of every task (default 4096: drivers/launch.ts). */
+  taskOpenFiles?: number;
+  /** pids.max of the parent of the task cgroups (default: options.ts defaultTasksPidsMax). */
+  tasksPidsMax?: number;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
   favorDynmods?: boolean;
 }

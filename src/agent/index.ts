@@ -63,6 +63,16 @@ export interface AgentOptions {
   taskUidRange?: { min: number; max: number };
   /** Most processes and threads of a task that sets no `pids`; default 4096. */
   taskPidsLimit?: number;
+  /**
+   * Open files (RLIMIT_NOFILE, soft and hard) of every task, whatever the agent's own limit; default
+   * 4096. The hard limit goes above the agent's only with CAP_SYS_RESOURCE.
+   */
+  taskOpenFiles?: number;
+  /**
+   * Most processes and threads of all tasks together (pids.max of the agent's parent cgroup, shared
+   * by every agent on the machine); default three quarters of kernel.pid_max.
+   */
+  tasksPidsMax?: number;
   /** Also cap each task's CPU time at its `cpu` (otherwise `cpu` is a relative weight); default false. */
   cpuHardCap?: boolean;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
@@ -159,6 +169,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(options.taskUidRange !== undefined ? { taskUidRange: options.taskUidRange } : {}),
     ...(options.taskPidsLimit !== undefined ? { taskPidsLimit: options.taskPidsLimit } : {}),
     ...(options.cpuHardCap !== undefined ? { cpuHardCap: options.cpuHardCap } : {}),
+    ...(options.taskOpenFiles !== undefined ? { taskOpenFiles: options.taskOpenFiles } : {}),
+    ...(options.tasksPidsMax !== undefined ? { tasksPidsMax: options.tasksPidsMax } : {}),
     ...(options.favorDynmods !== undefined ? { favorDynmods: options.favorDynmods } : {}),
   });
   await agent.start();

@@ -94,6 +94,8 @@ export const TASK_FLAGS = {
   'allow-task-user': { type: 'string', multiple: true },
   'task-uid-range': { type: 'string' },
   'task-pids-limit': { type: 'string' },
+  'task-open-files': { type: 'string' },
+  'tasks-pids-max': { type: 'string' },
   'cpu-hard-cap': { type: 'boolean' },
   'no-favordynmods': { type: 'boolean' },
 } as const;
@@ -121,6 +123,9 @@ export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver
   --allow-task-user U  a job's "user:" may name U (repeatable; default: none)
   --task-uid-range R   uids handed to allocations, one each (default 200000-265535)
   --task-pids-limit N  most processes and threads per task (default 4096)
+  --task-open-files N  open files of each task, whatever this process's limit (default 4096)
+  --tasks-pids-max N   most processes and threads of all tasks together (default: three
+                       quarters of kernel.pid_max)
   --cpu-hard-cap       cap each task's CPU time at its "cpu" (default: a relative weight)
   --no-favordynmods    do not mount a cgroup hierarchy with favordynmods (by default, as root,
                        the agent does: it makes each task start up to 20 ms quicker)`;
@@ -132,6 +137,8 @@ export function taskAgentOptions(args: Args): {
   allowedTaskUsers?: string[];
   taskUidRange?: { min: number; max: number };
   taskPidsLimit?: number;
+  taskOpenFiles?: number;
+  tasksPidsMax?: number;
   cpuHardCap?: boolean;
   favorDynmods?: boolean;
 } {
@@ -152,6 +159,10 @@ export function taskAgentOptions(args: Args): {
   }
   const pids = intFlag(args, 'task-pids-limit', 1);
   if (pids !== undefined) out.taskPidsLimit = pids;
+  const files = intFlag(args, 'task-open-files', 1);
+  if (files !== undefined) out.taskOpenFiles = files;
+  const total = intFlag(args, 'tasks-pids-max', 1);
+  if (total !== undefined) out.tasksPidsMax = total;
   if (boolFlag(args, 'cpu-hard-cap')) out.cpuHardCap = true;
   if (boolFlag(args, 'no-favordynmods')) out.favorDynmods = false;
   return out;

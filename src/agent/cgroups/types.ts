@@ -62,6 +62,12 @@ export interface CgroupManager {
   open(name: string): Promise<TaskCgroup | undefined>;
   /** Names of the task cgroups under the unum parent (to find leftovers). */
   list(): Promise<string[]>;
+  /**
+   * The most processes and threads of all task cgroups together (`pids.max` of the unum parent:
+   * the node's budget for tasks, above each task's own). A whole number ≥ 1, or `max`. Rejects with
+   * CgroupFileError when the kernel refuses the value.
+   */
+  setTotalPids(limit: number | 'max'): Promise<void>;
 }
 
 /** What detection found: a manager, or why limits cannot be enforced (shown to the operator once). */

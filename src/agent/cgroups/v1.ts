@@ -113,6 +113,10 @@ export class V1CgroupManager implements CgroupManager {
     return undefined;
   }
 
+  async setTotalPids(limit: number | 'max'): Promise<void> {
+    await writeControl(join(this.hierarchies.pids, this.parent, 'pids.max'), String(limit));
+  }
+
   async list(): Promise<string[]> {
     const names = new Set<string>();
     for (const dir of this.parentDirs()) for (const n of await childCgroups(dir)) names.add(n);

@@ -101,6 +101,10 @@ export class V2CgroupManager implements CgroupManager {
     return (await isDirectory(dir)) ? new V2TaskCgroup(name, dir, this.logger, this.timeouts) : undefined;
   }
 
+  async setTotalPids(limit: number | 'max'): Promise<void> {
+    await writeControl(join(this.parentDir, 'pids.max'), String(limit));
+  }
+
   async list(): Promise<string[]> {
     return (await childCgroups(this.parentDir)).filter(isValidCgroupName).sort();
   }

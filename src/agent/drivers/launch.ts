@@ -20,6 +20,7 @@
  * How their exit is read back: exit-status.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, readFileSync, readdirSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -43,8 +44,76 @@ const TRAPPED = 'HUP INT QUIT TERM USR1 USR2 ALRM';
 /** Descriptors of bwrap: its JSON status (a file), its info and block pipes (for joining the cgroup). */
 export const BWRAP_FDS = { status: 3, info: 4, block: 5 } as const;
 
-/** Joins the cgroups, runs the task as a child and records its exit code in `$2`. */
-const SH_WRAPPER = `n=$1; st=$2; shift 2; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "unum: could not join the task cgroup ($1)" >&2; exit 125; }; shift; n=$((n-1)); done; trap : ${TRAPPED}; "$@"; s=$?; echo "$s" > "$st"; exit "$s"`;
+/** Open files (RLIMIT_NOFILE, soft and hard) of a task unless the operator sets another number. */
+export const DEFAULT_TASK_OPEN_FILES = 4096;
+
+/**
+ * Sets the open-file limit to `$1`, soft and hard. Where the hard limit can not be raised (an agent
+ * that is not root, a root task without CAP_SYS_RESOURCE), the soft one goes as high as the hard one.
+ */
+const ULIMIT = `ulimit -n "$of" 2>/dev/null || ulimit -S -n "$(ulimit -H -n)"`;
+
+/** Joins the cgroups, sets the open-file limit, runs the task as a child and records its exit code in `$3`. */
+const SH_WRAPPER = `of=$1; n=$2; st=$3; shift 3; ${ULIMIT}; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "unum: could not join the task cgroup ($1)" >&2; exit 125; }; shift; n=$((n-1)); done; trap : ${TRAPPED}; "$@"; s=$?; echo "$s" > "$st"; exit "$s"`;
+
+/**
+ * The first program in a sandbox (bwrap runs it after the gate, as root, before the uid drop):
+ * checks that it is in its cgroup `$1` (when there is one), sets the open-file limit `$2` and execs
+ * the rest. bwrap's --block-fd goes on at EOF as well as at the "go" byte: when the agent dies
+ * before letting the sandbox go, its end of the block pipe closes and bwrap carries on. Without
+ * this check the task would then run in the agent's cgroup, without limits and unknown to the next
+ * agent process; with it, a sandbox that was not moved into its cgroup ends before the task starts.
+ */
+const SANDBOX_ENTRY = `c=$1; of=$2; shift 2; if [ -n "$c" ]; then ok=; while IFS= read -r l; do case $l in */"$c") ok=1;; esac; done < /proc/self/cgroup; [ -n "$ok" ] || { echo "unum: the task was not started: its sandbox was never moved into its cgroup (the agent went away while starting it)" >&2; exit 125; }; fi; ${ULIMIT}; exec "$@"`;
+
+/**
+ * The sandbox's entry before the task's own command line (with the drop): see SANDBOX_ENTRY.
+ * `cgroup` is the task cgroup's name, when the task has one.
+ */
+export function sandboxEntryArgs(cgroup: string | undefined, openFiles: number): string[] {
+  return ['/bin/sh', '-c', SANDBOX_ENTRY, 'sh', cgroup ?? '', String(openFiles)];
+}
+
+let inheritedClosed = false;
+
+/**
+ * Closes, once per process, the descriptors above stderr that this process inherited without
+ * close-on-exec (what the shell, service manager or test runner that started it left open): a
+ * child gets every descriptor that is not close-on-exec, and Node has no way to set the flag. What
+ * Node, libuv and SQLite open is close-on-exec already, so only inherited ones are touched. Returns
+ * the descriptors closed.
+ */
+export function closeInheritedDescriptors(): number[] {
+  if (inheritedClosed) return [];
+  inheritedClosed = true;
+  let names: string[];
+  try {
+    names = readdirSync('/proc/self/fd');
+  } catch {
+    return [];
+  }
+  const channel = Number(process.env['NODE_CHANNEL_FD'] ?? -1);
+  const closed: number[] = [];
+  for (const name of names) {
+    const fd = Number(name);
+    if (!Number.isInteger(fd) || fd < 3 || fd === channel) continue;
+    let flags: string | undefined;
+    try {
+      flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+    } catch {
+      continue; // gone (the directory listing's own descriptor)
+    }
+    // O_CLOEXEC, as fdinfo shows it.
+    if (flags === undefined || (parseInt(flags, 8) & 0o2000000) !== 0) continue;
+    try {
+      closeSync(fd);
+      closed.push(fd);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return closed;
+}
 
 /** What the task gets once it is ready to run. */
 export interface Prepared {
@@ -79,6 +148,8 @@ export interface LaunchSpec {
   gate?: () => Promise<Prepared>;
   uid?: number;
   gid?: number;
+  /** sh only: the task's open-file limit (default DEFAULT_TASK_OPEN_FILES); bwrap: see sandboxEntryArgs. */
+  openFiles?: number;
   logger: Logger;
 }
 
@@ -94,8 +165,19 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   const procs = spec.prepared?.cgroup?.procsFiles ?? [];
   const [program, ...args] = bwrap
     ? spec.argv
-    : ['/bin/sh', '-c', SH_WRAPPER, 'sh', String(procs.length), spec.statusPath, ...procs, ...spec.argv];
+    : [
+        '/bin/sh',
+        '-c',
+        SH_WRAPPER,
+        'sh',
+        String(spec.openFiles ?? DEFAULT_TASK_OPEN_FILES),
+        String(procs.length),
+        spec.statusPath,
+        ...procs,
+        ...spec.argv,
+      ];
   if (program === undefined) throw new InvalidError('nothing to run: the task has no command');
+  closeInheritedDescriptors();
 
   const files = await Promise.all([
     open(config.stdoutPath, 'a').catch(() => undefined),

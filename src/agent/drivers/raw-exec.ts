@@ -53,6 +53,7 @@ export function createRawExecDriver(options: DriverOptions): Driver {
         wrapper: 'sh',
         argv: [config.command, ...config.args],
         statusPath: statusPathFor(config),
+        ...(options.taskOpenFiles !== undefined ? { openFiles: options.taskOpenFiles } : {}),
         logger: logger.child({ allocId: config.allocId, task: config.task }),
       });
     },

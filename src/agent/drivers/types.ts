@@ -167,6 +167,8 @@ export interface DriverOptions {
   taskUidRange?: { min: number; max: number };
   /** pids limit of a task that sets none (default 4096). */
   taskPidsLimit?: number;
+  /** Open files (RLIMIT_NOFILE, soft and hard) of every task, whatever the agent's own (default 4096). */
+  taskOpenFiles?: number;
   /** Also cap a task's CPU time at its `cpu` (default false: `cpu` is a relative weight only). */
   cpuHardCap?: boolean;
 }

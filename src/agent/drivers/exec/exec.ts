@@ -31,7 +31,15 @@ import {
 } from './users.ts';
 import { checkCommand, checkReachable, type CommandCheck } from '../process.ts';
 import { bwrapArgs, dropArgs, isWithin, sanitizeHostname, type Drop, type SandboxSpec } from './sandbox.ts';
-import { BWRAP_FDS, launch, statusPathFor, type LaunchSpec, type Prepared } from '../launch.ts';
+import {
+  BWRAP_FDS,
+  DEFAULT_TASK_OPEN_FILES,
+  launch,
+  sandboxEntryArgs,
+  statusPathFor,
+  type LaunchSpec,
+  type Prepared,
+} from '../launch.ts';
 import { processHandleData } from '../handle-state.ts';
 import { reattach, type TaskProcess } from '../task-process.ts';
 import {
@@ -165,6 +173,10 @@ class ExecDriver implements Driver {
       const sharedDev = drop !== undefined && !config.devicePaths?.length ? this.sharedDev(cap) : undefined;
       if (sharedDev !== undefined) spec.sharedDev = sharedDev;
       if (gated) spec.join = { info: BWRAP_FDS.info, block: BWRAP_FDS.block };
+      spec.entry = sandboxEntryArgs(
+        cgroups !== undefined ? taskCgroupName(config.allocId, config.task) : undefined,
+        this.opts.taskOpenFiles ?? DEFAULT_TASK_OPEN_FILES,
+      );
       argv = [cap.bwrapPath, ...bwrapArgs(spec)];
     } else {
       const drop = dropsTo === undefined ? undefined : dropper(cap, dropsTo, false);
@@ -177,6 +189,7 @@ class ExecDriver implements Driver {
       wrapper: sandboxed ? 'bwrap' : 'sh',
       argv,
       statusPath: statusPathFor(config),
+      openFiles: this.opts.taskOpenFiles ?? DEFAULT_TASK_OPEN_FILES,
       logger,
     };
     if (gated) spec.gate = prepare;

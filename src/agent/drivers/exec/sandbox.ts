@@ -42,6 +42,11 @@ export interface SandboxSpec {
    * EOF arrives on `block`.
    */
   join?: { info: number; block: number };
+  /**
+   * What runs first inside, before the drop and the command (../launch.ts sandboxEntryArgs: the
+   * cgroup check and the open-file limit).
+   */
+  entry?: readonly string[];
   /** Drop to this uid/gid inside (dropArgs); absent: stay root (an allowed `user: root`). */
   drop?: Drop;
   command: string;
@@ -117,6 +122,7 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   if (spec.join !== undefined)
     a.push('--info-fd', String(spec.join.info), '--block-fd', String(spec.join.block));
   a.push('--');
+  if (spec.entry !== undefined) a.push(...spec.entry);
   if (spec.drop !== undefined) a.push(...dropArgs(spec.drop));
   a.push(spec.command, ...spec.args);
   return a;
