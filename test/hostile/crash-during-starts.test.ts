@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UnumClient } from '../../src/api/client.ts';
+import { upToken } from '../../src/testing/acl.ts';
 import { missingCgroups, missingRoot, missingTools } from '../../src/testing/tools.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { freePort } from '../../src/testing/net.ts';
@@ -84,7 +85,7 @@ describe('a crash while tasks start leaves nothing behind', { skip, timeout: 300
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'unum-burst-'));
     port = await freePort();
-    client = new UnumClient({ addr: `http://127.0.0.1:${port}` });
+    client = new UnumClient({ addr: `http://127.0.0.1:${port}`, token: upToken(dir) });
     await start();
   });
 
