@@ -40,6 +40,7 @@ export class PlanApplier {
   /** Commits `plan` in `term`. NotLeaderError when the term has ended (nothing is written). */
   async apply(plan: Plan, evaluation: Evaluation, term: Term, now = this.clock.now()): Promise<ApplyResult> {
     term.check();
+    const actor = term.actor;
     const compare: Compare[] = [];
     const ops: TxnOp[] = [];
     const check = checkPlan(this.cache, plan);
@@ -87,6 +88,7 @@ export class PlanApplier {
             allocId: a.id,
             nodeId: a.nodeId,
             message: `${s.preempted ? 'preempting' : 'stopping'} ${a.name} (${shortId(a.id)}): ${s.description}`,
+            actor,
           },
           now,
         ),
@@ -116,6 +118,7 @@ export class PlanApplier {
             allocId: p.id,
             nodeId: p.nodeId,
             message: `placed ${p.name} (${shortId(p.id)}) on ${nodeName}${p.resources.ports.length ? ` ports ${p.resources.ports.map((x) => `${x.name}=${x.value}`).join(',')}` : ''}${p.previousAllocId ? `, replacing ${shortId(p.previousAllocId)}` : ''}`,
+            actor,
           },
           now,
         ),
@@ -168,6 +171,7 @@ export class PlanApplier {
             jobId: plan.jobId,
             evalId: evaluation.id,
             message: `${f.unplaced} instance${f.unplaced === 1 ? '' : 's'} of ${plan.jobId}.${group} cannot be placed: ${f.summary}`,
+            actor,
           },
           now,
         ),

@@ -171,8 +171,13 @@ export function eventObject(e: ClusterEvent): string {
 }
 
 export function formatEvents(events: readonly ClusterEvent[], now: number, c: Colors): string {
-  const rows = events.map((e) => [formatClock(e.time, now), e.topic, e.type, eventObject(e), e.message]);
+  const rows = events.map((e) => [formatClock(e.time, now), e.topic, e.type, eventObject(e), withActor(e)]);
   return table(['TIME', 'TOPIC', 'TYPE', 'OBJECT', 'MESSAGE'], rows, { header: c.bold });
+}
+
+/** The message, and who made the change when the event says (the audit trail). */
+function withActor(e: ClusterEvent): string {
+  return e.actor !== undefined ? `${e.message} (by ${e.actor})` : e.message;
 }
 
 /** Followed events cannot be aligned on the widest cell, so they use fixed columns. */
@@ -193,5 +198,5 @@ function eventHeader(c: Colors): string {
 }
 
 export function eventLine(e: ClusterEvent, now: number): string {
-  return `${fixed([formatClock(e.time, now), e.topic, e.type, eventObject(e), e.message])}\n`;
+  return `${fixed([formatClock(e.time, now), e.topic, e.type, eventObject(e), withActor(e)])}\n`;
 }

@@ -11,7 +11,7 @@ import type { Snapshot } from '../../scheduler/types.ts';
 import type { Route } from '../../transport/index.ts';
 import { newEvaluation } from '../state/evaluations.ts';
 import { nextVersion, registerJob, stopJob } from '../state/jobs.ts';
-import { requireJob, specFromBody, waitIndex, write, type ApiDeps } from './context.ts';
+import { actorOf, requireJob, specFromBody, waitIndex, write, type ApiDeps } from './context.ts';
 
 const jobBody = { type: 'object', properties: { job: jobSpecJsonSchema() }, required: ['job'] };
 
@@ -37,7 +37,7 @@ export function jobRoutes(d: ApiDeps): Route[] {
       requestSchema: jobBody,
       async handler(ctx) {
         const spec = await specFromBody(d, ctx);
-        const r = await write(d, () => registerJob(cache, spec, d.clock.now()));
+        const r = await write(d, () => registerJob(cache, spec, d.clock.now(), actorOf(ctx)));
         return r.changed ? r : { job: withStatus(r.job), changed: false };
       },
     },
@@ -124,7 +124,7 @@ export function jobRoutes(d: ApiDeps): Route[] {
       summary: 'Stop a job (every allocation stops). `purge=true` also forgets the job.',
       handler(ctx) {
         const purge = ctx.query.get('purge') === 'true';
-        return write(d, () => stopJob(cache, requireJob(d, ctx), purge, d.clock.now()));
+        return write(d, () => stopJob(cache, requireJob(d, ctx), purge, d.clock.now(), actorOf(ctx)));
       },
     },
     {

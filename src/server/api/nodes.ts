@@ -18,7 +18,7 @@ import type { Route } from '../../transport/index.ts';
 import { reportAllocs } from '../state/allocs.ts';
 import { registerNode } from '../state/nodes.ts';
 import { agentStats } from './agents.ts';
-import { findNode, waitIndex, write, type ApiDeps } from './context.ts';
+import { actorOf, findNode, waitIndex, write, type ApiDeps } from './context.ts';
 
 export function nodeRoutes(d: ApiDeps): Route[] {
   const { cache } = d;
@@ -84,7 +84,14 @@ export function nodeRoutes(d: ApiDeps): Route[] {
             throw new ForbiddenError(`node ${reg.id} was registered by someone else just now`);
           if (existing === undefined) made ??= issueCredential(reg.id, now);
           issued = existing === undefined ? made?.issued : undefined;
-          return registerNode(cache, reg, lease.id, now, existing === undefined ? made?.stored : undefined);
+          return registerNode(
+            cache,
+            reg,
+            lease.id,
+            now,
+            actorOf(ctx),
+            existing === undefined ? made?.stored : undefined,
+          );
         });
         return {
           node,

@@ -28,7 +28,9 @@ export function nodeDownController(d: { cache: StateCache; clock: Clock; log: Lo
       return [];
     },
     async reconcile(nodeId, term) {
-      const { lost } = await commit(term, cache, () => markNodeDown(cache, nodeId, d.clock.now()));
+      const { lost } = await commit(term, cache, () =>
+        markNodeDown(cache, nodeId, d.clock.now(), term.actor),
+      );
       if (lost > 0) d.log.warn({ nodeId, lostAllocs: lost }, 'node down');
     },
   };

@@ -34,6 +34,11 @@ export class Term {
     this.fence = Object.freeze([{ key: leaderKey, target: 'create', op: '=', value: revision }]);
   }
 
+  /** What events written in this term name as their author. */
+  get actor(): string {
+    return `leader:${this.serverId}`;
+  }
+
   /** Aborted when the term ends: work started in it stops. */
   get signal(): AbortSignal {
     return this.controller.signal;

@@ -57,6 +57,11 @@ export async function processEvaluation(evaluation: Evaluation, term: Term, d: W
     await d.cache.waitForIndex(result.revision);
   }
   await term.txn({
-    success: failEvaluation(evaluation, `plan refused ${PLAN_ATTEMPTS} times: ${reason}`, d.clock.now()),
+    success: failEvaluation(
+      evaluation,
+      `plan refused ${PLAN_ATTEMPTS} times: ${reason}`,
+      d.clock.now(),
+      term.actor,
+    ),
   });
 }

@@ -16,7 +16,7 @@ import { unchanged, type StateView } from './view.ts';
 import type { Transition } from './write.ts';
 
 /** The writes of one allocation moving from `prev` to `next`: the allocation, its task events, its status event. */
-export function changeAlloc(prev: Allocation, next: Allocation, now: number): TxnOp[] {
+export function changeAlloc(prev: Allocation, next: Allocation, now: number, actor: string): TxnOp[] {
   const ops: TxnOp[] = [putOp(keys.alloc(next.id), next)];
   for (const [task, state] of Object.entries(next.taskStates)) {
     const seen = Math.max(0, ...(prev.taskStates[task]?.events ?? []).map((e) => e.time));
@@ -34,6 +34,7 @@ export function changeAlloc(prev: Allocation, next: Allocation, now: number): Tx
             task,
             message: `${prev.name} (${shortId(prev.id)}) ${task}: ${e.message}`,
             time: e.time,
+            actor,
           },
           now,
         ),
@@ -51,6 +52,7 @@ export function changeAlloc(prev: Allocation, next: Allocation, now: number): Tx
           allocId: prev.id,
           nodeId: prev.nodeId,
           message: `${prev.name} (${shortId(prev.id)}) is ${next.clientStatus}${next.clientDescription ? `: ${next.clientDescription}` : ''}`,
+          actor,
         },
         now,
       ),
@@ -133,7 +135,7 @@ export function reportAllocs(
     const next = reportedAlloc(a, u, now);
     if (!next) continue;
     compare.push(unchanged(view, keys.alloc(a.id)));
-    ops.push(...changeAlloc(a, next, now));
+    ops.push(...changeAlloc(a, next, now, `node:${nodeId}`));
     if (needsEvaluation(a, next)) evaluate.push(a);
   }
   if (ops.length === 0) return { done: undefined };

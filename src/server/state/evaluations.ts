@@ -27,7 +27,7 @@ export function newEvaluation(
 }
 
 /** The writes that end an evaluation as failed, with the event saying why. */
-export function failEvaluation(evaluation: Evaluation, reason: string, now: number): TxnOp[] {
+export function failEvaluation(evaluation: Evaluation, reason: string, now: number, actor: string): TxnOp[] {
   return [
     putOp(keys.evaluation(evaluation.id), {
       ...evaluation,
@@ -43,6 +43,7 @@ export function failEvaluation(evaluation: Evaluation, reason: string, now: numb
         jobId: evaluation.jobId,
         evalId: evaluation.id,
         message: `evaluation ${shortId(evaluation.id)} failed: ${reason}`,
+        actor,
       },
       now,
     ),

@@ -29,7 +29,12 @@ export interface RegisterResult {
 }
 
 /** Submit a job or a new version of it. Submitting the same spec again changes nothing. */
-export function registerJob(view: StateView, spec: JobSpec, now: number): Transition<RegisterResult> {
+export function registerJob(
+  view: StateView,
+  spec: JobSpec,
+  now: number,
+  actor: string,
+): Transition<RegisterResult> {
   const key = keys.job(spec.namespace, spec.job);
   const existing = view.job(spec.namespace, spec.job);
   if (existing && !existing.stop && stableStringify(existing.spec) === stableStringify(spec))
@@ -49,6 +54,7 @@ export function registerJob(view: StateView, spec: JobSpec, now: number): Transi
           jobId: job.id,
           evalId: evaluation.id,
           message: `job ${job.id} ${existing ? `updated to version ${job.version}` : 'registered'}`,
+          actor,
         },
         now,
       ),
@@ -63,6 +69,7 @@ export function stopJob(
   job: Job,
   purge: boolean,
   now: number,
+  actor: string,
 ): Transition<{ evalId: string }> {
   const key = keys.job(job.namespace, job.id);
   const evaluation = newEvaluation(job.namespace, job.id, job.spec.priority, 'job-deregister', now);
@@ -79,6 +86,7 @@ export function stopJob(
           jobId: job.id,
           evalId: evaluation.id,
           message: `job ${job.id} ${purge ? 'purged' : 'stopped'}`,
+          actor,
         },
         now,
       ),

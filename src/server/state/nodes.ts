@@ -19,6 +19,8 @@ export function registerNode(
   reg: ParsedNodeRegistration,
   leaseId: number,
   now: number,
+  /** Who registers it: the node itself, or the token it joined with. */
+  actor: string,
   /** A credential made for this first registration: written only if the node has none yet. */
   credential?: NodeCredential,
 ): Transition<Node> {
@@ -52,6 +54,7 @@ export function registerNode(
           type: existing ? 'node-reregistered' : 'node-registered',
           nodeId: reg.id,
           message: `node ${reg.name} ${existing ? 're-registered' : 'registered'}: ${reg.resources.cpu} millicores, ${reg.resources.memory} MiB`,
+          actor,
         },
         now,
       ),
@@ -64,7 +67,12 @@ export function registerNode(
  * A node stopped heartbeating: mark it down, its pending and running allocations lost, and ask for
  * an evaluation of each job that lost one. Nothing to do when the node heartbeats again or is gone.
  */
-export function markNodeDown(view: StateView, nodeId: string, now: number): Transition<{ lost: number }> {
+export function markNodeDown(
+  view: StateView,
+  nodeId: string,
+  now: number,
+  actor: string,
+): Transition<{ lost: number }> {
   const node = view.node(nodeId);
   if (!node || view.isAlive(nodeId)) return { done: { lost: 0 } };
   const compare: Compare[] = [];
@@ -79,6 +87,7 @@ export function markNodeDown(view: StateView, nodeId: string, now: number): Tran
           type: 'node-down',
           nodeId,
           message: `node ${node.name} is down: missed heartbeats`,
+          actor,
         },
         now,
       ),
@@ -88,7 +97,7 @@ export function markNodeDown(view: StateView, nodeId: string, now: number): Tran
   for (const a of view.allocsOnNode(nodeId)) {
     if (!isActive(a)) continue;
     compare.push(unchanged(view, keys.alloc(a.id)));
-    ops.push(...changeAlloc(a, lostAlloc(a, `node ${node.name} is down`, now), now));
+    ops.push(...changeAlloc(a, lostAlloc(a, `node ${node.name} is down`, now), now, actor));
     lost.push(a);
   }
   if (ops.length === 0) return { done: { lost: 0 } };

@@ -34,14 +34,21 @@ const puts = (t: { ops: TxnOp[] }, prefix: string): unknown[] =>
 
 test('registering the same spec again changes nothing; a new spec is the next version', () => {
   const job = mock.job();
-  assert.deepEqual(registerJob(view({ jobs: [job] }), job.spec, 1), { done: { job, changed: false } });
-  const next = written(registerJob(view({ jobs: [job] }), { ...job.spec, priority: 70 }, 1));
+  assert.deepEqual(registerJob(view({ jobs: [job] }), job.spec, 1, 'token:alice'), {
+    done: { job, changed: false },
+  });
+  const next = written(registerJob(view({ jobs: [job] }), { ...job.spec, priority: 70 }, 1, 'token:alice'));
   assert.equal(next.result.job.version, 1);
   assert.deepEqual(next.compare, [
     { key: keys.job(job.namespace, job.id), target: 'mod', op: '=', value: 7 },
   ]);
   assert.equal(puts(next, '/unum/evals/').length, 1);
-  const stopped = written(stopJob(view({ jobs: [job] }), job, true, 1));
+  assert.deepEqual(
+    (puts(next, '/unum/events/') as { actor?: string }[]).map((e) => e.actor),
+    ['token:alice'],
+    'the event names who made the change',
+  );
+  const stopped = written(stopJob(view({ jobs: [job] }), job, true, 1, 'token:bob'));
   assert.deepEqual(stopped.ops[0], { type: 'delete', key: keys.job(job.namespace, job.id) });
 });
 
@@ -80,17 +87,20 @@ test('a node that heartbeats is not marked down; a silent one is, with its activ
   const job = mock.job({ count: 2 });
   const run = mock.alloc(job, node, { clientStatus: 'running' });
   const done = mock.alloc(job, node, { index: 1, clientStatus: 'complete' });
-  assert.deepEqual(markNodeDown(view({ nodes: [node], alive: [node.id] }), node.id, 1), {
+  assert.deepEqual(markNodeDown(view({ nodes: [node], alive: [node.id] }), node.id, 1, 'leader:s1'), {
     done: { lost: 0 },
   });
-  const t = written(markNodeDown(view({ nodes: [node], allocs: [run, done], jobs: [job] }), node.id, 1));
+  const t = written(
+    markNodeDown(view({ nodes: [node], allocs: [run, done], jobs: [job] }), node.id, 1, 'leader:s1'),
+  );
   assert.equal(t.result.lost, 1);
   assert.equal((puts(t, '/unum/nodes/')[0] as Node).status, 'down');
+  assert.ok((puts(t, '/unum/events/') as { actor?: string }[]).every((e) => e.actor === 'leader:s1'));
   assert.deepEqual(
     (puts(t, '/unum/allocs/') as Allocation[]).map((a) => [a.id, a.clientStatus]),
     [[run.id, 'lost']],
   );
-  const again = markNodeDown(view({ nodes: [{ ...node, status: 'down' }] }), node.id, 1);
+  const again = markNodeDown(view({ nodes: [{ ...node, status: 'down' }] }), node.id, 1, 'leader:s1');
   assert.deepEqual(again, { done: { lost: 0 } }, 'a down node with nothing running needs no write');
 });
 
