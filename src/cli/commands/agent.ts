@@ -1,4 +1,5 @@
 /** `unum agent`: runs this machine's share of the cluster's work. */
+import { cliToken } from '../token.ts';
 import { DEFAULT_ADDR, resolveAddr } from '../../api/client.ts';
 import { positionals, stringFlag, UsageError, type Command } from '../context.ts';
 import {
@@ -24,7 +25,9 @@ export const agentCommand: Command = {
                   [--name NAME] [task flags] [--log-level LEVEL]
 
 Registers this machine as a node with the servers, keeps it alive, and runs the
-allocations placed on it. Tasks keep running while the servers are unreachable,
+allocations placed on it. Its first registration needs a token that may node:write
+($UNUM_TOKEN or $UNUM_TOKEN_FILE); the node then gets a credential of its own, kept in
+DATA_DIR/agent/credential.json, and uses it from then on. Tasks keep running while the servers are unreachable,
 and a restarted agent picks up its running tasks again. Runs until Ctrl-C or SIGTERM,
 which stop the agent but leave its tasks running for the next agent to take over.
 
@@ -41,7 +44,7 @@ ${TASK_FLAGS_HELP}
   --json                print the node id and address as JSON once started
 
 Examples:
-  unum agent --servers http://10.0.0.1:8686
+  UNUM_TOKEN=unum-token-… unum agent --servers http://10.0.0.1:8686
   unum agent --servers http://10.0.0.1:8686,http://10.0.0.2:8686 --name rack1-a --http-addr 0.0.0.0:8687
 `,
   flags: {
@@ -70,6 +73,7 @@ Examples:
     const { startAgent } = await import('../../agent/index.ts');
     let agent;
     try {
+      const joinToken = cliToken({ ...ctx.env, UNUM_DATA_DIR: dataDir });
       agent = await startAgent({
         dataDir,
         servers,
@@ -77,6 +81,7 @@ Examples:
         logger,
         ...taskAgentOptions(args),
         ...(name ? { name } : {}),
+        ...(joinToken !== undefined ? { token: joinToken } : {}),
       });
     } catch (err) {
       throw startError('agent', httpAddr, err);
