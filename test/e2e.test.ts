@@ -233,6 +233,23 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     assert.match(out, /HTTP 401|NO-ROUTE/, 'the API answers nothing without a token');
   });
 
+  test('a task has a workload identity of its own, and it grants no access to jobs', async () => {
+    const script = [
+      'T=$(cat "$UNUM_IDENTITY_FILE")',
+      `python3 -c "import sys,json,urllib.request,urllib.error\nfor u in ['/v1/identity/self', '/v1/jobs?namespace=default']:\n  r = urllib.request.Request('${addr}' + u, headers={'authorization': 'Bearer ' + sys.argv[1]})\n  try: print('OK', json.load(urllib.request.urlopen(r)).get('task'))\n  except urllib.error.HTTPError as e: print('HTTP', e.code)" "$T"`,
+    ].join('; ');
+    const r = await unum(['run', '--', 'sh', '-c', script], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
+    assert.ok(id, r.stdout);
+    const out = await waitFor(async () => {
+      const l = await unum(['logs', id]);
+      return /HTTP \d+/.test(l.stdout) ? l.stdout : undefined;
+    });
+    assert.match(out, /OK sh/, 'the task is told who it is (its task name)');
+    assert.match(out, /HTTP 403/, 'and may not read jobs with it');
+  });
+
   test('a command that does not exist fails with the exec error in status and logs', async () => {
     const r = await unum(['run', '--', 'no-such-program-xyz'], 60_000);
     assert.notEqual(r.code, 0);

@@ -422,6 +422,7 @@ export class Agent {
       allocsDir: allocsRoot(this.cfg.dataDir),
       nodeId: this.nodeId,
       driverFor: (name) => this.driverFor(name),
+      fetchIdentity: (allocId) => this.call((c) => c.allocIdentity(this.nodeId, allocId)),
       recoverDriverFor: (name) => this.drivers.find((d) => d.name === name),
       logger: this.logger,
       // The runner persists before it reports: a status goes out once its state file is written.

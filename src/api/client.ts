@@ -63,6 +63,24 @@ export class UnumClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
+  // --- workload identity ------------------------------------------------------------------------
+
+  /** A node fetches the workload tokens of its allocation's tasks (its own credential). */
+  allocIdentity(
+    nodeId: string,
+    allocId: string,
+  ): Promise<{ tokens: Record<string, string>; expiresAt: number }> {
+    return this.request('POST', `/v1/nodes/${enc(nodeId)}/allocations/${enc(allocId)}/identity`, {
+      body: {},
+    });
+  }
+  identitySelf(): Promise<Record<string, string>> {
+    return this.request('GET', '/v1/identity/self');
+  }
+  jwks(): Promise<{ keys: Record<string, unknown>[] }> {
+    return this.request('GET', '/.well-known/jwks.json');
+  }
+
   // --- ACL --------------------------------------------------------------------------------------
 
   aclBootstrap(): Promise<AclMadeToken> {

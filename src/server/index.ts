@@ -15,6 +15,7 @@ import { createStore } from '../store/index.ts';
 import { Router, allowAll, listen, sendJson, type Authorizer } from '../transport/index.ts';
 import { StateCache } from './cache.ts';
 import { Heartbeats } from './heartbeats.ts';
+import { WorkloadIdentity, withWorkloadIdentity } from './identity.ts';
 import { aclAuthorizer } from './acl/tokens.ts';
 import { hashSecret, withNodeCredentials } from './node-credentials.ts';
 import { createToken } from './state/acl.ts';
@@ -80,8 +81,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     workers: options.workers ?? 1,
     ...(options.retention ? { retention: options.retention } : {}),
   });
+  const identity = new WorkloadIdentity(store);
   const authorizer = withNodeCredentials(
-    options.authorizer ?? (options.acl === false ? allowAll : aclAuthorizer(cache, () => clock.now())),
+    withWorkloadIdentity(
+      options.authorizer ?? (options.acl === false ? allowAll : aclAuthorizer(cache, () => clock.now())),
+      identity,
+    ),
     (id) => cache.nodeCredential(id),
     (hash) => cache.nodeOfSecret(hash),
   );
@@ -90,7 +95,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const version = unumVersion();
   const heartbeats = new Heartbeats(store, clock);
   router.add(
-    ...apiRoutes({ store, cache, leadership, heartbeats, authorizer, log, clock, version, addr: () => addr }),
+    ...apiRoutes({
+      store,
+      cache,
+      leadership,
+      heartbeats,
+      identity,
+      authorizer,
+      log,
+      clock,
+      version,
+      addr: () => addr,
+    }),
   );
   router.add({
     method: 'GET',

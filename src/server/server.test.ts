@@ -19,6 +19,7 @@ import {
   UnavailableError,
 } from '../core/errors.ts';
 import type { Allocation, TaskState } from '../core/types.ts';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { bootstrapped } from '../testing/acl.ts';
 import { waitFor } from '../testing/wait.ts';
 import { startServer, type RunningServer } from './index.ts';
@@ -472,6 +473,43 @@ describe('server API', () => {
       events.some((e) => e.type === 'acl-token-revoked' && e.actor?.startsWith('token:')),
       'who did it is recorded',
     );
+  });
+
+  test("a task's workload identity: fetched by its own node only, verifiable offline, grants nothing else", async () => {
+    await client.submitJob({ ...job('ident'), namespace: 'team-i' });
+    if (!nodeClients.has('node-b')) await nodeApi.registerNode(registration('node-b'));
+    const a = await waitFor(async () =>
+      (await client.jobAllocations('ident', { namespace: 'team-i' })).items.find(
+        (x) => x.desiredStatus === 'run',
+      ),
+    );
+    const { tokens, expiresAt } = await asNode(a.nodeId).allocIdentity(a.nodeId, a.id);
+    const token = tokens['server'];
+    assert.ok(token, 'a token for each task');
+    assert.ok(expiresAt > Date.now());
+    // Anyone can check it offline against the published keys.
+    const { payload } = await jwtVerify(token, createLocalJWKSet((await client.jwks()) as JSONWebKeySet), {
+      issuer: 'unum',
+      audience: 'unum',
+    });
+    assert.equal(payload['namespace'], 'team-i');
+    assert.equal(payload['alloc'], a.id);
+    assert.equal(payload['task'], 'server');
+
+    const task = new UnumClient({ addr: server.addr, token });
+    assert.equal((await task.identitySelf())['job'], 'ident');
+    await assert.rejects(task.listJobs({ namespace: 'team-i' }), ForbiddenError, 'not even its own job');
+    await assert.rejects(task.getJob('secret-web', { namespace: 'team-b' }), ForbiddenError);
+    const tampered = `${token.slice(0, -4)}AAAA`;
+    await assert.rejects(
+      new UnumClient({ addr: server.addr, token: tampered }).identitySelf(),
+      UnauthenticatedError,
+    );
+
+    // Another node cannot get it.
+    const other = a.nodeId === 'node-a' ? 'node-b' : 'node-a';
+    await assert.rejects(asNode(other).allocIdentity(other, a.id), ForbiddenError);
+    await assert.rejects(asNode(other).allocIdentity(a.nodeId, a.id), ForbiddenError);
   });
 });
 

@@ -15,6 +15,8 @@ export interface Identity {
   kind: 'anonymous' | 'token' | 'agent' | 'workload';
   /** A token's accessor (its public id), for the audit trail. */
   accessor?: string;
+  /** A workload's verified claims (namespace, job, group, alloc, task, node). */
+  claims?: Readonly<Record<string, string>>;
 }
 
 export interface Authorizer {

@@ -14,6 +14,7 @@
  * file), and a runner can be rebuilt from one (`restored`) after an agent restart: its tasks are then
  * re-attached rather than started.
  */
+import { identityHook, type FetchIdentity } from './identity.ts';
 import { isTerminalStatus } from '../../core/alloc.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../../core/types.ts';
@@ -42,6 +43,8 @@ export interface AllocRunnerOptions {
   nodeId: string;
   /** The driver for a task's `driver` name, or why it can not run here. */
   driverFor: (name: string) => Driver | { unavailable: string };
+  /** Fetches the workload tokens of this allocation's tasks from a server (absent: no identity). */
+  fetchIdentity?: FetchIdentity;
   /** The driver of that name even when it may not start tasks (to re-attach to a restored task). */
   recoverDriverFor?: (name: string) => Driver | undefined;
   logger: Logger;
@@ -127,7 +130,16 @@ export class AllocRunner {
       },
       this.logger,
     );
-    this.hooks = [allocDirHook(), driverPrepareHook(this.drivers), ...(health ? [health] : [])];
+    const identity =
+      opts.fetchIdentity !== undefined
+        ? identityHook(opts.alloc, opts.allocsDir, opts.fetchIdentity, this.logger)
+        : undefined;
+    this.hooks = [
+      allocDirHook(),
+      driverPrepareHook(this.drivers),
+      ...(identity ? [identity] : []),
+      ...(health ? [health] : []),
+    ];
   }
 
   /** The allocation as the server last sent it. */

@@ -6,6 +6,7 @@
  * (`sh -c 'x=1; echo ${x}'`) keeps its own variables. `$${NAME}` gives a literal `${NAME}`. Only the
  * braced form is interpolated: `$NAME` is never touched.
  */
+import { join } from 'node:path';
 import { portEnvName, type TaskSpec } from '../../core/job-spec.ts';
 import type { Allocation } from '../../core/types.ts';
 import type { AllocDir, TaskDir } from './alloc-dir.ts';
@@ -31,6 +32,8 @@ export function unumEnv(
     UNUM_ALLOC_DIR: dirs.alloc.shared,
     UNUM_TASK_DIR: dirs.task.dir,
     UNUM_SECRETS_DIR: dirs.task.secrets,
+    // The task's workload identity (a JWT), rewritten before it expires (identity.ts).
+    UNUM_IDENTITY_FILE: join(dirs.task.secrets, 'identity.jwt'),
     UNUM_CPU_LIMIT: String(task.resources.cpu),
     UNUM_MEMORY_LIMIT: String(task.resources.memory),
   };

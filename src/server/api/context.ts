@@ -15,6 +15,7 @@ import type { Store } from '../../store/types.ts';
 import type { Authorizer } from '../../transport/index.ts';
 import type { StateCache } from '../cache.ts';
 import type { Heartbeats } from '../heartbeats.ts';
+import type { WorkloadIdentity } from '../identity.ts';
 import { blockingParams, type RequestContext } from '../../transport/index.ts';
 import type { Leadership } from '../leadership/leadership.ts';
 import { commit, type Transition } from '../state/write.ts';
@@ -24,6 +25,7 @@ export interface ApiDeps {
   cache: StateCache;
   leadership: Leadership;
   heartbeats: Heartbeats;
+  identity: WorkloadIdentity;
   authorizer: Authorizer;
   log: Logger;
   clock: Clock;

@@ -10,6 +10,7 @@ import { allocRoutes } from './allocs.ts';
 import type { ApiDeps } from './context.ts';
 import { evalRoutes } from './evals.ts';
 import { eventRoutes } from './events.ts';
+import { identityRoutes } from './identity.ts';
 import { jobRoutes } from './jobs.ts';
 import { nodeRoutes } from './nodes.ts';
 
@@ -40,5 +41,6 @@ export function apiRoutes(d: ApiDeps): Route[] {
     ...evalRoutes(d),
     ...eventRoutes(d),
     ...aclRoutes(d),
+    ...identityRoutes(d),
   ];
 }

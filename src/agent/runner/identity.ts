@@ -1,0 +1,67 @@
+/**
+ * The workload identity hook: each task of a running allocation finds its signed identity token
+ * (a JWT naming its namespace, job, group, allocation and task) in `secrets/identity.jwt` of its
+ * directory (`UNUM_IDENTITY_FILE`), owned by the task's user, rewritten before it expires. An
+ * allocation hook, so that a re-attached allocation keeps rotating its tokens after an agent
+ * restart. A server that cannot be reached does not stop the tasks: the hook retries in the
+ * background.
+ */
+import { chown, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../core/log.ts';
+import type { Allocation } from '../../core/types.ts';
+import { taskDirPaths } from './alloc-dir.ts';
+import type { AllocHook } from './hooks.ts';
+
+export const IDENTITY_FILE = 'identity.jwt';
+
+export type FetchIdentity = (
+  allocId: string,
+) => Promise<{ tokens: Record<string, string>; expiresAt: number }>;
+
+/** Writes `token` into the task's secrets dir, owned by whoever owns that dir (the task's user once it ran). */
+async function writeToken(secretsDir: string, token: string): Promise<void> {
+  const file = join(secretsDir, IDENTITY_FILE);
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, `${token}\n`, { mode: 0o400 });
+  const owner = await stat(secretsDir);
+  if (process.getuid?.() === 0) await chown(tmp, owner.uid, owner.gid);
+  await rename(tmp, file);
+}
+
+export function identityHook(
+  alloc: Allocation,
+  allocsDir: string,
+  fetchIdentity: FetchIdentity,
+  logger: Logger,
+  retryMs = 5_000,
+): AllocHook {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = (ms: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => void refresh(), Math.max(1_000, ms));
+    timer.unref();
+  };
+  async function refresh(): Promise<void> {
+    try {
+      const { tokens, expiresAt } = await fetchIdentity(alloc.id);
+      for (const [task, token] of Object.entries(tokens))
+        await writeToken(taskDirPaths(allocsDir, alloc.id, task).secrets, token);
+      // Rewritten half-way through its life: a server unreachable for a while is survived.
+      schedule((expiresAt - Date.now()) / 2);
+    } catch (err) {
+      if (stopped) return;
+      logger.warn({ err, allocId: alloc.id }, 'could not fetch the workload identity; retrying');
+      schedule(retryMs);
+    }
+  }
+  return {
+    name: 'identity',
+    prestart: () => refresh(),
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
