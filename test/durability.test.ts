@@ -4,10 +4,10 @@
  * a task that exited while unum was down is reported with its real exit code.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UnumClient } from '../src/api/client.ts';
 import type { Allocation } from '../src/core/types.ts';
@@ -15,9 +15,7 @@ import { freePort } from '../src/testing/net.ts';
 import { requireExecDriverTools } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
 import { upToken } from '../src/testing/acl.ts';
-
-const root = resolve(import.meta.dirname, '..');
-const bin = join(root, 'bin', 'unum.js');
+import { startUp } from '../src/testing/unum-up.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -43,15 +41,7 @@ describe('tasks outlive a crash of unum up', { timeout: 180_000 }, () => {
   let client: UnumClient;
 
   const start = async () => {
-    up = spawn(process.execPath, [bin, 'up', '--addr', `127.0.0.1:${port}`, '--data-dir', dir], {
-      stdio: 'ignore',
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    await waitFor(async () => (await client.listNodes()).items.some((n) => n.status === 'ready'), {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-      description: 'unum up ready',
-    });
+    up = await startUp({ port, dataDir: dir, client });
   };
   const crash = async () => {
     const p = up!;

@@ -59,6 +59,17 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     assert.equal(r.code, 0, `unum ${args.join(' ')} failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
+  /** Runs `script` as a one-off job (`unum run -- sh -c`) and returns its output once it matches `until`. */
+  const runScript = async (script: string, until: RegExp): Promise<string> => {
+    const r = await unum(['run', '--', 'sh', '-c', script], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
+    assert.ok(id, r.stdout);
+    return waitFor(async () => {
+      const l = await unum(['logs', id]);
+      return until.test(l.stdout) ? l.stdout : undefined;
+    });
+  };
   const webAllocs = async () =>
     (await json<{ allocations: Allocation[] }>(['status', 'web'])).allocations.filter(
       (a) => a.desiredStatus === 'run',
@@ -220,14 +231,7 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
       'env | grep -c unum-token- || true',
       `python3 -c "import urllib.request,urllib.error\ntry: urllib.request.urlopen('${addr}/v1/jobs?namespace=*')\nexcept urllib.error.HTTPError as e: print('HTTP', e.code)\nexcept Exception as e: print('NO-ROUTE', type(e).__name__)"`,
     ].join('; ');
-    const r = await unum(['run', '--', 'sh', '-c', script], 60_000);
-    assert.equal(r.code, 0, r.stderr);
-    const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
-    assert.ok(id, r.stdout);
-    const out = await waitFor(async () => {
-      const l = await unum(['logs', id]);
-      return /HTTP|NO-ROUTE/.test(l.stdout) ? l.stdout : undefined;
-    });
+    const out = await runScript(script, /HTTP|NO-ROUTE/);
     assert.match(out, /TOKEN-UNREADABLE/);
     assert.match(out, /(^|\] )0$/m, 'no token in its environment');
     assert.match(out, /HTTP 401|NO-ROUTE/, 'the API answers nothing without a token');
@@ -238,14 +242,7 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
       'T=$(cat "$UNUM_IDENTITY_FILE")',
       `python3 -c "import sys,json,urllib.request,urllib.error\nfor u in ['/v1/identity/self', '/v1/jobs?namespace=default']:\n  r = urllib.request.Request('${addr}' + u, headers={'authorization': 'Bearer ' + sys.argv[1]})\n  try: print('OK', json.load(urllib.request.urlopen(r)).get('task'))\n  except urllib.error.HTTPError as e: print('HTTP', e.code)" "$T"`,
     ].join('; ');
-    const r = await unum(['run', '--', 'sh', '-c', script], 60_000);
-    assert.equal(r.code, 0, r.stderr);
-    const id = /run-[0-9a-f]{8}/.exec(r.stdout)?.[0];
-    assert.ok(id, r.stdout);
-    const out = await waitFor(async () => {
-      const l = await unum(['logs', id]);
-      return /HTTP \d+/.test(l.stdout) ? l.stdout : undefined;
-    });
+    const out = await runScript(script, /HTTP \d+/);
     assert.match(out, /OK sh/, 'the task is told who it is (its task name)');
     assert.match(out, /HTTP 403/, 'and may not read jobs with it');
   });

@@ -6,20 +6,19 @@
  * on outside its cgroup, unlimited, and the restarted agent started the allocation a second time).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UnumClient } from '../../src/api/client.ts';
 import { upToken } from '../../src/testing/acl.ts';
 import { missingCgroups, missingRoot, missingTools } from '../../src/testing/tools.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { freePort } from '../../src/testing/net.ts';
+import { startUp } from '../../src/testing/unum-up.ts';
 
-const root = resolve(import.meta.dirname, '..', '..');
-const bin = join(root, 'bin', 'unum.js');
 const COUNT = 30;
 
 const skip =
@@ -67,15 +66,7 @@ describe('a crash while tasks start leaves nothing behind', { skip, timeout: 300
   let client: UnumClient;
 
   const start = async () => {
-    up = spawn(process.execPath, [bin, 'up', '--addr', `127.0.0.1:${port}`, '--data-dir', dir], {
-      stdio: 'ignore',
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    await waitFor(async () => (await client.listNodes()).items.some((n) => n.status === 'ready'), {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-      description: 'unum up ready',
-    });
+    up = await startUp({ port, dataDir: dir, client });
   };
   const exited = (p: ChildProcess) =>
     p.exitCode !== null || p.signalCode !== null
