@@ -20,13 +20,16 @@
  *   UNUM_BENCH_CLIENTS=32 node bench/api-auth.ts                # concurrent clients (default 16)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent, request, type IncomingMessage } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { UnumClient } from '../src/api/client.ts';
+import type { AclPolicy } from '../src/core/acl.ts';
+import { aclAuthorizer, makeToken } from '../src/server/acl/tokens.ts';
 import { startServer, type RunningServer } from '../src/server/index.ts';
+import { withNodeCredentials } from '../src/server/node-credentials.ts';
 import { bootstrapped } from '../src/testing/acl.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
@@ -94,6 +97,8 @@ async function load(o: Load): Promise<LoadResult> {
       req.end(body);
     });
   const start = performance.now();
+  // Tells the server's thread when to start counting its CPU time.
+  setTimeout(() => parentPort?.postMessage('measuring'), o.warmupMs);
   const measureFrom = start + o.warmupMs;
   const end = measureFrom + o.seconds * 1000;
   let n = 0;
@@ -122,10 +127,19 @@ if (!isMainThread) {
 
 // --- the servers and the report (main thread) ----------------------------------------------------
 
-function inWorker(o: Load): Promise<LoadResult> {
+/** The clients' result, and the CPU time this (the server's) thread spent while they measured, in µs. */
+function inWorker(o: Load): Promise<LoadResult & { serverCpuUs: number }> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(fileURLToPath(import.meta.url), { workerData: o });
-    worker.once('message', (m: LoadResult) => resolve(m));
+    let from = process.threadCpuUsage();
+    worker.on('message', (m: LoadResult | 'measuring') => {
+      if (m === 'measuring') {
+        from = process.threadCpuUsage();
+        return;
+      }
+      const used = process.threadCpuUsage(from);
+      resolve({ ...m, serverCpuUs: used.user + used.system });
+    });
     worker.once('error', reject);
     worker.once('exit', (code) => {
       if (code !== 0) reject(new Error(`the load worker exited with ${code}`));
@@ -175,6 +189,42 @@ async function serverFor(mode: Mode): Promise<Started> {
   };
 }
 
+/**
+ * The door alone, as the server composes it (node credentials, then ACL tokens), over an in-memory
+ * view: µs per authenticate + authorize of a scoped token. Hardly moved by a noisy machine, it says
+ * how much of a request's time authentication can take at most.
+ */
+async function doorMicroseconds(): Promise<number> {
+  const { stored, secret } = makeToken({ name: 'bench', policies: [NAMESPACE], management: false }, 0);
+  const policy: AclPolicy = {
+    name: NAMESPACE,
+    rules: [{ namespace: NAMESPACE, capabilities: ['job:read', 'job:write'] }],
+    createdAt: 0,
+    modifiedAt: 0,
+  };
+  const door = withNodeCredentials(
+    aclAuthorizer(
+      {
+        aclTokenOfSecret: (hash) => (hash === stored.secretHash ? stored : undefined),
+        aclToken: (accessor) => (accessor === stored.accessor ? stored : undefined),
+        aclPolicy: (name) => (name === NAMESPACE ? policy : undefined),
+      },
+      () => 1,
+    ),
+    () => undefined,
+    () => undefined,
+  );
+  const req = { headers: { authorization: `Bearer ${secret}` } } as IncomingMessage;
+  const times: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const n = 100_000;
+    const t = performance.now();
+    for (let i = 0; i < n; i++) await door.authorize(await door.authenticate(req), 'job:read', NAMESPACE);
+    times.push(((performance.now() - t) / n) * 1000);
+  }
+  return median(times);
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -186,8 +236,13 @@ async function main(): Promise<void> {
   const runs = Number(process.env['UNUM_BENCH_RUNS'] ?? 5);
   const clients = Number(process.env['UNUM_BENCH_CLIENTS'] ?? 16);
   const warmupMs = 500;
-  const modes: Mode[] = ['off', 'management', 'scoped'];
-  const routes: Route[] = ['read', 'write'];
+  // UNUM_BENCH_MODES=scoped UNUM_BENCH_ROUTES=read: one configuration only (for a profile); 'off' stays, as the baseline.
+  const pick = <T extends string>(name: string, all: T[]): T[] => {
+    const wanted = process.env[name]?.split(',');
+    return wanted ? all.filter((x) => x === 'off' || wanted.includes(x)) : all;
+  };
+  const modes = pick<Mode>('UNUM_BENCH_MODES', ['off', 'management', 'scoped']);
+  const routes = pick<Route>('UNUM_BENCH_ROUTES', ['read', 'write']);
   process.stdout.write(
     `api-auth bench: ${clients} keep-alive clients on a worker thread, ${runs} run(s) x ${seconds} s per configuration, modes round-robin, fresh memory: servers per run\n`,
   );
@@ -199,6 +254,8 @@ async function main(): Promise<void> {
     requests: number;
     errors: number;
     perSecond: number;
+    /** CPU time of the server's thread per request (the scheduler's work for writes included). */
+    serverCpuUsPerRequest: number;
   }[] = [];
   for (let run = 0; run < runs; run++) {
     for (const route of routes) {
@@ -225,6 +282,7 @@ async function main(): Promise<void> {
             requests: r.requests,
             errors: r.errors,
             perSecond: r.requests / seconds,
+            serverCpuUsPerRequest: r.serverCpuUs / r.requests,
           });
         } finally {
           await s.stop();
@@ -235,8 +293,9 @@ async function main(): Promise<void> {
   }
 
   const summary = routes.flatMap((route) => {
-    const rate = (mode: Mode): number[] =>
-      all.filter((r) => r.route === route && r.mode === mode).map((r) => r.perSecond);
+    const of = (mode: Mode) => all.filter((r) => r.route === route && r.mode === mode);
+    const rate = (mode: Mode): number[] => of(mode).map((r) => r.perSecond);
+    const cpu = (mode: Mode): number => median(of(mode).map((r) => r.serverCpuUsPerRequest));
     const baseline = rate('off');
     return modes.map((mode) => {
       const rates = rate(mode);
@@ -252,23 +311,32 @@ async function main(): Promise<void> {
         maxPerSecond: Math.round(Math.max(...rates)),
         costPercent: Number((((median(baseline) - med) / median(baseline)) * 100).toFixed(1)),
         pairedCostPercent: Number(median(paired).toFixed(1)),
+        serverCpuUsPerRequest: Number(cpu(mode).toFixed(1)),
+        cpuCostPercent: Number((((cpu(mode) - cpu('off')) / cpu('off')) * 100).toFixed(1)),
       };
     });
   });
 
+  const door = await doorMicroseconds();
   const pad = (text: string | number, width: number): string => String(text).padStart(width);
   process.stdout.write(
-    `\n${pad('route', 5)} ${pad('mode', 10)} ${pad('median req/s', 12)} ${pad('min', 7)} ${pad('max', 7)} ${pad('cost', 7)} ${pad('paired', 7)}  target <= ${target}%\n`,
+    `\n${pad('route', 5)} ${pad('mode', 10)} ${pad('median req/s', 12)} ${pad('min', 7)} ${pad('max', 7)} ${pad('cost', 7)} ${pad('paired', 7)} ${pad('cpu µs/req', 10)} ${pad('cpu cost', 8)}  target <= ${target}%\n`,
   );
   for (const row of summary) {
     const base = row.mode === 'off';
-    const verdict = base ? '' : row.pairedCostPercent <= target ? 'ok' : 'over';
+    const verdict = base ? '' : row.cpuCostPercent <= target ? 'ok' : 'over';
+    const pct = (v: number): string => (base ? '' : `${v}%`);
     process.stdout.write(
-      `${pad(row.route, 5)} ${pad(row.mode, 10)} ${pad(row.medianPerSecond, 12)} ${pad(row.minPerSecond, 7)} ${pad(row.maxPerSecond, 7)} ${pad(base ? 'base' : `${row.costPercent}%`, 7)} ${pad(base ? '' : `${row.pairedCostPercent}%`, 7)}  ${verdict}\n`,
+      `${pad(row.route, 5)} ${pad(row.mode, 10)} ${pad(row.medianPerSecond, 12)} ${pad(row.minPerSecond, 7)} ${pad(row.maxPerSecond, 7)} ${pad(base ? 'base' : pct(row.costPercent), 7)} ${pad(pct(row.pairedCostPercent), 7)} ${pad(row.serverCpuUsPerRequest, 10)} ${pad(base ? 'base' : pct(row.cpuCostPercent), 8)}  ${verdict}\n`,
     );
   }
+  const baseRead = summary.find((r) => r.route === 'read' && r.mode === 'off')!.serverCpuUsPerRequest;
   process.stdout.write(
-    `cost: 1 - median(mode) / median(off); paired: the median over the runs of 1 - mode / off of the same run\n`,
+    `\nthe door alone (authenticate + authorize, scoped token): ${door.toFixed(2)} µs per request, ${((door / baseRead) * 100).toFixed(1)}% of a read's server CPU time without authentication\n`,
+  );
+  process.stdout.write(
+    `cost: 1 - median(mode) / median(off) of req/s; paired: the median over the runs of 1 - mode / off of the same run;\n` +
+      `cpu cost: the server thread's CPU time per request against off's (steadier than req/s on a shared machine: the verdict)\n`,
   );
 
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'api-auth.json');
@@ -299,6 +367,7 @@ async function main(): Promise<void> {
         order: 'round-robin over the modes, their order turning at each run; fresh memory: servers per run',
         targetCostPercent: target,
         summary,
+        doorMicrosecondsPerRequest: Number(door.toFixed(2)),
         runs: all,
       },
       null,
