@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Args } from './context.ts';
 import { UsageError } from './context.ts';
-import { TASK_FLAGS_HELP, taskAgentOptions } from './daemon.ts';
+import { TASK_FLAGS_HELP, serverOptions, taskAgentOptions } from './daemon.ts';
 
 const args = (flags: Args['flags']): Args => ({ flags, positionals: [], rest: undefined });
 
@@ -62,5 +62,22 @@ void describe('the task flags of unum up and unum agent', () => {
       '--no-favordynmods',
     ])
       assert.ok(TASK_FLAGS_HELP.includes(flag), flag);
+  });
+});
+
+void describe('the server flags of unum up and unum server', () => {
+  test('the connection limits reach the server options; a limit that is not a positive number is a usage error', () => {
+    assert.deepEqual(serverOptions(args({})), {});
+    assert.deepEqual(
+      serverOptions(
+        args({ 'allow-host': ['unum.lan'], 'max-connections': '2000', 'max-connections-per-source': '16' }),
+      ),
+      { allowedHosts: ['unum.lan'], limits: { maxConnections: 2000, maxConnectionsPerSource: 16 } },
+    );
+    assert.throws(
+      () => serverOptions(args({ 'max-connections-per-source': '0' })),
+      (err: unknown) =>
+        err instanceof UsageError && /--max-connections-per-source expects a whole number/.test(err.message),
+    );
   });
 });

@@ -103,18 +103,33 @@ export const TASK_FLAGS = {
 /** Flags of the roles that run a server (`unum up`, `unum server`). */
 export const SERVER_FLAGS = {
   'allow-host': { type: 'string', multiple: true },
+  'max-connections': { type: 'string' },
+  'max-connections-per-source': { type: 'string' },
 } as const;
 
 export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests for this host name (repeatable). By default only IP
                        addresses and localhost are served, so that a web page cannot reach the
-                       API through a DNS name of its own (DNS rebinding)`;
+                       API through a DNS name of its own (DNS rebinding)
+  --max-connections N  connections the API holds open at once (default 1024); more get 503
+  --max-connections-per-source N
+                       connections one address may hold open to the API (default 128)`;
 
 /** The server options the server flags set. */
-export function serverOptions(args: Args): { allowedHosts?: string[] } {
+export function serverOptions(args: Args): {
+  allowedHosts?: string[];
+  limits?: { maxConnections?: number; maxConnectionsPerSource?: number };
+} {
+  const out: ReturnType<typeof serverOptions> = {};
   const hosts = args.flags['allow-host'];
-  return Array.isArray(hosts)
-    ? { allowedHosts: hosts.filter((h): h is string => typeof h === 'string') }
-    : {};
+  if (Array.isArray(hosts)) out.allowedHosts = hosts.filter((h): h is string => typeof h === 'string');
+  const total = intFlag(args, 'max-connections', 1);
+  const perSource = intFlag(args, 'max-connections-per-source', 1);
+  if (total !== undefined || perSource !== undefined)
+    out.limits = {
+      ...(total !== undefined ? { maxConnections: total } : {}),
+      ...(perSource !== undefined ? { maxConnectionsPerSource: perSource } : {}),
+    };
+  return out;
 }
 
 export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver (tasks run without isolation)

@@ -12,7 +12,14 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { unumVersion } from '../core/version.ts';
 import { createStore } from '../store/index.ts';
-import { Router, allowAll, listen, sendJson, type Authorizer } from '../transport/index.ts';
+import {
+  Router,
+  allowAll,
+  listen,
+  sendJson,
+  type Authorizer,
+  type ConnectionLimits,
+} from '../transport/index.ts';
 import { StateCache } from './cache.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { WorkloadIdentity, withWorkloadIdentity } from './identity.ts';
@@ -47,6 +54,11 @@ export interface ServerOptions {
    * An explicit `authorizer` replaces both.
    */
   acl?: boolean;
+  /**
+   * Connections in total and per source, header and request timeouts of the API's listener
+   * (defaults: DEFAULT_CONNECTION_LIMITS in src/transport/listen.ts).
+   */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface RunningServer {
@@ -129,6 +141,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     {
       host,
       port,
+      ...(options.limits ? { limits: options.limits } : {}),
       inUse: (h, p) =>
         `cannot listen on ${h}:${p}: the address is in use (is another unum running? pick another with --addr)`,
     },

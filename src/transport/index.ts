@@ -1,9 +1,17 @@
 /** The HTTP transport of the server and the agent: see README.md. */
 export { allowAll, type Authorizer, type Capability, type Identity } from './auth.ts';
-export { MAX_BODY_BYTES, readJson } from './body.ts';
+export { BodyBudget, MAX_BODIES_BYTES, MAX_BODY_BYTES, readJson } from './body.ts';
 export { checkBrowserRequest, hostName, type BrowserPolicy } from './browser.ts';
 export { encodeError, sendError, sendJson } from './errors.ts';
-export { advertisedHost, listen, type ListenOptions, type Listener, type TlsOptions } from './listen.ts';
+export {
+  advertisedHost,
+  DEFAULT_CONNECTION_LIMITS,
+  listen,
+  type ConnectionLimits,
+  type ListenOptions,
+  type Listener,
+  type TlsOptions,
+} from './listen.ts';
 export { blockingParams, booleanParam, countParam } from './query.ts';
 export { Router, STREAMED, type RequestContext, type Route, type RouterOptions } from './router.ts';
 export { openSse, type SseStream } from './sse.ts';

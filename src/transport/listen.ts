@@ -4,8 +4,9 @@
  * loopback-only `unum up` may keep a plain listener.
  */
 import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { InvalidError, UnavailableError } from '../core/errors.ts';
+import { encodeError } from './errors.ts';
 
 /**
  * The certificates of a TLS listener. Not implemented yet: it comes with the multi-host release
@@ -20,6 +21,45 @@ export interface TlsOptions {
   ca?: string;
 }
 
+/**
+ * What one listener lets its callers take. A caller that opens connections without end, or never
+ * finishes its request, must not take the process's descriptors or memory from everyone else.
+ */
+export interface ConnectionLimits {
+  /** Connections open at once, all sources together; one more is refused (503). Default 1024. */
+  maxConnections: number;
+  /** Connections open at once from one source address; one more is refused (503). Default 128. */
+  maxConnectionsPerSource: number;
+  /**
+   * Time to receive a request's headers, from the connection's opening (or the request's first
+   * byte on a kept-alive connection); then the connection is closed (408). Default 10 s.
+   */
+  headersTimeoutMs: number;
+  /**
+   * Time to receive a whole request, headers and body. It bounds only what the client sends: a
+   * blocking query (`?wait=5m`) or a followed log stream answers for as long as it needs. Default
+   * 60 s (a 4 MiB body at about 70 KB/s).
+   */
+  requestTimeoutMs: number;
+  /** How often the two timeouts above are checked (node's default is 30 s). Default 1 s. */
+  timeoutCheckMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  maxConnections: 1024,
+  maxConnectionsPerSource: 128,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  timeoutCheckMs: 1_000,
+});
+
+/**
+ * Refused connections get their 503 and up to this long to read it before they are closed; past
+ * MAX_REFUSING of them at once, more are closed at once without an answer (a flood gets no reply).
+ */
+const REFUSAL_GRACE_MS = 1_000;
+const MAX_REFUSING = 64;
+
 export interface ListenOptions {
   host: string;
   /** 0 picks a free port. */
@@ -28,6 +68,8 @@ export interface ListenOptions {
   tls?: TlsOptions;
   /** Said when the address is taken (default: "… is already in use"). */
   inUse?: (host: string, port: number) => string;
+  /** Defaults: DEFAULT_CONNECTION_LIMITS. */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface Listener {
@@ -48,7 +90,16 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
   if (options.tls !== undefined)
     throw new InvalidError('tls: TLS listeners come with the multi-host release; leave tls unset');
   const { host, port: wanted } = options;
-  const server = createServer(handler);
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  const server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: limits.timeoutCheckMs,
+    },
+    handler,
+  );
+  const gate = connectionGate(server, limits);
   await new Promise<void>((resolve, reject) => {
     // Other errors (EACCES, EADDRNOTAVAIL) go as they are: callers word them by their errno.
     const onError = (err: NodeJS.ErrnoException): void =>
@@ -75,10 +126,86 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        gate.closeRefused();
       });
       return closing;
     },
   };
+}
+
+/**
+ * Counts the open connections, in total and per source, and refuses those over the limits before
+ * node:http parses a byte of them: the gate takes the place of node:http's own `connection`
+ * listener and hands it only the connections it admits.
+ */
+function connectionGate(server: Server, limits: ConnectionLimits): { closeRefused(): void } {
+  const [http] = server.listeners('connection') as ((socket: Socket) => void)[];
+  if (!http || server.listenerCount('connection') !== 1)
+    throw new Error('node:http was expected to listen to its connections once');
+  server.removeAllListeners('connection');
+  let open = 0;
+  const bySource = new Map<string, number>();
+  const refusing = new Set<Socket>();
+
+  const refuse = (socket: Socket, message: string): void => {
+    if (refusing.size >= MAX_REFUSING) {
+      socket.destroy();
+      return;
+    }
+    refusing.add(socket);
+    const { status, body } = encodeError(new UnavailableError(message));
+    const text = JSON.stringify(body);
+    const timer = setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      refusing.delete(socket);
+    });
+    socket.on('error', () => socket.destroy());
+    // Whatever the client sends is read and dropped: closing with unread bytes would reset the
+    // connection, and the client would lose the answer.
+    socket.resume();
+    socket.end(
+      `HTTP/1.1 ${status} Service Unavailable\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(text)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${text}`,
+    );
+  };
+
+  server.on('connection', (socket: Socket) => {
+    const source = sourceOf(socket);
+    if (source === undefined) {
+      socket.destroy(); // already gone
+      return;
+    }
+    const fromSource = bySource.get(source) ?? 0;
+    if (open >= limits.maxConnections)
+      return refuse(socket, `the server has ${open} connections open, its limit; retry later`);
+    if (fromSource >= limits.maxConnectionsPerSource)
+      return refuse(
+        socket,
+        `${source} has ${fromSource} connections open to this server, the limit per source; close some, or retry later`,
+      );
+    open++;
+    bySource.set(source, fromSource + 1);
+    socket.once('close', () => {
+      open--;
+      const left = (bySource.get(source) ?? 1) - 1;
+      if (left > 0) bySource.set(source, left);
+      else bySource.delete(source);
+    });
+    http.call(server, socket);
+  });
+
+  return {
+    closeRefused() {
+      for (const socket of refusing) socket.destroy();
+    },
+  };
+}
+
+/** The caller's address; an IPv4 address reached over an IPv6 socket counts as itself. */
+function sourceOf(socket: Socket): string | undefined {
+  const address = socket.remoteAddress;
+  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 /** The host others should use to reach an endpoint bound to `host`. */

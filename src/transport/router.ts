@@ -12,6 +12,12 @@ import { readJson } from './body.ts';
 import { checkBrowserRequest, type BrowserPolicy } from './browser.ts';
 import { sendError, sendJson } from './errors.ts';
 
+/**
+ * Why a request's signal aborts. Made once: every response's close aborts its signal, and a new
+ * DOMException (with its stack) each time took about 5% of the server's time on small requests.
+ */
+const CLIENT_GONE = new DOMException('the response is over (sent, or the client went away)', 'AbortError');
+
 export interface RequestContext {
   req: IncomingMessage;
   res: ServerResponse;
@@ -126,7 +132,7 @@ export class Router {
       await this.authorizer.authorize(identity, c.route.capability, namespace);
     const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
     const abort = new AbortController();
-    res.on('close', () => abort.abort());
+    res.on('close', () => abort.abort(CLIENT_GONE));
     const result = await c.route.handler({
       req,
       res,
