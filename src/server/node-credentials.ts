@@ -5,7 +5,7 @@
  * again, heartbeat, watch and report its own allocations — never another node's. The node
  * certificates of the multi-host release take its place behind the same identity.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { ForbiddenError, UnauthenticatedError } from '../core/errors.ts';
 import type { Authorizer, Capability, Identity } from '../transport/index.ts';
@@ -30,7 +30,8 @@ export function newSecret(): string {
 }
 
 export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
+  // One-shot: about three times cheaper than a Hash object for a short input, on every request.
+  return hash('sha256', secret, 'hex');
 }
 
 export function issueCredential(
