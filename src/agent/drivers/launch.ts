@@ -1,7 +1,7 @@
 /**
  * Starting a task's process (task-process.ts is the handle that follows it). The agent spawns a wrapper in its own session and process group (detached), with stdout and stderr
- * going straight into the log files (descriptors, not pipes: the agent is not in the data path, and
- * a task outlives the agent):
+ * going into pipes read by the task's log shipper (../log-shipper.ts), which writes the log files
+ * within their limits: the agent is not in the data path, and a task outlives the agent:
  *
  *   bwrap   `bwrap … -- setpriv … -- CMD`. bwrap's outer process stays outside the sandbox and
  *           writes `{ "child-pid": N }` then `{ "exit-code": N }` (128+signal when killed) to the
@@ -28,6 +28,7 @@ import { InvalidError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { writeControl, writeControlSync } from '../cgroups/index.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
+import { startLogShipper } from '../log-shipper.ts';
 import { describeExecFailure } from './process.ts';
 import { killQuietly, procStat } from './proc.ts';
 import { TaskProcess, type RawExit } from './task-process.ts';
@@ -179,21 +180,17 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   if (program === undefined) throw new InvalidError('nothing to run: the task has no command');
   closeInheritedDescriptors();
 
-  const files = await Promise.all([
-    open(config.stdoutPath, 'a').catch(() => undefined),
-    open(config.stderrPath, 'a').catch(() => undefined),
+  const [pipes, status] = await Promise.all([
+    startLogShipper(config, config.logLimits),
     bwrap ? open(spec.statusPath, 'w').catch(() => undefined) : rm(spec.statusPath, { force: true }),
   ]);
-  const [stdout, stderr, status] = files;
   let child: ChildProcess;
   let exit: Promise<RawExit>;
   let gate: Promise<Prepared> | undefined;
   let pidStartTime = 0;
   try {
-    if (stdout === undefined) throw new UnavailableError(`could not open ${config.stdoutPath}`);
-    if (stderr === undefined) throw new UnavailableError(`could not open ${config.stderrPath}`);
     if (bwrap && status === undefined) throw new UnavailableError(`could not open ${spec.statusPath}`);
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', stdout.fd, stderr.fd];
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', pipes.stdout, pipes.stderr];
     if (status !== undefined) stdio[BWRAP_FDS.status] = status.fd;
     if (gated) {
       stdio[BWRAP_FDS.info] = 'pipe';
@@ -215,8 +212,9 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     // time (what tells it from a later process with its pid) would be lost with it.
     pidStartTime = procStat(child.pid)?.startTime ?? 0;
   } finally {
-    // The child holds its own copies of the descriptors now.
-    await Promise.all(files.map((f) => (typeof f === 'object' ? f.close() : undefined)));
+    // The child holds its own copies of the descriptors now (the shipper ends with the task's output).
+    pipes.close();
+    await status?.close();
   }
   const pid = child.pid;
   const prepared =
