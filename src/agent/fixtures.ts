@@ -11,7 +11,7 @@ import { newId } from '../core/ids.ts';
 import { parseJobSpec, type JobSpecInput } from '../core/job-spec.ts';
 import type { Allocation, AllocatedPort } from '../core/types.ts';
 import { waitFor } from '../testing/wait.ts';
-import { startLogShipper, type LogPipes } from './log-shipper.ts';
+import { startLogShipper } from './log-shipper.ts';
 import type { LogLimits } from './logs.ts';
 
 type GroupInput = JobSpecInput['groups'][number];
@@ -127,6 +127,6 @@ export async function shipLog(stdoutPath: string, limits: LogLimits, ...writes: 
 }
 
 /** Waits until the shipper has written everything and ended. */
-export async function shipperGone(pipes: Pick<LogPipes, 'shipperPid'>): Promise<void> {
+export async function shipperGone(pipes: { shipperPid: number }): Promise<void> {
   await waitFor(() => !existsSync(`/proc/${pipes.shipperPid}`), { description: 'the log shipper to end' });
 }

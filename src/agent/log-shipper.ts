@@ -7,19 +7,19 @@
  *   task ──stdout──▶ pipe ──▶ shipper (sh) ──head─▶ logs/stdout.log  (rotated by rename at the size)
  *        ──stderr──▶ pipe ──▶     "       ──head─▶ logs/stderr.log
  *
- * The pipes are FIFOs made in the task's logs directory and unlinked as soon as both ends are open
- * (a real pipe, not a socket: a task may open /dev/stdout). The shipper gets each pipe read-write
+ * The pipes are FIFOs (a real pipe, not a socket: a task may open /dev/stdout), made ahead of time in
+ * a directory of the agent's and unlinked as soon as the agent holds them. The shipper gets each pipe read-write
  * and reopens it read-only before letting go of the read-write descriptor: at every moment a
  * reader holds the pipe, so a task that writes and exits at once loses nothing, and the shipper
  * sees the end of the stream once every process of the task is gone. It runs detached (its own
  * session) and is not in the task's process group or cgroup: stopping the task does not stop it
  * before it has written the task's last words, and it ends by itself at the end of the stream.
  */
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { closeSync, openSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError } from '../core/errors.ts';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.ts';
 
@@ -63,84 +63,143 @@ ship "$3" "$1" "$2"
 exec 0</dev/null
 wait`;
 
-/** The write ends to hand to the task as its stdout and stderr (close them once it has them). */
+/** The pipes of one task process, before and after its shipper starts. */
 export interface LogPipes {
+  /** The write ends to hand to the task as its stdout and stderr. */
   stdout: number;
   stderr: number;
-  /** The shipper's pid (it ends by itself at the end of the task's output). */
-  shipperPid: number;
-  /** Closes the agent's descriptors (call once the task holds its own). */
+  /**
+   * Starts the shipper, which writes the pipes into the files (call once the task holds its ends, so
+   * that the spawn is not on the task's start path: the pipes buffer what it writes meanwhile).
+   * Returns its pid (it ends by itself at the end of the task's output).
+   */
+  ship(limits?: LogLimits): number;
+  /** Closes the agent's descriptors (once the task and the shipper hold their own). */
   close(): void;
 }
 
-function makeFifos(paths: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile('mkfifo', ['-m', '0600', ...paths], { timeout: 10_000 }, (err) =>
-      err === null ? resolve() : reject(err),
-    ),
-  );
+/**
+ * FIFOs made ahead of time, in a directory only the agent's user can enter: making one costs a
+ * process (mkfifo), some milliseconds that would otherwise be on every start's path. A FIFO is only
+ * where the two ends meet: it is unlinked once opened, and the pipe lives on.
+ */
+const pool: { dir?: string; names: string[]; refill?: Promise<void> | undefined; next: number } = {
+  names: [],
+  next: 0,
+};
+const POOL_LOW = 8;
+const POOL_BATCH = 32;
+
+function refillPool(): Promise<void> {
+  pool.refill ??= (async () => {
+    try {
+      if (pool.dir === undefined) {
+        pool.dir = mkdtempSync(join(tmpdir(), 'unum-fifos-'));
+        const dir = pool.dir;
+        process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+      }
+      const names = Array.from({ length: POOL_BATCH }, () => join(pool.dir!, `${pool.next++}`));
+      await new Promise<void>((resolve, reject) =>
+        execFile('mkfifo', ['-m', '0600', ...names], { timeout: 10_000 }, (err) =>
+          err === null ? resolve() : reject(err),
+        ),
+      );
+      pool.names.push(...names);
+    } finally {
+      pool.refill = undefined;
+    }
+  })();
+  return pool.refill;
+}
+
+async function takeFifo(): Promise<string> {
+  for (;;) {
+    if (pool.names.length < POOL_LOW) refillPool().catch(() => undefined);
+    const name = pool.names.shift();
+    if (name !== undefined) return name;
+    await refillPool();
+  }
 }
 
 /**
- * Starts a shipper writing into `stdoutPath` and `stderrPath` (rotated within `limits`) and returns
- * the pipes the task writes to. Rejects with UnavailableError when the pipes or the shipper can not
- * be made (a problem of the node).
+ * Makes the pipes of a task process whose output goes into `stdoutPath` and `stderrPath`. Rejects
+ * with UnavailableError when they can not be made (a problem of the node).
  */
-export async function startLogShipper(
-  paths: { stdoutPath: string; stderrPath: string },
-  limits: LogLimits = DEFAULT_LOG_LIMITS,
-): Promise<LogPipes> {
-  const tag = randomBytes(6).toString('hex');
-  const fifos = [paths.stdoutPath, paths.stderrPath].map((p) =>
-    join(dirname(p), `.${basename(p)}.${tag}.pipe`),
-  );
+export async function openLogPipes(paths: { stdoutPath: string; stderrPath: string }): Promise<LogPipes> {
   const fds: number[] = [];
   const closeAll = (): void => {
     for (const fd of fds.splice(0)) closeSync(fd);
   };
   try {
-    await makeFifos(fifos);
+    const fifos = [await takeFifo(), await takeFifo()];
     // Read-write never waits for a partner; the task gets a write-only reopen of the same pipe.
     const rw = fifos.map((f) => openSync(f, 'r+'));
     fds.push(...rw);
     for (const f of fifos) unlinkSync(f);
     const wo = rw.map((fd) => openSync(`/proc/self/fd/${fd}`, 'w'));
     fds.push(...wo);
-    const perFile = Math.max(1, Math.ceil(limits.maxBytes / Math.max(1, limits.maxFiles)));
-    const keep = Math.max(0, Math.floor(limits.maxFiles) - 1);
-    const child = spawn(
-      '/bin/sh',
-      [
-        '-c',
-        SHIPPER_SCRIPT,
-        'unum-log-shipper',
-        String(perFile),
-        String(keep),
-        paths.stdoutPath,
-        paths.stderrPath,
-      ],
-      {
-        stdio: [rw[0]!, 'ignore', 'ignore', rw[1]!],
-        detached: true,
-        env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' },
-      },
-    );
-    child.on('error', () => undefined);
-    child.unref();
-    if (child.pid === undefined) throw new Error('could not start /bin/sh');
     const [stdout, stderr] = wo as [number, number];
-    return { stdout, stderr, shipperPid: child.pid, close: closeAll };
+    const ship = (limits: LogLimits = DEFAULT_LOG_LIMITS): number => {
+      const perFile = Math.max(1, Math.ceil(limits.maxBytes / Math.max(1, limits.maxFiles)));
+      const keep = Math.max(0, Math.floor(limits.maxFiles) - 1);
+      const child = spawn(
+        '/bin/sh',
+        [
+          '-c',
+          SHIPPER_SCRIPT,
+          'unum-log-shipper',
+          String(perFile),
+          String(keep),
+          paths.stdoutPath,
+          paths.stderrPath,
+        ],
+        {
+          stdio: [rw[0]!, 'ignore', 'ignore', rw[1]!],
+          detached: true,
+          env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' },
+        },
+      );
+      child.on('error', () => undefined);
+      child.unref();
+      if (child.pid === undefined)
+        throw new UnavailableError(`could not start the log shipper for ${dirname(paths.stdoutPath)}`);
+      return child.pid;
+    };
+    return { stdout, stderr, ship, close: closeAll };
   } catch (err) {
     closeAll();
-    for (const f of fifos)
-      try {
-        unlinkSync(f);
-      } catch {
-        // Not made, or unlinked already.
-      }
     throw new UnavailableError(
-      `could not start the log shipper for ${dirname(paths.stdoutPath)}: ${err instanceof Error ? err.message : String(err)}`,
+      `could not make the log pipes for ${dirname(paths.stdoutPath)}: ${err instanceof Error ? err.message : String(err)}`,
       { cause: err },
     );
   }
+}
+
+/** openLogPipes, then the shipper at once (for tests and tools that start no sandbox). */
+export async function startLogShipper(
+  paths: { stdoutPath: string; stderrPath: string },
+  limits: LogLimits = DEFAULT_LOG_LIMITS,
+): Promise<{ stdout: number; stderr: number; shipperPid: number; close(): void }> {
+  const pipes = await openLogPipes(paths);
+  try {
+    return { stdout: pipes.stdout, stderr: pipes.stderr, shipperPid: pipes.ship(limits), close: pipes.close };
+  } catch (err) {
+    pipes.close();
+    throw err;
+  }
+}
+
+/**
+ * Resolves true once the shipper `pid` has ended (it has written everything), false after
+ * `timeoutMs`. The agent's own child is reaped by Node; one of an earlier agent process by init.
+ */
+export async function shipperEnded(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  let delay = 1;
+  while (existsSync(`/proc/${pid}`)) {
+    if (performance.now() > deadline) return false;
+    await sleep(delay);
+    delay = Math.min(delay * 2, 50);
+  }
+  return true;
 }

@@ -28,7 +28,7 @@ import { InvalidError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { writeControl, writeControlSync } from '../cgroups/index.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
-import { startLogShipper } from '../log-shipper.ts';
+import { openLogPipes } from '../log-shipper.ts';
 import { describeExecFailure } from './process.ts';
 import { killQuietly, procStat } from './proc.ts';
 import { TaskProcess, type RawExit } from './task-process.ts';
@@ -181,13 +181,14 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   closeInheritedDescriptors();
 
   const [pipes, status] = await Promise.all([
-    startLogShipper(config, config.logLimits),
+    openLogPipes(config),
     bwrap ? open(spec.statusPath, 'w').catch(() => undefined) : rm(spec.statusPath, { force: true }),
   ]);
   let child: ChildProcess;
   let exit: Promise<RawExit>;
   let gate: Promise<Prepared> | undefined;
   let pidStartTime = 0;
+  let shipperPid = 0;
   try {
     if (bwrap && status === undefined) throw new UnavailableError(`could not open ${spec.statusPath}`);
     const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', pipes.stdout, pipes.stderr];
@@ -211,14 +212,26 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     // Now, before anything is awaited: the event loop reaps a task that exits at once, and its start
     // time (what tells it from a later process with its pid) would be lost with it.
     pidStartTime = procStat(child.pid)?.startTime ?? 0;
-  } finally {
-    // The child holds its own copies of the descriptors now (the shipper ends with the task's output).
+  } catch (err) {
     pipes.close();
+    throw err;
+  } finally {
     await status?.close();
   }
   const pid = child.pid;
-  const prepared =
-    gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
+  let prepared: Prepared;
+  try {
+    prepared = gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
+    // Once the task is on its way: the spawn blocks this thread for a moment, and the pipes hold
+    // what the task writes until the shipper reads them.
+    shipperPid = pipes.ship(config.logLimits);
+  } catch (err) {
+    killQuietly(-pid, 'SIGKILL');
+    throw err;
+  } finally {
+    // The task and the shipper hold their own copies of the descriptors now.
+    pipes.close();
+  }
   const state: ProcessHandleData = {
     allocId: config.allocId,
     task: config.task,
@@ -231,6 +244,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     stderrPath: config.stderrPath,
     statusPath: spec.statusPath,
     memoryLimitMiB: config.resources.memory,
+    shipperPid,
   };
   if (prepared.cgroup !== undefined) state.cgroup = prepared.cgroup.name;
   if (prepared.oomKillsBefore !== undefined) state.oomKillsBefore = await prepared.oomKillsBefore();
