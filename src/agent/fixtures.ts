@@ -3,15 +3,14 @@
  * dirs, and a liveness probe for processes. Not used by the agent itself.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { existsSync, readFileSync, writeSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseDuration } from '../core/duration.ts';
 import { newId } from '../core/ids.ts';
 import { parseJobSpec, type JobSpecInput } from '../core/job-spec.ts';
 import type { Allocation, AllocatedPort } from '../core/types.ts';
-import { waitFor } from '../testing/wait.ts';
-import { startLogShipper } from './log-shipper.ts';
+import { shipperEnded, startLogShipper } from './log-shipper.ts';
 import type { LogLimits } from './logs.ts';
 
 type GroupInput = JobSpecInput['groups'][number];
@@ -128,5 +127,5 @@ export async function shipLog(stdoutPath: string, limits: LogLimits, ...writes: 
 
 /** Waits until the shipper has written everything and ended. */
 export async function shipperGone(pipes: { shipperPid: number }): Promise<void> {
-  await waitFor(() => !existsSync(`/proc/${pipes.shipperPid}`), { description: 'the log shipper to end' });
+  if (!(await shipperEnded(pipes.shipperPid, 10_000))) throw new Error('the log shipper did not end');
 }
