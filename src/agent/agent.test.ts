@@ -394,7 +394,7 @@ void describe('agent', () => {
   });
 
   void test('logs rotate at the limit and stay readable in order through the endpoint', async () => {
-    const agent = await start({ logMaxBytes: 32 * 1024, logMaxFiles: 4, logRotateIntervalMs: 10 });
+    const agent = await start({ logMaxBytes: 32 * 1024, logMaxFiles: 4 });
     const alloc = place(agent, {
       type: 'batch',
       tasks: [
@@ -422,6 +422,50 @@ void describe('agent', () => {
     assert.equal(existsSync(join(logs, 'stdout.log.4')), false, 'at most logMaxFiles files');
     const tail = await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs?tail=2`);
     assert.equal(await tail.text(), '19999\n20000\n');
+  });
+
+  void test('a task flooding its output: its log files never pass the limit, and the tail is served in order', async () => {
+    const agent = await start({ logMaxBytes: 1024 * 1024, logMaxFiles: 2 });
+    const alloc = place(agent, {
+      type: 'batch',
+      tasks: [
+        {
+          name: 'flood',
+          command: 'sh',
+          // 256 MiB of `yes` as fast as it goes, then numbered lines.
+          args: ['-c', 'yes | head -c 268435456; seq 1 5000'],
+        },
+      ],
+    });
+    const logs = join(dir.path, `data-${dataDirs}`, 'agent', 'allocs', alloc.id, 'flood', 'logs');
+    let looks = 0;
+    let most = 0;
+    await waitFor(
+      async () => {
+        // Looked at all along (each file at most logMaxBytes / logMaxFiles, whenever it is looked at).
+        let total = 0;
+        for (const name of ['stdout.log', 'stdout.log.1', 'stdout.log.2'])
+          total += await stat(join(logs, name)).then(
+            (st) => st.size,
+            () => 0,
+          );
+        most = Math.max(most, total);
+        looks += 1;
+        return fake.latest(alloc.id)?.clientStatus === 'complete';
+      },
+      { timeoutMs: 120_000, description: 'the flood to end' },
+    );
+    assert.ok(looks > 1);
+    assert.ok(most <= 1024 * 1024, `${most} bytes of log at most`);
+    assert.equal(existsSync(join(logs, 'stdout.log.2')), false, 'at most logMaxFiles files');
+    const kept = (await stat(join(logs, 'stdout.log'))).size + (await stat(join(logs, 'stdout.log.1'))).size;
+    assert.ok(kept <= 1024 * 1024, `kept ${kept} bytes`);
+    const tail = await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs?tail=5000`);
+    const lines = (await tail.text()).split('\n').slice(0, -1);
+    assert.deepEqual(
+      lines,
+      Array.from({ length: 5000 }, (_, i) => String(i + 1)),
+    );
   });
 
   void test('directories of allocations that ended longer than the retention ago are removed at start', async () => {

@@ -23,14 +23,14 @@ import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner } from './runner/alloc-runner.ts';
 
 export type { AgentConfig, StopOptions } from './config.ts';
-import { allocDirPaths, allocsRoot, taskDirPaths } from './runner/alloc-dir.ts';
+import { allocDirPaths, allocsRoot } from './runner/alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
 import { processHandleData } from './drivers/handle-state.ts';
 import { fingerprint } from './fingerprint.ts';
 import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
 import { agentRouter, type AgentHttpContext } from './http.ts';
-import { gcAllocDirs, markAllocDirEnded, rotateLog } from './logs.ts';
+import { gcAllocDirs, markAllocDirEnded } from './logs.ts';
 import { defaultTasksPidsMax } from './options.ts';
 import { StatusReporter } from './reporter.ts';
 import { Sleeper } from './sleeper.ts';
@@ -421,6 +421,7 @@ export class Agent {
       alloc,
       allocsDir: allocsRoot(this.cfg.dataDir),
       nodeId: this.nodeId,
+      logLimits: this.cfg.logLimits,
       driverFor: (name) => this.driverFor(name),
       fetchIdentity: (allocId) => this.call((c) => c.allocIdentity(this.nodeId, allocId)),
       recoverDriverFor: (name) => this.drivers.find((d) => d.name === name),
@@ -538,36 +539,16 @@ export class Agent {
 
   // --- housekeeping ----------------------------------------------------------------------------
 
-  /** Rotates the logs of the allocations it knows; now and then removes the dirs of allocations past retention. */
+  /** Now and then removes the dirs of allocations past retention (their shippers rotate the logs). */
   private async housekeepingLoop(): Promise<void> {
-    const rotateEvery = this.cfg.logRotateIntervalMs ?? 5_000;
     const gcEvery = this.cfg.gcIntervalMs ?? Math.min(this.cfg.logRetentionMs / 4, 10 * 60_000);
-    let nextGc = 0;
     while (!this.isStopping) {
       try {
-        await this.rotateLogs();
-        if (Date.now() >= nextGc) {
-          nextGc = Date.now() + gcEvery;
-          await this.collectGarbage();
-        }
+        await this.collectGarbage();
       } catch (err) {
         this.logger.warn({ err }, 'log housekeeping failed; will try again');
       }
-      await this.housekeepingSleeper.sleep(rotateEvery);
-    }
-  }
-
-  private async rotateLogs(): Promise<void> {
-    const root = allocsRoot(this.cfg.dataDir);
-    // Finished allocations too: a task may have written a lot while the agent was down.
-    for (const r of [...this.runners.values()]) {
-      if (this.isStopping) return;
-      for (const task of r.taskNames) {
-        const t = taskDirPaths(root, r.id, task);
-        for (const file of [t.stdout, t.stderr])
-          if (await rotateLog(file, this.cfg.logLimits))
-            this.logger.debug({ allocId: r.id, task, file }, 'rotated a log file');
-      }
+      await this.housekeepingSleeper.sleep(gcEvery);
     }
   }
 

@@ -26,8 +26,6 @@ export interface AgentConfig {
   logLimits: LogLimits;
   /** How long the directory (logs) of a finished allocation is kept. */
   logRetentionMs: number;
-  /** How often log sizes are looked at for rotation; default 5 s. */
-  logRotateIntervalMs?: number;
   /** How often old allocation directories are looked for; default min(retention / 4, 10 min). */
   gcIntervalMs?: number;
   /** How often task usage is sampled (for cpuPercent); default 5 s. */

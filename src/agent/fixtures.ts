@@ -3,13 +3,15 @@
  * dirs, and a liveness probe for processes. Not used by the agent itself.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseDuration } from '../core/duration.ts';
 import { newId } from '../core/ids.ts';
 import { parseJobSpec, type JobSpecInput } from '../core/job-spec.ts';
 import type { Allocation, AllocatedPort } from '../core/types.ts';
+import { shipperEnded, startLogShipper } from './log-shipper.ts';
+import type { LogLimits } from './logs.ts';
 
 type GroupInput = JobSpecInput['groups'][number];
 
@@ -104,4 +106,26 @@ export function killQuietly(pid: number | undefined, group = true): void {
   } catch {
     // already gone
   }
+}
+
+/**
+ * Writes `writes` (one write each) into the log `stdoutPath` through a log shipper, as a task
+ * would, and waits for the shipper to end (the stream is closed after the last write).
+ */
+export async function shipLog(stdoutPath: string, limits: LogLimits, ...writes: string[]): Promise<void> {
+  const pipes = await startLogShipper(
+    { stdoutPath, stderrPath: join(dirname(stdoutPath), 'stderr.log') },
+    limits,
+  );
+  try {
+    for (const w of writes) writeSync(pipes.stdout, w);
+  } finally {
+    pipes.close();
+  }
+  await shipperGone(pipes);
+}
+
+/** Waits until the shipper has written everything and ended. */
+export async function shipperGone(pipes: { shipperPid: number }): Promise<void> {
+  if (!(await shipperEnded(pipes.shipperPid, 10_000))) throw new Error('the log shipper did not end');
 }

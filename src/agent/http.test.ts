@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../core/log.ts';
 import { waitFor } from '../testing/wait.ts';
 import { buildAllocDir, taskDirPaths } from './runner/alloc-dir.ts';
-import { tempDir } from './fixtures.ts';
+import { shipLog, tempDir } from './fixtures.ts';
 import { createAgentHttpServer } from './http.ts';
-import { rotateLog, streamLog, tailOffset } from './logs.ts';
+import { streamLog, tailOffset } from './logs.ts';
 
 void describe('agent HTTP endpoint', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
@@ -130,20 +130,17 @@ void describe('agent HTTP endpoint', () => {
     live.set('alloc-rot', { finished: true, taskNames: ['job'] });
     const file = taskDirPaths(dir.path, 'alloc-rot', 'job').stdout;
     const limits = { maxBytes: 30, maxFiles: 3 }; // a file rotates at 10 bytes
-    await appendFile(file, 'aaaa\nbbbb\n');
-    await rotateLog(file, limits);
-    await appendFile(file, 'cccc\ndddd\n');
-    await rotateLog(file, limits);
-    await appendFile(file, 'eeee\n');
+    // Three runs of a shipper (three task processes), one write per line.
+    await shipLog(file, limits, 'aaaa\n', 'bbbb\n');
+    await shipLog(file, limits, 'cccc\n', 'dddd\n');
+    await shipLog(file, limits, 'eeee\n');
     const all = await logs('alloc-rot', '');
     assert.equal(all.headers.get('x-unum-log-offset'), '0');
     assert.equal(await all.text(), 'aaaa\nbbbb\ncccc\ndddd\neeee\n');
     const tail = await logs('alloc-rot', 'tail=3');
     assert.equal(tail.headers.get('x-unum-log-offset'), '10');
     assert.equal(await tail.text(), 'cccc\ndddd\neeee\n');
-    await appendFile(file, 'ffff\n');
-    await rotateLog(file, limits);
-    await rotateLog(file, limits);
+    await shipLog(file, limits, 'ffff\n');
     // aaaa and bbbb were rotated away: offset 0 now starts at the oldest byte kept, and says so;
     // offset 20 is still "eeee".
     const from0 = await logs('alloc-rot', 'offset=0');

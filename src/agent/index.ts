@@ -47,8 +47,6 @@ export interface AgentOptions {
   logMaxFiles?: number;
   /** How long the logs (the directory) of a finished allocation are kept; default 24 h. */
   logRetentionMs?: number;
-  /** How often log sizes are checked for rotation; default 5 s. */
-  logRotateIntervalMs?: number;
   /** How often task usage is sampled (the interval of cpuPercent); default 5 s. */
   statsIntervalMs?: number;
   /**
@@ -134,7 +132,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   positive('logMaxBytes', options.logMaxBytes);
   positive('logMaxFiles', options.logMaxFiles);
   positive('logRetentionMs', options.logRetentionMs, 0);
-  positive('logRotateIntervalMs', options.logRotateIntervalMs);
   positive('statsIntervalMs', options.statsIntervalMs);
   problems.push(...isolationOptionProblems(options));
   if (problems.length > 0 || http === undefined)
@@ -160,9 +157,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       maxFiles: options.logMaxFiles ?? DEFAULT_LOG_LIMITS.maxFiles,
     },
     logRetentionMs: options.logRetentionMs ?? DEFAULT_LOG_RETENTION_MS,
-    ...(options.logRotateIntervalMs !== undefined
-      ? { logRotateIntervalMs: options.logRotateIntervalMs }
-      : {}),
     ...(options.statsIntervalMs !== undefined ? { statsIntervalMs: options.statsIntervalMs } : {}),
     ...(options.taskIsolation !== undefined ? { taskIsolation: options.taskIsolation } : {}),
     ...(options.allowedTaskUsers !== undefined ? { allowedTaskUsers: options.allowedTaskUsers } : {}),

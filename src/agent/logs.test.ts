@@ -1,19 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import { appendFile, mkdir, open, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { waitFor } from '../testing/wait.ts';
 import { buildAllocDir, taskDirPaths } from './runner/alloc-dir.ts';
-import { tempDir } from './fixtures.ts';
+import { shipLog, shipperGone, tempDir } from './fixtures.ts';
+import { startLogShipper } from './log-shipper.ts';
 import {
   gcAllocDirs,
   logBounds,
   markAllocDirEnded,
-  rotateLog,
-  rotationHooks,
+  MiB,
   streamLog,
   tailOffset,
   type StreamLogOptions,
@@ -58,22 +58,25 @@ function followLog(
   return { text: () => text, end };
 }
 
-/** Rotates `file` once, with `lost` written by the task in the copy-truncate window. */
-async function rotateLosing(file: string, lost: string): Promise<void> {
-  rotationHooks.beforeTruncate = (path) => {
-    if (path === file) appendFileSync(file, lost);
-  };
-  try {
-    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
-  } finally {
-    rotationHooks.beforeTruncate = undefined;
-  }
-}
-
 const numbered = (from: number, to: number): string =>
   Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join('');
 
-void describe('log rotation', () => {
+/** Sizes of the files of a stream (current and rotated), by name. */
+async function sizes(logs: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const name of await readdir(logs)) {
+    if (!name.startsWith('stdout.log')) continue;
+    // A rotation may rename it between the listing and the look.
+    const size = await stat(join(logs, name)).then(
+      (st) => st.size,
+      () => undefined,
+    );
+    if (size !== undefined) out[name] = size;
+  }
+  return out;
+}
+
+void describe('log rotation (through the log shipper)', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
   before(async () => {
     dir = await tempDir('unum-logs-');
@@ -82,38 +85,28 @@ void describe('log rotation', () => {
     await dir.cleanup();
   });
 
-  void test('copy-truncate keeps maxFiles files, and offsets stay the same across rotations', async () => {
+  void test('keeps maxFiles files, none past its size, and offsets stay the same across rotations', async () => {
     const logs = join(dir.path, 'a');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
-    const limits = { maxBytes: 400, maxFiles: 3 }; // a file rotates past 134 bytes
-    // The writer keeps its descriptor (append mode) across rotations, as a task does.
-    const fh = await open(file, 'a');
+    const limits = { maxBytes: 400, maxFiles: 3 }; // a file holds 134 bytes
     let all = '';
-    let line = 0;
     for (let round = 0; round < 6; round++) {
-      const chunk = numbered(line + 1, line + 60);
-      line += 60;
-      await fh.write(chunk);
-      all += chunk;
-      assert.equal(await rotateLog(file, limits), true, `round ${round} rotates`);
+      // One write per line, as a shell's echo; each round a new task process (and shipper).
+      const lines = numbered(round * 60 + 1, round * 60 + 60).split(/(?<=\n)/);
+      await shipLog(file, limits, ...lines);
+      all += lines.join('');
     }
-    await fh.write('tail\n');
+    await shipLog(file, limits, 'tail\n');
     all += 'tail\n';
-    await fh.close();
-    assert.equal(await rotateLog(file, limits), false, 'a small file is left alone');
 
-    assert.deepEqual((await readdir(logs)).sort(), [
-      '.stdout.log.base',
-      'stdout.log',
-      'stdout.log.1',
-      'stdout.log.2',
-    ]);
-    // The current file restarted at zero after the last rotation: the task's writes land at its end.
-    assert.equal(await readFile(file, 'utf8'), 'tail\n');
+    const kept = await sizes(logs);
+    assert.deepEqual(Object.keys(kept).sort(), ['stdout.log', 'stdout.log.1', 'stdout.log.2']);
+    for (const [name, size] of Object.entries(kept)) assert.ok(size <= 134, `${name}: ${size} bytes`);
+    assert.equal(kept['stdout.log.1'], 134, 'a rotated file is full');
     const { start, end } = await logBounds(file);
     assert.equal(end, Buffer.byteLength(all), 'end = everything ever written');
-    // What is kept is the end of everything written, oldest first.
+    // What is kept is the end of everything written, oldest first: nothing lost, nothing doubled.
     assert.equal(await readLog(file), all.slice(start));
     assert.ok(start > 0, 'the oldest files were dropped');
     // An offset means the same bytes as before the rotations; one older than what is kept starts there.
@@ -125,69 +118,14 @@ void describe('log rotation', () => {
     assert.equal(await tailOffset(file, 100_000), start);
   });
 
-  void test('a line the task has not finished yet is kept whole across a rotation', async () => {
+  void test('a line cut by a rotation joins up with its end: nothing lost, nothing added', async () => {
     const logs = join(dir.path, 'partial');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
-    const fh = await open(file, 'a');
-    await fh.write(`${numbered(1, 40)}password: `);
-    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 10 }), true);
-    await fh.write('hunter2\n');
-    await fh.close();
-    assert.equal(
-      await readFile(`${file}.1`, 'utf8'),
-      `${numbered(1, 40)}password: `,
-      'nothing lost, nothing added',
-    );
-    assert.equal(await readLog(file), `${numbered(1, 40)}password: hunter2\n`);
-  });
-
-  void test('writes lost in the copy-truncate window do not glue two lines together', async () => {
-    const logs = join(dir.path, 'window');
-    await mkdir(logs);
-    const file = join(logs, 'stdout.log');
-    const fh = await open(file, 'a');
-    // The copy sees a write half done ("12" of "1234\n"); the rest, and more, lands before the truncate.
-    await fh.write(`${numbered(1, 40)}12`);
-    await rotateLosing(file, '34\n41\n');
-    await fh.write('42\n');
-    await fh.close();
-    const text = await readLog(file);
-    assert.equal(text, `${numbered(1, 40)}42\n`, 'the cut line is dropped with what was lost');
-    const { start, end } = await logBounds(file);
-    assert.equal(end - start, Buffer.byteLength(text), 'offsets do not count the dropped part');
-    assert.equal(await readLog(file, end - 3), '42\n');
-    assert.equal(await readLog(file, start + numbered(1, 40).length), '42\n');
-  });
-
-  void test('a copy without a single newline that loses its end is ended with one', async () => {
-    const logs = join(dir.path, 'oneline');
-    await mkdir(logs);
-    const file = join(logs, 'stdout.log');
-    const fh = await open(file, 'a');
-    await fh.write('x'.repeat(150));
-    await rotateLosing(file, 'yy\n');
-    await fh.write('next\n');
-    await fh.close();
-    assert.equal(await readLog(file), `${'x'.repeat(150)}\nnext\n`);
-  });
-
-  void test('a follower holds back a line until its newline: a line cut by a rotation is never shown', async (t) => {
-    const logs = join(dir.path, 'held');
-    await mkdir(logs);
-    const file = join(logs, 'stdout.log');
-    const fh = await open(file, 'a');
-    t.after(() => fh.close());
-    const follower = followLog(t, file, { holdPartialLineMs: 10 * 60_000 });
-    await fh.write(`${numbered(1, 40)}12`);
-    await waitFor(() => follower.text().endsWith('\n40\n'), { description: 'the follower at line 40' });
-    // The rest of "1234" and a whole line land in the copy-truncate window.
-    await rotateLosing(file, '34\n41\n');
-    await fh.write('42\nprompt: ');
-    await waitFor(() => follower.text().endsWith('\n42\n'), { description: 'the follower at line 42' });
-    // The task ends without a newline: what it wrote last goes out whole.
-    await follower.end();
-    assert.equal(follower.text(), `${numbered(1, 40)}42\nprompt: `);
+    const limits = { maxBytes: 100, maxFiles: 10 }; // a file holds 10 bytes
+    await shipLog(file, limits, 'xxxxxxxx\n', 'password: ', 'hunter2\n');
+    assert.equal(await readFile(`${file}.2`, 'utf8'), 'xxxxxxxx\np', 'cut at the size, inside a line');
+    assert.equal(await readLog(file), 'xxxxxxxx\npassword: hunter2\n');
   });
 
   void test('a line without its newline is shown once it has waited', async (t) => {
@@ -203,54 +141,61 @@ void describe('log rotation', () => {
     });
   });
 
-  void test('of a file that grew far past the limit, what is kept starts at a line', async () => {
-    const logs = join(dir.path, 'grown');
+  void test('a writer far faster than the shipper: no file ever passes its size, and the end is kept whole', async () => {
+    const logs = join(dir.path, 'flood');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
-    const all = numbered(1, 1000);
-    await writeFile(file, all);
-    assert.equal(await rotateLog(file, { maxBytes: 1000, maxFiles: 2 }), true);
-    const kept = await readFile(`${file}.1`, 'utf8');
-    assert.ok(kept.length <= 1000 && kept.length > 900, `kept ${kept.length} bytes`);
-    assert.ok(
-      all.endsWith(kept) && all.at(-kept.length - 1) === '\n',
-      `kept starts at a line: ${kept.slice(0, 10)}`,
-    );
-    const { start, end } = await logBounds(file);
-    assert.equal(end, Buffer.byteLength(all), 'the end is everything written');
-    assert.equal(start, end - kept.length);
+    const limits = { maxBytes: MiB, maxFiles: 2 };
+    const pipes = await startLogShipper({ stdoutPath: file, stderrPath: join(logs, 'stderr.log') }, limits);
+    // 64 MiB as fast as the kernel takes it, then numbered lines.
+    const child = spawn('sh', ['-c', 'head -c 67108864 /dev/zero | tr "\\0" y; echo; seq 1 1000'], {
+      stdio: ['ignore', pipes.stdout, 'ignore'],
+    });
+    pipes.close();
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let done = false;
+    void exited.then(() => (done = true));
+    let looks = 0;
+    while (!done) {
+      // Looked at while it writes: never more than a file's size in any file.
+      for (const [name, size] of Object.entries(await sizes(logs)))
+        assert.ok(size <= MiB / 2, `${name}: ${size} bytes`);
+      looks += 1;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await shipperGone(pipes);
+    const kept = await sizes(logs);
+    assert.ok(looks >= 1);
+    assert.deepEqual(Object.keys(kept).sort(), ['stdout.log', 'stdout.log.1']);
+    assert.ok(kept['stdout.log']! + kept['stdout.log.1']! <= MiB, `kept ${JSON.stringify(kept)}`);
+    const written = 67108864 + 1 + Buffer.byteLength(numbered(1, 1000));
+    assert.equal((await logBounds(file)).end, written, 'every byte counted');
+    assert.equal((await readLog(file, await tailOffset(file, 1000))).trim(), numbered(1, 1000).trim());
   });
 
-  // What is kept, and what is dropped, depends on when the rotations happen to run against the writer:
-  // the first test checks that deterministically. Here: order, and following.
+  // What is kept, and what is dropped, depends on how far the shipper is behind the writer: the first
+  // test checks that deterministically. Here: order, and following.
   void test('a task writing fast: what is read back is in order, and the stream is followed across rotations', async (t) => {
     const logs = join(dir.path, 'b');
     await mkdir(logs);
     const file = join(logs, 'stdout.log');
-    const limits = { maxBytes: 64 * 1024, maxFiles: 4 };
+    // 20000 lines are 108,894 bytes: rotated three times, and all of it kept.
+    const limits = { maxBytes: 256 * 1024, maxFiles: 8 };
     const follower = followLog(t, file);
-    // One write per line (a shell's echo), into an append-mode descriptor: what a task does.
-    const fd = await open(file, 'a');
+    // One write per line (a shell's echo): what a task does.
+    const pipes = await startLogShipper({ stdoutPath: file, stderrPath: join(logs, 'stderr.log') }, limits);
     const child = spawn('sh', ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo $i; done'], {
-      stdio: ['ignore', fd.fd, 'ignore'],
+      stdio: ['ignore', pipes.stdout, 'ignore'],
     });
-    await fd.close();
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    let rotations = 0;
-    let done = false;
-    void exited.then(() => (done = true));
-    while (!done) if (await rotateLog(file, limits)) rotations += 1;
-    await exited;
-    if (await rotateLog(file, limits)) rotations += 1;
-    // Usually many; one when the machine is so busy that the task wrote everything before the first.
-    assert.ok(rotations >= 1, `rotated ${rotations} times`);
+    pipes.close();
+    await new Promise((resolve) => child.once('exit', resolve));
+    await shipperGone(pipes);
 
-    const kept = (await readLog(file)).split('\n').slice(0, -1).map(Number);
-    assert.equal(kept.at(-1), 20000, 'ends with the last line');
-    for (let i = 1; i < kept.length; i++)
-      assert.ok(kept[i]! > kept[i - 1]!, `in order at ${i}: ${kept[i - 1]} then ${kept[i]}`);
-    const size = (await stat(file)).size + (await stat(`${file}.1`)).size;
-    assert.ok(size <= 2 * limits.maxBytes, 'bounded');
+    assert.ok(existsSync(`${file}.3`), 'rotated');
+    // Rotation loses nothing and cuts no line apart.
+    assert.equal(await readLog(file), numbered(1, 20000));
+    const size = Object.values(await sizes(logs)).reduce((a, b) => a + b, 0);
+    assert.ok(size <= limits.maxBytes, 'bounded');
 
     await waitFor(() => follower.text().endsWith('20000\n'), {
       description: 'the follower to reach the end',
@@ -259,10 +204,8 @@ void describe('log rotation', () => {
     const seenText = follower.text().split('\n').slice(0, -1);
     const bad = seenText.findIndex((l, i) => i > 0 && !(Number(l) > Number(seenText[i - 1])));
     if (bad >= 0) assert.fail(`followed out of order: ${JSON.stringify(seenText.slice(bad - 3, bad + 3))}`);
-    const seen = seenText.map(Number);
-    assert.equal(seen[0], 1, 'the follower saw the start');
-    for (let i = 1; i < seen.length; i++)
-      assert.ok(seen[i]! > seen[i - 1]!, `followed in order at ${i}: ${seen[i - 1]} then ${seen[i]}`);
+    assert.equal(Number(seenText[0]), 1, 'the follower saw the start');
+    assert.equal(seenText.length, 20000, 'and every line');
   });
 });
 

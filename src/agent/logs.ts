@@ -1,41 +1,39 @@
 /**
- * Task logs on the node: rotation, reading (an offset, or the last N lines) across rotated files,
- * streaming (optionally following), and the garbage collection of old allocation directories.
+ * Task logs on the node: reading (an offset, or the last N lines) across rotated files, streaming
+ * (optionally following), and the garbage collection of old allocation directories.
  *
  * Files of one stream of a task, oldest first:
  *
- *     logs/stdout.log.4 … stdout.log.2  stdout.log.1  stdout.log      (current: the task writes here)
- *     logs/.stdout.log.base                 logical offset of the first byte of stdout.log
+ *     logs/stdout.log.4 … stdout.log.2  stdout.log.1  stdout.log      (current)
+ *     logs/.stdout.log.base                 the base record: logical offset of stdout.log's first byte
  *
- * Tasks write straight into `stdout.log` through a file descriptor opened in append mode, so they keep
- * logging while the agent is down. The agent rotates by **copy and truncate**: when the current file
- * has passed the size limit it shifts the rotated files (dropping the oldest), copies the current file
- * into `.1` and truncates it to zero; the task's next write (O_APPEND) lands at the new end. Whatever
- * the task writes between the agent's last read of the file and the truncate (a few microseconds) is
- * lost: that is the price of rotating a file the agent does not own the writer of.
+ * The task's log shipper (log-shipper.ts), a process beside the task, writes them: it fills the
+ * current file up to its size, then renames the files one up (dropping the oldest) and starts a new
+ * current file. No byte is lost or copied, and no file passes its size.
  *
  * Offsets are **logical**: byte N of everything the task wrote to that stream on this node, stable
- * across rotations and agent restarts (the base of the current file is kept in `.stdout.log.base`).
- * Reads go through the files oldest first; an offset older than what is still kept starts at the
- * oldest byte kept, and bytes lost in a rotation's window never had an offset.
+ * across rotations and agent restarts. Reads go through the files oldest first; an offset older
+ * than what is still kept starts at the oldest byte kept.
  *
- * Readers and the rotator live in the same agent process: a per-file generation counter (odd while a
- * rotation runs) lets a reader detect a rotation that happened during its read and read again.
+ * The base record is `<base> <inode of the current file>` between rotations and `<base> -` while the
+ * shipper rotates (a bare `<base>` is also read, without the inode check). The rotation runs in
+ * another process: a reader takes a snapshot only when the record is settled and names the current
+ * file's inode, and reads again when the record changed under it.
  */
-import { fstatSync, ftruncateSync, readSync, watch, writeSync, type FSWatcher } from 'node:fs';
-import { open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { open, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isSafeAllocId } from './runner/alloc-dir.ts';
-import { writeFileAtomic } from './state.ts';
 
 const CHUNK = 64 * 1024;
 /** How long a follower holds back the end of a line that has no newline yet (by default). */
 const PARTIAL_LINE_MS = 500;
-/** The most a rotation copies synchronously, right before its truncate. */
-const SYNC_CATCH_UP = 1024 * 1024;
 /** More rotated files than this are never looked for. */
 const MAX_ROTATED = 1000;
+/** How long a reader waits for a rotation to settle before it reads what is there (a shipper killed mid-rotation). */
+const SETTLE_MS = 2_000;
 
 export const MiB = 1024 * 1024;
 
@@ -50,48 +48,38 @@ export interface LogLimits {
 export const DEFAULT_LOG_LIMITS: LogLimits = { maxBytes: 10 * MiB, maxFiles: 5 };
 export const DEFAULT_LOG_RETENTION_MS = 24 * 60 * 60 * 1000;
 
-// --- rotation bookkeeping (one agent process) -----------------------------------------------------
-
-interface FileState {
-  /** Even when idle, odd while a rotation runs. */
-  generation: number;
-  /** Resolves when the running rotation ends. */
-  idle: Promise<void>;
-  base: number | undefined;
-}
-
-const files = new Map<string, FileState>();
-
-function fileState(path: string): FileState {
-  let s = files.get(path);
-  if (s === undefined) {
-    s = { generation: 0, idle: Promise.resolve(), base: undefined };
-    files.set(path, s);
-  }
-  return s;
-}
-
 function baseFile(path: string): string {
   return join(dirname(path), `.${basename(path)}.base`);
 }
 
-async function readBase(path: string): Promise<number> {
-  const s = fileState(path);
-  if (s.base !== undefined) return s.base;
-  let base = 0;
-  try {
-    const n = Number((await readFile(baseFile(path), 'utf8')).trim());
-    if (Number.isSafeInteger(n) && n >= 0) base = n;
-  } catch {
-    // No rotation yet.
-  }
-  s.base ??= base;
-  return s.base;
+interface BaseRecord {
+  /** As read, to see whether it changed. */
+  text: string;
+  base: number;
+  /** The inode of the current file it belongs to; undefined when not recorded. */
+  inode?: number | undefined;
+  /** A rotation is under way (or was cut short). */
+  rotating: boolean;
 }
 
-async function sizeOf(path: string): Promise<number | undefined> {
+async function readBaseRecord(path: string): Promise<BaseRecord> {
+  let text = '';
   try {
-    return (await stat(path)).size;
+    text = await readFile(baseFile(path), 'utf8');
+  } catch {
+    return { text, base: 0, rotating: false }; // no rotation yet
+  }
+  const m = /^(\d+)(?: (\d+|-))?\n$/.exec(text);
+  if (m === null) return { text, base: 0, rotating: true }; // being written
+  const base = Number(m[1]);
+  if (m[2] === '-') return { text, base, rotating: true };
+  return { text, base, inode: m[2] === undefined ? undefined : Number(m[2]), rotating: false };
+}
+
+async function statOf(path: string): Promise<{ size: number; ino: number } | undefined> {
+  try {
+    const st = await stat(path);
+    return { size: st.size, ino: st.ino };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -100,144 +88,7 @@ async function sizeOf(path: string): Promise<number | undefined> {
 
 /** Size of the file in bytes; 0 when it does not exist yet. */
 export async function fileSize(path: string): Promise<number> {
-  return (await sizeOf(path)) ?? 0;
-}
-
-/**
- * Rotates `path` when it has passed `maxBytes / maxFiles` (copy and truncate; see the top of this
- * file). Of a file that grew far beyond the limit (the agent was down), only the last `maxBytes` are
- * kept. Returns whether it rotated. Never runs twice at once for one file.
- */
-export async function rotateLog(path: string, limits: LogLimits): Promise<boolean> {
-  const s = fileState(path);
-  const threshold = Math.max(1, Math.ceil(limits.maxBytes / Math.max(1, limits.maxFiles)));
-  if (((await sizeOf(path)) ?? 0) < threshold) return false;
-  while (s.generation % 2 === 1) await s.idle;
-  const done = Promise.withResolvers<void>();
-  s.idle = done.promise;
-  s.generation += 1;
-  try {
-    // Looked at again now that no other rotation can run.
-    if (((await sizeOf(path)) ?? 0) < threshold) return false;
-    const base = await readBase(path);
-    const keepRotated = Math.max(0, Math.floor(limits.maxFiles) - 1);
-    const moved = await copyAndTruncate(path, keepRotated, limits.maxBytes);
-    s.base = base + moved;
-    await writeFileAtomic(baseFile(path), `${s.base}\n`);
-    return true;
-  } finally {
-    s.generation += 1;
-    done.resolve();
-  }
-}
-
-/** For tests: a write landing in the copy-truncate window, made to happen on purpose. */
-export const rotationHooks: { beforeTruncate?: ((path: string) => void) | undefined } = {};
-
-/** Removes rotated files numbered `keep + 1` and above. */
-async function dropRotated(path: string, keep: number): Promise<void> {
-  const prefix = `${basename(path)}.`;
-  for (const name of await readdir(dirname(path))) {
-    if (!name.startsWith(prefix)) continue;
-    const k = Number(name.slice(prefix.length));
-    if (Number.isInteger(k) && k > keep) await rm(join(dirname(path), name), { force: true });
-  }
-}
-
-async function renameIfExists(from: string, to: string): Promise<void> {
-  try {
-    await rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-}
-
-/**
- * Shifts the rotated files (keeping `keepRotated`), copies the file into `.1` (when one is kept) and
- * truncates it, catching up with what the task appends meanwhile so that only the writes between
- * the last read and the truncate are lost. Of a file longer than `maxCopy` (it grew while the agent
- * was down) only the last `maxCopy` bytes are copied, from the first line that starts in them, and
- * the older rotated files are dropped: they would no longer join up with it. When writes were lost
- * and the copy ends inside a line, that line is left out of `.1` (a copy without any newline gets
- * one instead). Returns the length of the file that was moved out (copied, with that newline, or
- * skipped; not the line left out): the logical offset advances by that much.
- */
-async function copyAndTruncate(path: string, keepRotated: number, maxCopy: number): Promise<number> {
-  const src = await open(path, 'r+');
-  try {
-    const size = (await src.stat()).size;
-    if (keepRotated === 0) {
-      await src.truncate(0);
-      return size;
-    }
-    const buf = Buffer.allocUnsafe(CHUNK);
-    let skip = Math.max(0, size - maxCopy);
-    if (skip > 0) {
-      // Start at a line: the bytes before the first newline are the end of a line that is not kept.
-      const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, size - skip), skip);
-      const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
-      if (nl >= 0 && nl + 1 < bytesRead) skip += nl + 1;
-    }
-    await dropRotated(path, skip > 0 ? 0 : keepRotated);
-    if (skip === 0)
-      for (let k = keepRotated - 1; k >= 1; k--) await renameIfExists(`${path}.${k}`, `${path}.${k + 1}`);
-    const to = `${path}.1`;
-    const tmp = `${to}.tmp`;
-    const out = await open(tmp, 'w', 0o644);
-    let pos = skip;
-    // Just after the last newline copied (in the file's offsets).
-    let lineEnd = pos;
-    const copied = (n: number): void => {
-      const nl = buf.subarray(0, n).lastIndexOf(0x0a);
-      if (nl >= 0) lineEnd = pos + nl + 1;
-      pos += n;
-    };
-    try {
-      let end = size;
-      for (let round = 0; round < 16 && pos < end; round++) {
-        while (pos < end) {
-          const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, end - pos), pos);
-          if (bytesRead === 0) break;
-          await out.write(buf, 0, bytesRead);
-          copied(bytesRead);
-        }
-        end = (await src.stat()).size;
-      }
-      // The last catch-up is synchronous, up to the end of the file (at most SYNC_CATCH_UP bytes):
-      // what the task writes meanwhile would otherwise land in a trip through the thread pool.
-      for (let caught = 0; caught < SYNC_CATCH_UP;) {
-        const n = readSync(src.fd, buf, 0, CHUNK, pos);
-        if (n === 0) break;
-        writeSync(out.fd, buf, 0, n);
-        copied(n);
-        caught += n;
-      }
-      rotationHooks.beforeTruncate?.(path);
-      // Writes that land between the last read and the truncate are lost (the copy-truncate
-      // window): microseconds, with no turn of the event loop in between.
-      const lost = fstatSync(src.fd).size > pos;
-      ftruncateSync(src.fd, 0);
-      // The copy may end inside a line whose rest was just lost (a writer that outran the copy, or
-      // a write seen half done). That line is dropped: it would run into the next file's first one,
-      // and a follower (which holds back a line until its newline) has not shown it. A copy without
-      // any newline (one line longer than the file) is ended instead.
-      if (lost && lineEnd < pos) {
-        if (lineEnd > skip) {
-          ftruncateSync(out.fd, lineEnd - skip);
-          pos = lineEnd;
-        } else {
-          writeSync(out.fd, '\n');
-          pos += 1;
-        }
-      }
-    } finally {
-      await out.close();
-    }
-    await rename(tmp, to);
-    return pos;
-  } finally {
-    await src.close();
-  }
+  return (await statOf(path))?.size ?? 0;
 }
 
 // --- reading ----------------------------------------------------------------------------------------
@@ -249,14 +100,15 @@ export interface LogSegment {
   size: number;
 }
 
-/** The files of a log stream, oldest first, with their logical offsets (consistent when `generation` did not move). */
-export async function logSegments(path: string): Promise<LogSegment[]> {
-  const base = await readBase(path);
-  const segs: LogSegment[] = [{ path, start: base, size: (await sizeOf(path)) ?? 0 }];
-  let start = base;
+/** The files of a stream, oldest first, from a base record; undefined when they do not match it (a rotation ran). */
+async function segmentsFor(path: string, rec: BaseRecord): Promise<LogSegment[] | undefined> {
+  const current = await statOf(path);
+  if (rec.inode !== undefined && current !== undefined && current.ino !== rec.inode) return undefined;
+  const segs: LogSegment[] = [{ path, start: rec.base, size: current?.size ?? 0 }];
+  let start = rec.base;
   for (let k = 1; k <= MAX_ROTATED; k++) {
     const p = `${path}.${k}`;
-    const size = await sizeOf(p);
+    const size = (await statOf(p))?.size;
     if (size === undefined) break;
     start -= size;
     segs.unshift({ path: p, start, size });
@@ -270,22 +122,34 @@ export async function logSegments(path: string): Promise<LogSegment[]> {
   return segs;
 }
 
-/** Runs `read` until no rotation of `path` overlapped it. */
-async function consistent<T>(path: string, read: () => Promise<T>): Promise<T> {
-  const s = fileState(path);
+/**
+ * Runs `read` on a settled snapshot of the stream's files, again when a rotation overlapped it.
+ * After SETTLE_MS of rotations that never settle (a shipper killed in the middle of one), reads
+ * what is there.
+ */
+async function consistent<T>(path: string, read: (segs: LogSegment[]) => Promise<T>): Promise<T> {
+  const deadline = Date.now() + SETTLE_MS;
   for (;;) {
-    await s.idle;
-    const g = s.generation;
-    if (g % 2 === 1) continue;
-    const value = await read();
-    if (s.generation === g) return value;
+    const late = Date.now() > deadline;
+    const rec = await readBaseRecord(path);
+    const segs =
+      rec.rotating && !late ? undefined : await segmentsFor(path, late ? { ...rec, inode: undefined } : rec);
+    if (segs !== undefined) {
+      const value = await read(segs);
+      if (late || (await readBaseRecord(path)).text === rec.text) return value;
+    }
+    await sleep(1);
   }
+}
+
+/** The files of a log stream, oldest first, with their logical offsets. */
+export async function logSegments(path: string): Promise<LogSegment[]> {
+  return consistent(path, async (segs) => segs);
 }
 
 /** The logical offsets of the oldest byte kept and of the end of the stream. */
 export async function logBounds(path: string): Promise<{ start: number; end: number }> {
-  return consistent(path, async () => {
-    const segs = await logSegments(path);
+  return consistent(path, async (segs) => {
     const last = segs.at(-1);
     return { start: segs[0]?.start ?? 0, end: last === undefined ? 0 : last.start + last.size };
   });
@@ -297,8 +161,7 @@ export async function logBounds(path: string): Promise<{ start: number; end: num
  * `lines` is 0.
  */
 export async function tailOffset(path: string, lines: number): Promise<number> {
-  return consistent(path, async () => {
-    const segs = await logSegments(path);
+  return consistent(path, async (segs) => {
     const last = segs.at(-1);
     const end = last === undefined ? 0 : last.start + last.size;
     if (lines <= 0 || end === 0) return end;
@@ -336,8 +199,7 @@ export async function tailOffset(path: string, lines: number): Promise<number> {
  * when `pos` was rotated away) and the bytes (none at the end of the stream).
  */
 async function readAt(path: string, pos: number): Promise<{ pos: number; data: Buffer }> {
-  return consistent(path, async () => {
-    const segs = await logSegments(path);
+  return consistent(path, async (segs) => {
     const first = segs[0];
     let at = pos;
     if (first !== undefined && at < first.start) at = first.start;
@@ -411,8 +273,8 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
   opts.signal?.addEventListener('abort', onClose, { once: true });
 
   // While following a live task, the end of a line is held back until its newline (or until it has
-  // waited PARTIAL_LINE_MS: a prompt, dots of progress): a rotation that loses the rest of a line
-  // drops what was written of it, and a follower must not have shown it (see copyAndTruncate).
+  // waited PARTIAL_LINE_MS: a prompt, dots of progress), so that a follower shows whole lines when
+  // the task writes a line in several writes.
   let partial: { at: number; since: number } | undefined;
   const holdMs = opts.holdPartialLineMs ?? PARTIAL_LINE_MS;
   const copy = async (hold: boolean): Promise<void> => {
@@ -421,6 +283,21 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
       const chunk = await readAt(opts.path, pos);
       let data = chunk.data;
       if (data.length === 0) return;
+      if (chunk.pos > pos && pos > opts.offset) {
+        // A follower that fell more than the log's limit behind: what it missed was rotated away.
+        // It goes on at the next line rather than in the middle of one.
+        const nl = data.indexOf(0x0a);
+        if (nl < 0) {
+          pos = chunk.pos + data.length;
+          continue;
+        }
+        data = data.subarray(nl + 1);
+        chunk.pos += nl + 1;
+        if (data.length === 0) {
+          pos = chunk.pos;
+          continue;
+        }
+      }
       if (hold) {
         const nl = data.lastIndexOf(0x0a);
         if (nl + 1 < data.length && data.length < CHUNK) {
@@ -463,8 +340,8 @@ export async function streamLog(out: Writable, opts: StreamLogOptions): Promise<
     await copy(opts.follow && opts.isLive());
     if (!opts.follow) return;
     try {
-      // Copy-truncate keeps the current file's inode: the watch survives rotations.
-      watcher = watch(opts.path, { persistent: false }, poke);
+      // The directory: a rotation renames the current file, and a watch on it would follow it away.
+      watcher = watch(dirname(opts.path), { persistent: false }, poke);
       watcher.on('error', () => undefined);
     } catch {
       // No notifications (file not there yet, or no inotify): the poll covers it.
@@ -515,7 +392,6 @@ export async function gcAllocDirs(
     // Checked again: the allocation may have come back while the directory was being looked at.
     if (opts.keep(e.name)) continue;
     await rm(root, { recursive: true, force: true });
-    for (const path of files.keys()) if (path.startsWith(`${root}/`)) files.delete(path);
     removed.push(e.name);
   }
   return removed;

@@ -32,6 +32,8 @@ export interface ProcessHandleData {
   startedAt: number;
   stdoutPath: string;
   stderrPath: string;
+  /** The task's log shipper (../log-shipper.ts): its exit is awaited, so that the files hold the task's last words. */
+  shipperPid?: number;
   /** Where the wrapper records the exit status (also when the agent is down). */
   statusPath: string;
   /** The task's cgroup (name under the unum parent), when the node has cgroups. */

@@ -1,7 +1,7 @@
 /**
  * Starting a task's process (task-process.ts is the handle that follows it). The agent spawns a wrapper in its own session and process group (detached), with stdout and stderr
- * going straight into the log files (descriptors, not pipes: the agent is not in the data path, and
- * a task outlives the agent):
+ * going into pipes read by the task's log shipper (../log-shipper.ts), which writes the log files
+ * within their limits: the agent is not in the data path, and a task outlives the agent:
  *
  *   bwrap   `bwrap … -- setpriv … -- CMD`. bwrap's outer process stays outside the sandbox and
  *           writes `{ "child-pid": N }` then `{ "exit-code": N }` (128+signal when killed) to the
@@ -28,6 +28,7 @@ import { InvalidError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { writeControl, writeControlSync } from '../cgroups/index.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
+import { openLogPipes } from '../log-shipper.ts';
 import { describeExecFailure } from './process.ts';
 import { killQuietly, procStat } from './proc.ts';
 import { TaskProcess, type RawExit } from './task-process.ts';
@@ -179,21 +180,18 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   if (program === undefined) throw new InvalidError('nothing to run: the task has no command');
   closeInheritedDescriptors();
 
-  const files = await Promise.all([
-    open(config.stdoutPath, 'a').catch(() => undefined),
-    open(config.stderrPath, 'a').catch(() => undefined),
+  const [pipes, status] = await Promise.all([
+    openLogPipes(config),
     bwrap ? open(spec.statusPath, 'w').catch(() => undefined) : rm(spec.statusPath, { force: true }),
   ]);
-  const [stdout, stderr, status] = files;
   let child: ChildProcess;
   let exit: Promise<RawExit>;
   let gate: Promise<Prepared> | undefined;
   let pidStartTime = 0;
+  let shipperPid = 0;
   try {
-    if (stdout === undefined) throw new UnavailableError(`could not open ${config.stdoutPath}`);
-    if (stderr === undefined) throw new UnavailableError(`could not open ${config.stderrPath}`);
     if (bwrap && status === undefined) throw new UnavailableError(`could not open ${spec.statusPath}`);
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', stdout.fd, stderr.fd];
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', pipes.stdout, pipes.stderr];
     if (status !== undefined) stdio[BWRAP_FDS.status] = status.fd;
     if (gated) {
       stdio[BWRAP_FDS.info] = 'pipe';
@@ -214,13 +212,26 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     // Now, before anything is awaited: the event loop reaps a task that exits at once, and its start
     // time (what tells it from a later process with its pid) would be lost with it.
     pidStartTime = procStat(child.pid)?.startTime ?? 0;
+  } catch (err) {
+    pipes.close();
+    throw err;
   } finally {
-    // The child holds its own copies of the descriptors now.
-    await Promise.all(files.map((f) => (typeof f === 'object' ? f.close() : undefined)));
+    await status?.close();
   }
   const pid = child.pid;
-  const prepared =
-    gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
+  let prepared: Prepared;
+  try {
+    prepared = gated && gate !== undefined ? await release(child, gate, spec.logger) : (spec.prepared ?? {});
+    // Once the task is on its way: the spawn blocks this thread for a moment, and the pipes hold
+    // what the task writes until the shipper reads them.
+    shipperPid = pipes.ship(config.logLimits);
+  } catch (err) {
+    killQuietly(-pid, 'SIGKILL');
+    throw err;
+  } finally {
+    // The task and the shipper hold their own copies of the descriptors now.
+    pipes.close();
+  }
   const state: ProcessHandleData = {
     allocId: config.allocId,
     task: config.task,
@@ -233,6 +244,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     stderrPath: config.stderrPath,
     statusPath: spec.statusPath,
     memoryLimitMiB: config.resources.memory,
+    shipperPid,
   };
   if (prepared.cgroup !== undefined) state.cgroup = prepared.cgroup.name;
   if (prepared.oomKillsBefore !== undefined) state.oomKillsBefore = await prepared.oomKillsBefore();

@@ -10,11 +10,14 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../core/log.ts';
 import type { TaskCgroup } from '../cgroups/types.ts';
+import { shipperEnded } from '../log-shipper.ts';
 import { fromCode, readBwrapStatusSync, readStatus, type RecordedStatus } from './exit-status.ts';
 import { childrenOf, groupTakenOver, isAlive, isSameProcess, killQuietly, nsPids, procStat } from './proc.ts';
 import { processHandleState, type ProcessHandleData } from './handle-state.ts';
 import type { DriverName, ExitResult, TaskHandle, TaskHandleState, TaskUsage } from './types.ts';
 
+/** How long an exit waits for the log shipper to write the task's last output. */
+const SHIPPER_DRAIN_MS = 5_000;
 /** How often a re-attached task (not the agent's child) is checked for exit. */
 export const RECOVER_POLL_MS = 250;
 
@@ -215,6 +218,9 @@ export class TaskProcess implements TaskHandle {
         this.logger.warn({ err, cgroup: this.cgroup?.name }, 'could not remove the task cgroup');
       });
     }
+    // Whatever held the pipes is gone now: the shipper writes what is left in them and ends.
+    if (s.shipperPid !== undefined && !(await shipperEnded(s.shipperPid, SHIPPER_DRAIN_MS)))
+      this.logger.warn({ shipperPid: s.shipperPid }, 'the log shipper is still writing the task output');
     this.result = result;
     this.child?.removeAllListeners();
     return result;

@@ -11,6 +11,7 @@ import { InvalidError } from '../../core/errors.ts';
 import type { DriverInfo } from '../../core/types.ts';
 import type { Logger } from '../../core/log.ts';
 import type { IsolationCapability } from './exec/isolation.ts';
+import type { LogLimits } from '../logs.ts';
 
 export type DriverName = 'exec' | 'raw_exec';
 
@@ -25,9 +26,11 @@ export interface TaskConfig {
   env: Record<string, string>;
   /** Working directory: the task directory. */
   cwd: string;
-  /** Log files, opened in append mode and handed to the process as its stdout and stderr. */
+  /** Log files, written by the task's log shipper from pipes that are the process's stdout and stderr. */
   stdoutPath: string;
   stderrPath: string;
+  /** Bytes and files kept per stream (default DEFAULT_LOG_LIMITS). */
+  logLimits?: LogLimits;
   /**
    * Limits: cpu in millicores, memory in MiB, pids = most processes and threads (default: the node's
    * `taskPidsLimit`). Enforced by the exec driver when the node has cgroups; advisory otherwise.

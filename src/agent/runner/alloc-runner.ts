@@ -35,12 +35,15 @@ import {
 import type { PersistedAlloc } from '../state.ts';
 import { STATE_VERSION } from '../state.ts';
 import { TaskRunner } from './task-runner.ts';
+import type { LogLimits } from '../logs.ts';
 
 export interface AllocRunnerOptions {
   alloc: Allocation;
   /** `<dataDir>/agent/allocs` */
   allocsDir: string;
   nodeId: string;
+  /** Log bytes and files kept per stream of a task (default DEFAULT_LOG_LIMITS). */
+  logLimits?: LogLimits;
   /** The driver for a task's `driver` name, or why it can not run here. */
   driverFor: (name: string) => Driver | { unavailable: string };
   /** Fetches the workload tokens of this allocation's tasks from a server (absent: no identity). */
@@ -103,6 +106,7 @@ export class AllocRunner {
         stderrPath: taskDir.stderr,
         resources: { cpu: task.resources.cpu, memory: task.resources.memory },
       };
+      if (opts.logLimits !== undefined) config.logLimits = opts.logLimits;
       // The driver decides what a job's user may be (exec: allowedTaskUsers; raw_exec: only its own).
       if (task.user !== undefined) config.user = task.user;
 
