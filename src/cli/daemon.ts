@@ -110,9 +110,9 @@ export const SERVER_FLAGS = {
 export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests for this host name (repeatable). By default only IP
                        addresses and localhost are served, so that a web page cannot reach the
                        API through a DNS name of its own (DNS rebinding)
-  --max-connections N  connections the API holds open at once (default 1024); more get 503
+  --max-connections N  connections the API holds open at once (default 4096); more get 503
   --max-connections-per-source N
-                       connections one address may hold open to the API (default 128)`;
+                       connections one address may hold open to the API (default 512)`;
 
 /** The server options the server flags set. */
 export function serverOptions(args: Args): {

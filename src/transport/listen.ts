@@ -26,9 +26,9 @@ export interface TlsOptions {
  * finishes its request, must not take the process's descriptors or memory from everyone else.
  */
 export interface ConnectionLimits {
-  /** Connections open at once, all sources together; one more is refused (503). Default 1024. */
+  /** Connections open at once, all sources together; one more is refused (503). Default 4096. */
   maxConnections: number;
-  /** Connections open at once from one source address; one more is refused (503). Default 128. */
+  /** Connections open at once from one source address; one more is refused (503). Default 512. */
   maxConnectionsPerSource: number;
   /**
    * Time to receive a request's headers, from the connection's opening (or the request's first
@@ -46,8 +46,8 @@ export interface ConnectionLimits {
 }
 
 export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
-  maxConnections: 1024,
-  maxConnectionsPerSource: 128,
+  maxConnections: 4096,
+  maxConnectionsPerSource: 512,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
   timeoutCheckMs: 1_000,

@@ -38,6 +38,10 @@ export function identityHook(
 ): AllocHook {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  // Asked for at once, while the allocation's directories and uid are made: off the path to the
+  // tasks' start. Its failure counts only if prestart uses it.
+  let early: ReturnType<FetchIdentity> | undefined = fetchIdentity(alloc.id);
+  early.catch(() => undefined);
   const schedule = (ms: number) => {
     if (stopped) return;
     timer = setTimeout(() => void refresh(), Math.max(1_000, ms));
@@ -45,7 +49,9 @@ export function identityHook(
   };
   async function refresh(): Promise<void> {
     try {
-      const { tokens, expiresAt } = await fetchIdentity(alloc.id);
+      const pending = early ?? fetchIdentity(alloc.id);
+      early = undefined;
+      const { tokens, expiresAt } = await pending;
       for (const [task, token] of Object.entries(tokens))
         await writeToken(taskDirPaths(allocsDir, alloc.id, task).secrets, token);
       // Rewritten half-way through its life: a server unreachable for a while is survived.
@@ -61,6 +67,7 @@ export function identityHook(
     prestart: () => refresh(),
     stop: () => {
       stopped = true;
+      early = undefined;
       if (timer) clearTimeout(timer);
     },
   };
