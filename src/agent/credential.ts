@@ -8,7 +8,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ForbiddenError, InvalidError, UnauthenticatedError } from '../core/errors.ts';
-import type { Authorizer } from '../transport/index.ts';
+import { bearer, type Authorizer } from '../transport/index.ts';
 
 export interface IssuedCredential {
   secret: string;
@@ -65,9 +65,8 @@ export class AgentCredential {
   authorizer(): Authorizer {
     return {
       authenticate: (req) => {
-        const h = req.headers.authorization;
-        if (h === undefined) return { name: 'anonymous', kind: 'anonymous' };
-        const given = /^Bearer\s+(\S+)\s*$/i.exec(h)?.[1] ?? '';
+        if (req.headers.authorization === undefined) return { name: 'anonymous', kind: 'anonymous' };
+        const given = bearer(req) ?? '';
         const key = this.issued?.agentKey;
         if (
           key !== undefined &&

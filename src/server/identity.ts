@@ -10,8 +10,7 @@ import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, jwtV
 import { randomUUID } from 'node:crypto';
 import type { Store } from '../store/types.ts';
 import { ForbiddenError, UnauthenticatedError } from '../core/errors.ts';
-import type { Authorizer } from '../transport/index.ts';
-import { bearer } from './node-credentials.ts';
+import { bearer, type Authorizer } from '../transport/index.ts';
 import type { Allocation } from '../core/types.ts';
 
 export const IDENTITY_TTL_SECONDS = 3600;
@@ -40,6 +39,7 @@ interface StoredKey {
 export class WorkloadIdentity {
   private readonly store: Store;
   private key: Promise<StoredKey> | undefined;
+  private keySet: ReturnType<typeof createLocalJWKSet> | undefined;
 
   constructor(store: Store) {
     this.store = store;
@@ -111,7 +111,9 @@ export class WorkloadIdentity {
 
   /** The claims of a valid token; UnauthenticatedError when it is not one of ours, or expired. */
   async verify(token: string): Promise<WorkloadClaims> {
-    const keys = createLocalJWKSet(await this.jwks());
+    // Made once: the key set is the same for every verification.
+    this.keySet ??= createLocalJWKSet(await this.jwks());
+    const keys = this.keySet;
     try {
       const { payload } = await jwtVerify(token, keys, {
         issuer: ISSUER,

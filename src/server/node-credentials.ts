@@ -6,9 +6,8 @@
  * certificates of the multi-host release take its place behind the same identity.
  */
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { ForbiddenError, UnauthenticatedError } from '../core/errors.ts';
-import type { Authorizer, Capability, Identity } from '../transport/index.ts';
+import { bearer, type Authorizer, type Capability, type Identity } from '../transport/index.ts';
 
 export interface NodeCredential {
   nodeId: string;
@@ -44,14 +43,6 @@ export function issueCredential(
     stored: { nodeId, secretHash: hashSecret(secret), agentKey, issuedAt: now },
     issued: { secret, agentKey },
   };
-}
-
-/** The bearer credential of a request, if any. */
-export function bearer(req: IncomingMessage): string | undefined {
-  const h = req.headers.authorization;
-  if (h === undefined) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m?.[1];
 }
 
 function sameHash(a: string, b: string): boolean {

@@ -47,10 +47,12 @@ export class PlanApplier {
     if (!check.ok) return { ok: false, revision: this.cache.index, reason: check.reason };
     const touched = new Map<string, Allocation>();
     const current = (id: string): Allocation | undefined => touched.get(id) ?? this.cache.alloc(id);
+    const guarded = new Set<string>();
     const guard = (id: string) => {
       const key = keys.alloc(id);
-      if (!compare.some((c) => c.key === key))
-        compare.push({ key, target: 'mod', op: '=', value: this.cache.revisionOf(key) });
+      if (guarded.has(key)) return;
+      guarded.add(key);
+      compare.push({ key, target: 'mod', op: '=', value: this.cache.revisionOf(key) });
     };
 
     const stops = [

@@ -31,3 +31,10 @@ export const allowAll: Authorizer = {
   authenticate: () => ({ name: 'anonymous', kind: 'anonymous' }),
   authorize: () => undefined,
 };
+
+/** The bearer credential of a request (`Authorization: Bearer <credential>`), if any. */
+export function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  return /^Bearer\s+(\S+)\s*$/i.exec(h)?.[1];
+}

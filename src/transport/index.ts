@@ -1,5 +1,5 @@
 /** The HTTP transport of the server and the agent: see README.md. */
-export { allowAll, type Authorizer, type Capability, type Identity } from './auth.ts';
+export { allowAll, bearer, type Authorizer, type Capability, type Identity } from './auth.ts';
 export { BodyBudget, MAX_BODIES_BYTES, MAX_BODY_BYTES, readJson } from './body.ts';
 export { checkBrowserRequest, hostName, type BrowserPolicy } from './browser.ts';
 export { encodeError, sendError, sendJson } from './errors.ts';

@@ -6,8 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { policiesAllow, type AclPolicy, type AclToken, type Capability } from '../../core/acl.ts';
 import { ForbiddenError, UnauthenticatedError } from '../../core/errors.ts';
-import type { Authorizer, Identity } from '../../transport/index.ts';
-import { bearer, hashSecret, newSecret } from '../node-credentials.ts';
+import { bearer, type Authorizer, type Identity } from '../../transport/index.ts';
+import { hashSecret, newSecret } from '../node-credentials.ts';
 
 export const TOKEN_PREFIX = 'unum-token-';
 
