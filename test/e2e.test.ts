@@ -224,6 +224,15 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     assert.equal(detail.job.status, 'complete');
   });
 
+  test('nobody can bootstrap ACLs anonymously once unum up has made its management token', async () => {
+    const res = await fetch(`${addr}/v1/acl/bootstrap`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    assert.equal(res.status, 409);
+  });
+
   test('a task finds no token: the management token is out of its reach and the API refuses it', async () => {
     // What a hostile task would try: read unum up's token, then call the API with whatever it found.
     const script = [

@@ -9,7 +9,8 @@
  *  - report: status changes go back through the coalescing StatusReporter;
  *  - persist: every change of an allocation is written to its state file (state.ts), and a starting
  *    agent first re-attaches to the tasks an earlier agent process left running, then watches;
- *  - housekeeping: log rotation, garbage collection of old allocation dirs, usage samples.
+ *  - housekeeping: garbage collection of old allocation dirs, usage samples (log files are rotated
+ *    by each task's log shipper).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -27,8 +27,11 @@ import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.ts';
  * One stream: `$1` the file, `$2` the size of a file, `$3` the rotated files kept; standard input
  * the pipe. `head -c`, unbuffered (stdbuf -o0: it writes what it reads, at once, so that followers
  * see each line as it comes, and it never reads past its count), copies at most what fits into the current file, then the files are shifted by rename and the base record rewritten (see logs.ts, "base").
- * A failed write (a full disk) is retried after a second: the pipe fills meanwhile and the task's
- * writes wait; the shipper never gives up on its pipe, or the task would die of SIGPIPE.
+ * Without stdbuf (a minimal image) plain `head` is used: the cap holds, followers see output later.
+ * The base record is written again at the start, so that a shipper killed mid-rotation leaves no
+ * record that readers would wait on. A failed write (a full disk) is retried after a second: what
+ * `head` had read is lost, later output waits in the pipe, and the shipper never gives up on its
+ * pipe, or the task would die of SIGPIPE.
  */
 const SHIP = `ship() {
 p=$1; per=$2; keep=$3; bf="\${p%/*}/.\${p##*/}.base"; b=0
@@ -36,9 +39,11 @@ p=$1; per=$2; keep=$3; bf="\${p%/*}/.\${p##*/}.base"; b=0
 case $b in ''|*[!0-9]*) b=0;; esac
 : >> "$p"
 s=$(stat -c %s -- "$p") || s=0
+printf '%s %s\\n' "$b" "$(stat -c %i -- "$p")" > "$bf"
+if command -v stdbuf >/dev/null 2>&1; then h='stdbuf -o0 head'; else h=head; fi
 while :; do
   if [ "$s" -lt "$per" ]; then
-    stdbuf -o0 head -c $((per - s)) >> "$p" || { sleep 1; s=$(stat -c %s -- "$p") || s=0; continue; }
+    $h -c $((per - s)) >> "$p" || { sleep 1; s=$(stat -c %s -- "$p") || s=0; continue; }
     s=$(stat -c %s -- "$p") || s=0
     [ "$s" -ge "$per" ] || return 0
   fi

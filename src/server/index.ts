@@ -26,6 +26,7 @@ import { WorkloadIdentity, withWorkloadIdentity } from './identity.ts';
 import { aclAuthorizer } from './acl/tokens.ts';
 import { hashSecret, withNodeCredentials } from './node-credentials.ts';
 import { createToken } from './state/acl.ts';
+import { keys } from './keys.ts';
 import { commit } from './state/write.ts';
 import { Leadership, type Retention } from './leadership/leadership.ts';
 import { openApiDocument } from './openapi.ts';
@@ -164,9 +165,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
       const known = kept !== '' ? cache.aclTokenOfSecret(hashSecret(kept)) : undefined;
       if (known?.management) return kept;
-      const made = await commit(store, cache, () =>
-        createToken(cache, { name, policies: [], management: true }, clock.now(), 'local'),
-      );
+      // The cluster counts as bootstrapped: nobody may make a management token anonymously after it.
+      const made = await commit(store, cache, () => {
+        const t = createToken(cache, { name, policies: [], management: true }, clock.now(), 'local');
+        if ('done' in t || cache.revisionOf(keys.aclBootstrap) > 0) return t;
+        return { ...t, ops: [...t.ops, { type: 'put', key: keys.aclBootstrap, value: String(clock.now()) }] };
+      });
       await writeFile(`${file}.tmp`, `${made.secret}\n`, { mode: 0o600 });
       await chmod(`${file}.tmp`, 0o600);
       await rename(`${file}.tmp`, file);

@@ -457,6 +457,16 @@ describe('server API', () => {
     await assert.rejects(alice.listJobs({ namespace: '*' }), ForbiddenError);
     await assert.rejects(alice.submitJob({ ...job('sneak'), namespace: 'team-b' }), ForbiddenError);
     await assert.rejects(alice.listNodes(), ForbiddenError, 'cluster-wide rights need namespace "*"');
+    // Objects of another namespace found by id, and listings of every namespace, are refused too.
+    const bAlloc = await waitFor(
+      async () => (await client.jobAllocations('secret-web', { namespace: 'team-b' })).items[0],
+    );
+    await assert.rejects(alice.getAllocation(bAlloc.id), ForbiddenError);
+    await assert.rejects(alice.listAllocations(), ForbiddenError);
+    await assert.rejects(alice.listEvaluations(), ForbiddenError);
+    const bEval = (await client.listEvaluations({ namespace: 'team-b' })).items[0]!;
+    await assert.rejects(alice.getEvaluation(bEval.id), ForbiddenError);
+    await assert.rejects(alice.events({ limit: 10 }), ForbiddenError);
     // A token that may write jobs still may not change ACLs (it could grant itself anything).
     await assert.rejects(alice.createAclToken({ name: 'escalate', management: true }), ForbiddenError);
     await assert.rejects(

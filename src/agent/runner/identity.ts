@@ -6,7 +6,7 @@
  * restart. A server that cannot be reached does not stop the tasks: the hook retries in the
  * background.
  */
-import { chown, rename, stat, writeFile } from 'node:fs/promises';
+import { chown, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
 import type { Allocation } from '../../core/types.ts';
@@ -23,6 +23,8 @@ export type FetchIdentity = (
 async function writeToken(secretsDir: string, token: string): Promise<void> {
   const file = join(secretsDir, IDENTITY_FILE);
   const tmp = `${file}.tmp`;
+  // A leftover of a crash (mode 0400) would refuse every later write.
+  await rm(tmp, { force: true });
   await writeFile(tmp, `${token}\n`, { mode: 0o400 });
   const owner = await stat(secretsDir);
   if (process.getuid?.() === 0) await chown(tmp, owner.uid, owner.gid);
@@ -35,6 +37,8 @@ export function identityHook(
   fetchIdentity: FetchIdentity,
   logger: Logger,
   retryMs = 5_000,
+  /** How long the tasks' start waits for the first tokens. */
+  startWaitMs = 2_000,
 ): AllocHook {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -64,7 +68,8 @@ export function identityHook(
   }
   return {
     name: 'identity',
-    prestart: () => refresh(),
+    // A server that is slow or silent does not hold the tasks back: the refresh goes on behind.
+    prestart: () => Promise.race([refresh(), new Promise<void>((r) => setTimeout(r, startWaitMs).unref())]),
     stop: () => {
       stopped = true;
       early = undefined;

@@ -3,7 +3,7 @@ import { holdsResources } from '../../core/alloc.ts';
 import { sortAllocs } from '../../api/views.ts';
 import type { Route } from '../../transport/index.ts';
 import { agentOfAlloc, proxyLogs } from './agents.ts';
-import { findAlloc, waitIndex, type ApiDeps } from './context.ts';
+import { authorizeIn, findAlloc, waitIndex, type ApiDeps } from './context.ts';
 
 export function allocRoutes(d: ApiDeps): Route[] {
   const { cache } = d;
@@ -15,8 +15,9 @@ export function allocRoutes(d: ApiDeps): Route[] {
       summary:
         'Allocations, filtered by `job`, `node`, `namespace` (`*` for all); running ones unless `all=true`. Blocking query.',
       async handler(ctx) {
-        const index = await waitIndex(d, ctx, () => cache.indexOf('allocs'));
         const ns = ctx.query.get('namespace') ?? '*';
+        await authorizeIn(d, ctx, 'job:read', ns);
+        const index = await waitIndex(d, ctx, () => cache.indexOf('allocs'));
         const job = ctx.query.get('job');
         const node = ctx.query.get('node');
         const all = ctx.query.get('all') === 'true';
@@ -37,7 +38,11 @@ export function allocRoutes(d: ApiDeps): Route[] {
       path: '/v1/allocations/:id',
       capability: 'job:read',
       summary: 'One allocation, by id or unique id prefix.',
-      handler: (ctx) => findAlloc(d, ctx.params['id'] ?? ''),
+      async handler(ctx) {
+        const a = findAlloc(d, ctx.params['id'] ?? '');
+        await authorizeIn(d, ctx, 'job:read', a.namespace);
+        return a;
+      },
     },
     {
       method: 'GET',
@@ -53,8 +58,9 @@ export function allocRoutes(d: ApiDeps): Route[] {
         { name: 'tail', description: 'only the last N lines' },
         { name: 'offset', description: 'start at this byte' },
       ],
-      handler(ctx) {
+      async handler(ctx) {
         const a = findAlloc(d, ctx.params['id'] ?? '');
+        await authorizeIn(d, ctx, 'logs:read', a.namespace);
         return proxyLogs(cache, agentOfAlloc(cache, a), a, ctx);
       },
     },

@@ -12,7 +12,7 @@ import type { Logger } from '../../core/log.ts';
 import type { Allocation, Job, Node } from '../../core/types.ts';
 import { JobBodySchema, parseBody } from '../../api/schemas.ts';
 import type { Store } from '../../store/types.ts';
-import type { Authorizer } from '../../transport/index.ts';
+import type { Authorizer, Capability } from '../../transport/index.ts';
 import type { StateCache } from '../cache.ts';
 import type { Heartbeats } from '../heartbeats.ts';
 import type { WorkloadIdentity } from '../identity.ts';
@@ -40,6 +40,19 @@ export function actorOf(ctx: RequestContext): string {
     return id.accessor !== undefined ? `token:${id.name} (${id.accessor})` : `token:${id.name}`;
   if (id.kind === 'agent') return `node:${id.name}`;
   return id.kind;
+}
+
+/**
+ * Authorizes `capability` in `namespace` when it is not the namespace the router already checked:
+ * a listing across namespaces (`*`), or an object found by id in another namespace.
+ */
+export async function authorizeIn(
+  d: ApiDeps,
+  ctx: RequestContext,
+  capability: Capability,
+  namespace: string,
+): Promise<void> {
+  if (namespace !== ctx.namespace) await d.authorizer.authorize(ctx.identity, capability, namespace);
 }
 
 /** A write from the API: the transition, retried on conflict, returned once the cache has it. */

@@ -1,7 +1,7 @@
 /** Event routes: the cluster's history, as a page or as a live Server-Sent Events stream. */
 import type { ClusterEvent } from '../../core/types.ts';
 import { STREAMED, countParam, openSse, type RequestContext, type Route } from '../../transport/index.ts';
-import type { ApiDeps } from './context.ts';
+import { authorizeIn, type ApiDeps } from './context.ts';
 
 function eventFilter(ctx: RequestContext): (e: ClusterEvent) => boolean {
   const ns = ctx.query.get('namespace');
@@ -20,7 +20,9 @@ export function eventRoutes(d: ApiDeps): Route[] {
       capability: 'event:read',
       summary:
         'Cluster events after `index`, oldest first (at most `limit`, default 100; without `index`, the latest ones).',
-      handler(ctx) {
+      async handler(ctx) {
+        // Without a namespace, the events of every namespace: that needs the right in all of them.
+        await authorizeIn(d, ctx, 'event:read', ctx.query.get('namespace') ?? '*');
         const filter = eventFilter(ctx);
         const limit = Math.min(Math.max(countParam(ctx.query, 'limit') ?? 100, 1), 10_000);
         const hasIndex = ctx.query.has('index');
@@ -39,7 +41,9 @@ export function eventRoutes(d: ApiDeps): Route[] {
       capability: 'event:read',
       summary: 'Server-Sent Events: every cluster event after `index` (default: from now), then live ones.',
       stream: 'sse',
-      handler(ctx) {
+      async handler(ctx) {
+        // Without a namespace, the events of every namespace: that needs the right in all of them.
+        await authorizeIn(d, ctx, 'event:read', ctx.query.get('namespace') ?? '*');
         const filter = eventFilter(ctx);
         const from = countParam(ctx.query, 'index') ?? cache.index;
         const sse = openSse(ctx.res);
