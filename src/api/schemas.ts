@@ -111,9 +111,9 @@ export type ParsedNodeRegistration = z.output<typeof NodeRegistrationSchema>;
 /** An allocation status report as validated (optional fields may hold undefined). */
 export type ParsedAllocStatusUpdate = z.output<typeof AllocStatusUpdatesSchema>['updates'][number];
 
-const aclName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected 1-63 lower-case letters, digits, ".", "_" or "-"');
+export const ACL_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+const aclName = z.string().regex(ACL_NAME, 'expected 1-63 lower-case letters, digits, ".", "_" or "-"');
 
 export const AclPolicyBodySchema = z.strictObject({
   description: z.string().max(1024).optional(),

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { UsageError } from './context.ts';
 import { dataDirFrom } from './daemon.ts';
 
 export const MANAGEMENT_TOKEN_FILE = 'management-token';
@@ -13,11 +14,16 @@ export const MANAGEMENT_TOKEN_FILE = 'management-token';
 export function cliToken(env: Readonly<Record<string, string | undefined>>): string | undefined {
   const direct = env['UNUM_TOKEN']?.trim();
   if (direct) return direct;
-  const file = env['UNUM_TOKEN_FILE'] ?? join(dataDirFrom(undefined, env), MANAGEMENT_TOKEN_FILE);
+  const named = env['UNUM_TOKEN_FILE'];
+  const file = named ?? join(dataDirFrom(undefined, env), MANAGEMENT_TOKEN_FILE);
   try {
     return readFileSync(file, 'utf8').trim() || undefined;
-  } catch {
-    // Not there, or not ours to read: no token.
+  } catch (err) {
+    // A file the user named must be there; the default one only where unum up runs.
+    if (named !== undefined)
+      throw new UsageError(
+        `cannot read UNUM_TOKEN_FILE ${named}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
     return undefined;
   }
 }

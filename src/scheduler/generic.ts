@@ -3,7 +3,7 @@
  * change, then each instance to place goes through feasibility (filters) and ranking (scores).
  * Pure: it reads a Snapshot and the context it is given, and returns a Plan.
  */
-import { isTerminal } from '../core/alloc.ts';
+import { holdsResources } from '../core/alloc.ts';
 import { groupResources, type GroupSpec } from '../core/job-spec.ts';
 import type { Allocation, Evaluation, Job, PlacementFailure, Plan, PlanStop } from '../core/types.ts';
 import { book, unbook } from './fit.ts';
@@ -47,7 +47,7 @@ export function genericScheduler(snapshot: Snapshot, evaluation: Evaluation, ctx
     const entry: PlanStop = { allocId: a.id, description };
     plan.stop.push(entry);
     const node = snapshot.node(a.nodeId);
-    if (node && !isTerminal(a)) unbook(state.usageOf(node), a);
+    if (node && holdsResources(a)) unbook(state.usageOf(node), a);
     return entry;
   };
   const byId = new Map(snapshot.allocsOfJob(job.namespace, job.id).map((a) => [a.id, a]));

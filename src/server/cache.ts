@@ -365,6 +365,8 @@ export class StateCache implements Snapshot {
   /** Resolves true once `ready()` holds (checked after every applied change), false after `timeoutMs`. */
   waitUntil(ready: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     if (ready()) return Promise.resolve(true);
+    // A client already gone: no waiter, no timer left behind for the whole wait.
+    if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const done = (value: boolean) => {
         clearTimeout(timer);

@@ -5,7 +5,7 @@
  * again, heartbeat, watch and report its own allocations — never another node's. The node
  * certificates of the multi-host release take its place behind the same identity.
  */
-import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { ForbiddenError, UnauthenticatedError } from '../core/errors.ts';
 import { bearer, type Authorizer, type Capability, type Identity } from '../transport/index.ts';
 
@@ -45,12 +45,6 @@ export function issueCredential(
   };
 }
 
-function sameHash(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'hex');
-  const y = Buffer.from(b, 'hex');
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
 /** Capabilities a node identity may use; everything else is an operator's. */
 const NODE_CAPABILITIES: ReadonlySet<Capability> = new Set(['node:read', 'node:write']);
 
@@ -71,7 +65,7 @@ export function withNodeCredentials(
         const hash = hashSecret(secret);
         const nodeId = nodeIdOf(hash);
         const cred = nodeId === undefined ? undefined : credentialOf(nodeId);
-        if (!cred || !sameHash(cred.secretHash, hash))
+        if (!cred || cred.secretHash !== hash)
           throw new UnauthenticatedError('this node credential is not known to the cluster');
         return { name: cred.nodeId, kind: 'agent' };
       }

@@ -447,6 +447,11 @@ describe('server API', () => {
     await client.applyAclPolicy('team-a', {
       rules: [{ namespace: 'team-a', capabilities: ['job:read', 'job:write', 'logs:read'] }],
     });
+    // Bad ACL input is a 400 that says what is wrong, and makes nothing.
+    for (const ttl of ['1', '-5s', `${'9'.repeat(400)}h`, '20000d'])
+      await assert.rejects(client.createAclToken({ name: 'bad', ttl }), InvalidError, ttl);
+    await assert.rejects(client.applyAclPolicy('Not A Name', { rules: [] }), InvalidError);
+    assert.ok(!(await client.aclTokens()).items.some((t) => t.name === 'bad'));
     const made = await client.createAclToken({ name: 'alice', policies: ['team-a'] });
     const alice = new UnumClient({ addr: server.addr, token: made.secret });
     assert.equal((await alice.aclSelf()).name, 'alice');

@@ -10,7 +10,13 @@ import {
   NotFoundError,
   UnauthenticatedError,
 } from '../../core/errors.ts';
-import { AclPolicyBodySchema, AclTokenBodySchema, bodyJsonSchema, parseBody } from '../../api/schemas.ts';
+import {
+  ACL_NAME,
+  AclPolicyBodySchema,
+  AclTokenBodySchema,
+  bodyJsonSchema,
+  parseBody,
+} from '../../api/schemas.ts';
 import type { RequestContext, Route } from '../../transport/index.ts';
 import { publicToken } from '../acl/tokens.ts';
 import { applyPolicy, bootstrapAcl, createToken, deletePolicy, revokeToken } from '../state/acl.ts';
@@ -24,8 +30,8 @@ export function aclRoutes(d: ApiDeps): Route[] {
   };
   const policyName = (ctx: RequestContext) => {
     const name = ctx.params['name'] ?? '';
-    if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name))
-      throw new ForbiddenError(
+    if (!ACL_NAME.test(name))
+      throw new InvalidError(
         `"${name}" is not a policy name: 1-63 lower-case letters, digits, ".", "_" or "-"`,
       );
     return name;
@@ -115,10 +121,11 @@ export function aclRoutes(d: ApiDeps): Route[] {
         const now = d.clock.now();
         let expiresAt: number | undefined;
         if (body.ttl !== undefined) {
-          const ms = parseDuration(body.ttl);
-          if (ms === undefined || ms <= 0)
+          const ms = /^\s*\d+(\.\d+)?\s*[a-z]+\s*$/i.test(body.ttl) ? parseDuration(body.ttl) : undefined;
+          // A unit is required ("1" would be 1 ms), and ten years is long enough for any token.
+          if (ms === undefined || !Number.isFinite(ms) || ms < 1000 || ms > 10 * 365 * 86_400_000)
             throw new InvalidError(
-              `ttl: expected a duration such as "24h" or "30m", got ${JSON.stringify(body.ttl)}`,
+              `ttl: expected a duration from 1s to 10 years with its unit, such as "24h" or "30m", got ${JSON.stringify(body.ttl)}`,
             );
           expiresAt = now + ms;
         }

@@ -82,5 +82,11 @@ export async function agentStats(cache: StateCache, node: Node, signal: AbortSig
     throw new UnavailableError(
       `the agent of node ${node.name} answered HTTP ${upstream.status}: ${text.slice(0, 200)}`,
     );
-  return JSON.parse(text) as NodeStats;
+  try {
+    return JSON.parse(text) as NodeStats;
+  } catch (err) {
+    throw new UnavailableError(`the agent of node ${node.name} answered something that is not JSON`, {
+      cause: err,
+    });
+  }
 }

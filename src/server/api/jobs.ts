@@ -17,15 +17,19 @@ const jobBody = { type: 'object', properties: { job: jobSpecJsonSchema() }, requ
 
 export function jobRoutes(d: ApiDeps): Route[] {
   const { cache } = d;
-  const withStatus = (job: Job): Job => ({
+  /** `evaluations`: the cache's, listed once per request (a job list would copy them per job). */
+  const withStatus = (job: Job, evaluations = cache.listEvals()): Job => ({
     ...job,
-    status: jobStatus(job, cache.allocsOfJob(job.namespace, job.id), cache.listEvals()),
+    status: jobStatus(job, cache.allocsOfJob(job.namespace, job.id), evaluations),
   });
-  const detail = (job: Job): JobDetail => ({
-    job: withStatus(job),
-    summary: summarize(job, cache.allocsOfJob(job.namespace, job.id)),
-    placementFailures: placementFailures(job, cache.listEvals()),
-  });
+  const detail = (job: Job): JobDetail => {
+    const evaluations = cache.listEvals();
+    return {
+      job: withStatus(job, evaluations),
+      summary: summarize(job, cache.allocsOfJob(job.namespace, job.id)),
+      placementFailures: placementFailures(job, evaluations),
+    };
+  };
 
   return [
     {
@@ -103,8 +107,9 @@ export function jobRoutes(d: ApiDeps): Route[] {
       summary: 'Jobs of a namespace (`namespace=*` for all) with allocation counts.',
       handler(ctx) {
         const ns = ctx.query.get('namespace') ?? 'default';
+        const evaluations = cache.listEvals();
         const items = cache.listJobs(ns).map((job) => ({
-          job: withStatus(job),
+          job: withStatus(job, evaluations),
           summary: summarize(job, cache.allocsOfJob(job.namespace, job.id)),
         }));
         return { items, index: Math.max(cache.indexOf('jobs'), cache.indexOf('allocs'), 1) };

@@ -74,6 +74,12 @@ export function nodeRoutes(d: ApiDeps): Route[] {
           throw new ForbiddenError(`node ${ctx.identity.name} may not register node ${reg.id}`);
         requireNode(ctx.identity, reg.id, cache.nodeCredential(reg.id));
         const lease = await d.heartbeats.grant();
+        // A refused registration leaves no lease behind.
+        const revoke = (err: unknown) =>
+          d.store.revokeLease(lease.id).then(
+            () => Promise.reject(err),
+            () => Promise.reject(err),
+          );
         let made: ReturnType<typeof issueCredential> | undefined;
         let issued: IssuedCredential | undefined;
         const node = await write(d, () => {
@@ -92,7 +98,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
             actorOf(ctx),
             existing === undefined ? made?.stored : undefined,
           );
-        });
+        }).catch(revoke);
         return {
           node,
           heartbeatTtlSeconds: d.heartbeats.ttlSeconds,
