@@ -84,3 +84,15 @@ test('a missing file says so in one line', async () => {
 test('"-" reads the job from stdin', async () => {
   assert.deepEqual(await readJobFile('-', async () => '{"job": "x"}'), { job: 'x' });
 });
+
+test('another kind of document is named in the errors: a policy file is not called a job', () => {
+  const policy = { noun: 'policy', shape: 'a mapping with "rules"' };
+  assert.throws(
+    () => parseJobText('- a\n', 'p.yaml', 'yaml', policy),
+    /p\.yaml: expected a policy \(a mapping with "rules"\), got a list/,
+  );
+  assert.throws(
+    () => parseJobText('  \n', 'p.yaml', 'yaml', policy),
+    /the file is empty; expected a policy document/,
+  );
+});

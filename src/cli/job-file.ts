@@ -17,49 +17,68 @@ export class JobFileError extends Error {
 
 export type JobFileFormat = 'yaml' | 'json';
 
+/** What a file holds, as its errors name it. */
+export interface DocumentKind {
+  noun: string;
+  /** What the document looks like, for "expected a job (…)". */
+  shape: string;
+}
+
+export const JOB_DOCUMENT: DocumentKind = { noun: 'job', shape: 'a mapping with "job", "groups", ...' };
+
 /** yaml/yml or json from the file name; `-` (stdin) is read as YAML, which also accepts JSON. */
-export function jobFileFormat(file: string): JobFileFormat {
+export function jobFileFormat(file: string, kind: DocumentKind = JOB_DOCUMENT): JobFileFormat {
   if (file === '-') return 'yaml';
   const ext = extname(file).toLowerCase();
   if (ext === '.yaml' || ext === '.yml') return 'yaml';
   if (ext === '.json') return 'json';
   throw new JobFileError(
-    `${file}: unknown job file type "${ext || '(no extension)'}": use .yaml, .yml or .json`,
+    `${file}: unknown ${kind.noun} file type "${ext || '(no extension)'}": use .yaml, .yml or .json`,
   );
 }
 
-/** Reads and decodes a job file (`-` reads stdin). */
-export async function readJobFile(file: string, stdin: () => Promise<string> = readStdin): Promise<unknown> {
-  const format = jobFileFormat(file);
+/** Reads and decodes a job file, or another document of `kind` (`-` reads stdin). */
+export async function readJobFile(
+  file: string,
+  stdin: () => Promise<string> = readStdin,
+  kind: DocumentKind = JOB_DOCUMENT,
+): Promise<unknown> {
+  const format = jobFileFormat(file, kind);
   let text: string;
   try {
     text = file === '-' ? await stdin() : await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT') throw new JobFileError(`${file}: no such file`);
-    if (code === 'EISDIR') throw new JobFileError(`${file}: is a directory, not a job file`);
+    if (code === 'EISDIR') throw new JobFileError(`${file}: is a directory, not a ${kind.noun} file`);
     throw new JobFileError(`${file}: cannot read: ${(err as Error).message}`);
   }
-  return parseJobText(text, file === '-' ? '<stdin>' : file, format);
+  return parseJobText(text, file === '-' ? '<stdin>' : file, format, kind);
 }
 
 /** Decodes job file text; `name` prefixes error positions. */
-export function parseJobText(text: string, name: string, format: JobFileFormat): unknown {
-  if (text.trim() === '') throw new JobFileError(`${name}: the file is empty; expected a job document`);
-  const doc = format === 'json' ? parseJson(text, name) : parseYaml(text, name);
+export function parseJobText(
+  text: string,
+  name: string,
+  format: JobFileFormat,
+  kind: DocumentKind = JOB_DOCUMENT,
+): unknown {
+  if (text.trim() === '')
+    throw new JobFileError(`${name}: the file is empty; expected a ${kind.noun} document`);
+  const doc = format === 'json' ? parseJson(text, name) : parseYaml(text, name, kind);
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
     throw new JobFileError(
-      `${name}: expected a job (a mapping with "job", "groups", ...), got ${Array.isArray(doc) ? 'a list' : JSON.stringify(doc)}`,
+      `${name}: expected a ${kind.noun} (${kind.shape}), got ${Array.isArray(doc) ? 'a list' : JSON.stringify(doc)}`,
     );
   return doc;
 }
 
-function parseYaml(text: string, name: string): unknown {
+function parseYaml(text: string, name: string, kind: DocumentKind): unknown {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
   if (!Array.isArray(docs)) return null; // an empty stream; caught above by the emptiness check
   const first = docs[0];
-  if (!first) throw new JobFileError(`${name}: the file holds no document; expected a job`);
+  if (!first) throw new JobFileError(`${name}: the file holds no document; expected a ${kind.noun}`);
   for (const d of docs) {
     const err = d.errors[0];
     if (err) {
@@ -69,7 +88,7 @@ function parseYaml(text: string, name: string): unknown {
   }
   if (docs.length > 1) {
     const { line, col } = lineCounter.linePos(docs[1]?.range[0] ?? 0);
-    throw new JobFileError(`${name}:${line}:${col}: one job per file: found a second document`);
+    throw new JobFileError(`${name}:${line}:${col}: one ${kind.noun} per file: found a second document`);
   }
   return first.toJS({ maxAliasCount: 100 }) as unknown;
 }

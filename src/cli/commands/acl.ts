@@ -66,7 +66,10 @@ export const aclCommand: Command = {
       case 'policy apply': {
         expect(2, 'NAME FILE');
         const [name = '', file = ''] = rest;
-        const doc = (await readJobFile(file)) as { description?: string; rules?: PolicyRule[] };
+        const doc = (await readJobFile(file, undefined, {
+          noun: 'policy',
+          shape: 'a mapping with "rules"',
+        })) as { description?: string; rules?: PolicyRule[] };
         const policy = await client.applyAclPolicy(name, doc as { rules: PolicyRule[] });
         ctx.stdout.write(
           ctx.json ? json(policy) : `policy ${policy.name} applied (${policy.rules.length} rules)\n`,
