@@ -16,7 +16,7 @@
  * before it has written the task's last words, and it ends by itself at the end of the stream.
  */
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -95,11 +95,26 @@ const pool: { dir?: string; names: string[]; refill?: Promise<void> | undefined;
 const POOL_LOW = 8;
 const POOL_BATCH = 32;
 
+/** Pools of agents that died without their exit handler (a crash, SIGKILL): nobody uses them any more. */
+function sweepStalePools(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = Number(/^unum-fifos-(\d+)-/.exec(name)?.[1] ?? NaN);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH')
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
 function refillPool(): Promise<void> {
   pool.refill ??= (async () => {
     try {
       if (pool.dir === undefined) {
-        pool.dir = mkdtempSync(join(tmpdir(), 'unum-fifos-'));
+        sweepStalePools();
+        pool.dir = mkdtempSync(join(tmpdir(), `unum-fifos-${process.pid}-`));
         const dir = pool.dir;
         process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
       }

@@ -25,6 +25,7 @@ import {
   DEFAULT_TASK_UID_RANGE,
   UidPool,
   currentUserName,
+  assertTaskUserAllowed,
   prepareTaskDirs,
   resolveTaskUser,
   type TaskIdentity,
@@ -307,11 +308,7 @@ class ExecDriver implements Driver {
     if (config.user !== undefined) {
       if (cap.unprivilegedUser) return resolveTaskUser(config.user, allowed);
       const me = currentUserName();
-      if (!allowed.includes(config.user))
-        throw new ExecError(
-          `user ${JSON.stringify(config.user)} is not allowed on this node; the operator can allow it with --allow-task-user ${config.user}`,
-          'EPERM',
-        );
+      assertTaskUserAllowed(config.user, allowed);
       if (config.user !== me)
         throw new ExecError(
           `user ${JSON.stringify(config.user)} can not be used on this node: tasks run as the agent's user ${JSON.stringify(me)} (switching users needs root)`,

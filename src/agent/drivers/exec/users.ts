@@ -44,16 +44,21 @@ export interface TaskIdentity {
   name: string;
 }
 
-/**
- * The account a job's `user:` names, if the operator allows it. Rejects with ExecError (a problem of
- * the job: the task fails at once, not retried) when it is not allowed or does not exist.
- */
-export async function resolveTaskUser(user: string, allowed: readonly string[]): Promise<TaskIdentity> {
+/** ExecError unless the operator allows a job's `user:` on this node (`--allow-task-user`). */
+export function assertTaskUserAllowed(user: string, allowed: readonly string[]): void {
   if (!allowed.includes(user))
     throw new ExecError(
       `user ${JSON.stringify(user)} is not allowed on this node; the operator can allow it with --allow-task-user ${user}`,
       'EPERM',
     );
+}
+
+/**
+ * The account a job's `user:` names, if the operator allows it. Rejects with ExecError (a problem of
+ * the job: the task fails at once, not retried) when it is not allowed or does not exist.
+ */
+export async function resolveTaskUser(user: string, allowed: readonly string[]): Promise<TaskIdentity> {
+  assertTaskUserAllowed(user, allowed);
   const entry = await lookupUser(user);
   if (entry === undefined)
     throw new ExecError(`user ${JSON.stringify(user)} does not exist on this node`, 'ENOENT');
