@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Allocation, Job } from '../src/core/types.ts';
 import { freePort } from '../src/testing/net.ts';
+import { missingNetworkTools, removeTestNetwork, testNetwork } from '../src/testing/network.ts';
 import { requireExecDriverTools, requireTool } from '../src/testing/tools.ts';
 import { waitFor } from '../src/testing/wait.ts';
 
@@ -32,8 +33,23 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Python for a task: `call(path, token)` → (status, body) through $UNUM_API_SOCKET. */
+const TASK_API_CLIENT = [
+  'import sys, os, json, socket, http.client',
+  'class C(http.client.HTTPConnection):',
+  '  def connect(self):',
+  '    self.sock = socket.socket(socket.AF_UNIX)',
+  "    self.sock.connect(os.environ['UNUM_API_SOCKET'])",
+  'def call(u, t):',
+  "  c = C('localhost')",
+  "  c.request('GET', u, headers={'authorization': 'Bearer ' + t} if t else {})",
+  '  r = c.getresponse()',
+  '  return r.status, r.read()',
+].join('\n');
+
 describe('unum up, end to end', { timeout: 240_000 }, () => {
   let dir: string;
+  const network = testNetwork();
   let up: ChildProcess;
   let addr: string;
   let upOutput = '';
@@ -86,7 +102,12 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
     chmodSync(dir, 0o755);
     const port = await freePort();
     addr = `http://127.0.0.1:${port}`;
-    up = spawn(process.execPath, [bin, 'up', '--addr', `127.0.0.1:${port}`, '--data-dir', dir], {
+    // As root, the allocations get networks of their own, on a bridge and subnet of this test's.
+    const net =
+      missingNetworkTools() === undefined
+        ? ['--network-bridge', network.bridge, '--alloc-subnet', network.subnet]
+        : ['--network', 'host'];
+    up = spawn(process.execPath, [bin, 'up', '--addr', `127.0.0.1:${port}`, '--data-dir', dir, ...net], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1' },
     });
@@ -112,6 +133,7 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
       await new Promise((r) => started.once('exit', r));
     }
     if ((dir as string | undefined) !== undefined) rmSync(dir, { recursive: true, force: true });
+    if (missingNetworkTools() === undefined) removeTestNetwork(network);
   });
 
   test('unum up prints the API address', () => {
@@ -249,11 +271,13 @@ describe('unum up, end to end', { timeout: 240_000 }, () => {
   test('a task has a workload identity of its own, and it grants no access to jobs', async () => {
     const script = [
       'T=$(cat "$UNUM_IDENTITY_FILE")',
-      `python3 -c "import sys,json,urllib.request,urllib.error\nfor u in ['/v1/identity/self', '/v1/jobs?namespace=default']:\n  r = urllib.request.Request('${addr}' + u, headers={'authorization': 'Bearer ' + sys.argv[1]})\n  try: print('OK', json.load(urllib.request.urlopen(r)).get('task'))\n  except urllib.error.HTTPError as e: print('HTTP', e.code)" "$T"`,
+      // Through the task API: the socket in its secrets directory (its network cannot reach the host).
+      `python3 -c "${TASK_API_CLIENT}\nfor u in ['/v1/identity/self', '/v1/jobs?namespace=default']:\n  s, b = call(u, sys.argv[1])\n  print('OK', json.loads(b).get('task')) if s == 200 else print('HTTP', s)\nprint('NOTOKEN', call('/v1/jobs?namespace=*', '')[0])" "$T"`,
     ].join('; ');
-    const out = await runScript(script, /HTTP \d+/);
+    const out = await runScript(script, /NOTOKEN \d+/);
     assert.match(out, /OK sh/, 'the task is told who it is (its task name)');
     assert.match(out, /HTTP 403/, 'and may not read jobs with it');
+    assert.match(out, /NOTOKEN 401/, 'the socket adds no authority of its own');
   });
 
   test('a command that does not exist fails with the exec error in status and logs', async () => {

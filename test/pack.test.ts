@@ -36,11 +36,15 @@ test('npm pack, install, and the installed unum runs a job', { timeout: 240_000 
   assert.ok(!installed.includes('src'), 'and not the TypeScript sources');
 
   const dataDir = join(work, 'data');
-  const up = spawn(process.execPath, [bin, 'up', '--addr', '127.0.0.1:0', '--data-dir', dataDir], {
-    cwd: app,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
-  });
+  const up = spawn(
+    process.execPath,
+    [bin, 'up', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--network', 'host'],
+    {
+      cwd: app,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NO_COLOR: '1' },
+    },
+  );
   let out = '';
   up.stdout.on('data', (d: Buffer) => (out += d.toString()));
   up.stderr.on('data', (d: Buffer) => (out += d.toString()));

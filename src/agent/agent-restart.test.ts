@@ -44,6 +44,7 @@ class AgentProcess {
         servers: [${JSON.stringify(server)}],
         httpAddr: '127.0.0.1:0',
         logger: createLogger('agent', 'warn'),
+        network: { mode: 'host' },
       });
       process.stdout.write(JSON.stringify({ nodeId: agent.nodeId }) + '\\n');
       // A graceful stop leaves the tasks running; the process must then exit on its own.

@@ -191,6 +191,8 @@ void describe('agent', () => {
       servers: [fake.url],
       httpAddr: '127.0.0.1:0',
       logger: silentLogger(),
+      // Allocation networks have their own tests (network/); these agents share the host's.
+      network: { mode: 'host' },
       ...over,
     });
     agents.push(agent);
@@ -353,6 +355,7 @@ void describe('agent', () => {
       servers: [deadUrl, fake.url],
       httpAddr: '127.0.0.1:0',
       logger: silentLogger(),
+      network: { mode: 'host' },
     });
     agents.push(agent);
     await waitFor(() => fake.registrations.length > 0, {

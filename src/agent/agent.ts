@@ -22,6 +22,7 @@ import { InternalError, NotFoundError, UnavailableError } from '../core/errors.t
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner } from './runner/alloc-runner.ts';
+import { AgentNetwork } from './network/index.ts';
 
 export type { AgentConfig, StopOptions } from './config.ts';
 import { allocDirPaths, allocsRoot } from './runner/alloc-dir.ts';
@@ -70,6 +71,7 @@ export class Agent {
   private readonly housekeepingSleeper = new Sleeper();
   private readonly statsSleeper = new Sleeper();
   private readonly usage: UsageSampler;
+  private readonly network: AgentNetwork;
 
   constructor(cfg: AgentConfig) {
     this.cfg = cfg;
@@ -109,11 +111,12 @@ export class Agent {
     if (cfg.retryMaxMs !== undefined) reporterOpts.retryMaxMs = cfg.retryMaxMs;
     this.reporter = new StatusReporter(reporterOpts);
     this.usage = new UsageSampler(cfg.nodeId);
+    this.network = new AgentNetwork(cfg.network ?? {});
   }
 
   /** What this node cannot enforce, one line each for the operator (empty when everything is). */
   async isolationWarnings(): Promise<string[]> {
-    return (await this.isolation).warnings;
+    return [...(await this.isolation).warnings, ...this.network.warnings];
   }
 
   /** The agent's HTTP base URL, as registered (`http://127.0.0.1:8687`). */
@@ -156,7 +159,15 @@ export class Agent {
         { problem: moves.problem },
         'this kernel can not make moves into cgroups quick (favordynmods, Linux 6.0 and later): each task start may wait for an RCU grace period',
       );
+    await this.network.start({
+      root: isolation.root,
+      isolated: isolation.namespaces,
+      dataDir: this.cfg.dataDir,
+      logger: this.logger,
+    });
+    for (const warning of this.network.warnings) this.logger.warn({ network: true }, warning);
     const fp = await fingerprint(this.cfg.dataDir, this.drivers, { isolation });
+    Object.assign(fp.attributes, this.network.attributes());
     this.driverInfo = fp.drivers;
     this.registration = {
       id: this.nodeId,
@@ -218,6 +229,7 @@ export class Agent {
     this.reporter.close();
     await Promise.all(this.loops);
     await this.closeHttp();
+    await this.network.close();
     await this.state.flush();
     this.logger.info({ tasksLeftRunning: !killTasks }, 'agent stopped');
   }
@@ -432,6 +444,9 @@ export class Agent {
       onUpdate: (update: AllocStatusUpdate) =>
         void this.state.durable(update.allocId).then(() => this.reporter.enqueue(update)),
     };
+    opts.taskApiServers = () => this.cfg.servers;
+    const networks = this.network.forAllocs;
+    if (networks !== undefined) opts.networks = networks;
     if (restored !== undefined) opts.restored = restored;
     return new AllocRunner(opts);
   }
@@ -483,6 +498,8 @@ export class Agent {
     }
     for (const r of restored) this.run(r);
     await Promise.all(restored.map((r) => r.recovered()));
+    // Networks whose allocations ended while no agent ran (or were never recorded) are given back.
+    await this.network.reconcile(new Set(restored.filter((r) => !r.finished).map((r) => r.id)));
     if (restored.length > 0)
       this.logger.info(
         {

@@ -2,6 +2,7 @@
 import type { AgentCredential } from './credential.ts';
 import type { Logger } from '../core/log.ts';
 import type { LogLimits } from './logs.ts';
+import type { NetworkOptions } from './network/index.ts';
 
 export interface AgentConfig {
   dataDir: string;
@@ -42,6 +43,8 @@ export interface AgentConfig {
   tasksPidsMax?: number;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
   favorDynmods?: boolean;
+  /** Allocation networks (network/index.ts; default: bridge unum0, 172.26.64.0/20, host mode refused). */
+  network?: NetworkOptions;
 }
 
 export interface StopOptions {

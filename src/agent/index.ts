@@ -12,6 +12,7 @@ import { Agent, type StopOptions } from './agent.ts';
 import { allocsRoot } from './runner/alloc-dir.ts';
 import { loadNodeId } from './fingerprint.ts';
 import { DEFAULT_LOG_LIMITS, DEFAULT_LOG_RETENTION_MS } from './logs.ts';
+import { networkOptionProblems, type NetworkOptions } from './network/index.ts';
 import {
   DEFAULT_AGENT_HTTP_ADDR,
   DEFAULT_PORT_RANGE,
@@ -75,6 +76,8 @@ export interface AgentOptions {
   cpuHardCap?: boolean;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
   favorDynmods?: boolean;
+  /** Allocation networks (network/index.ts). */
+  network?: NetworkOptions;
 }
 
 export type { StopOptions } from './agent.ts';
@@ -133,7 +136,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   positive('logMaxFiles', options.logMaxFiles);
   positive('logRetentionMs', options.logRetentionMs, 0);
   positive('statsIntervalMs', options.statsIntervalMs);
-  problems.push(...isolationOptionProblems(options));
+  problems.push(...isolationOptionProblems(options), ...networkOptionProblems(options.network));
   if (problems.length > 0 || http === undefined)
     throw InvalidError.fromFields(problems, 'invalid agent options');
 
@@ -166,6 +169,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(options.taskOpenFiles !== undefined ? { taskOpenFiles: options.taskOpenFiles } : {}),
     ...(options.tasksPidsMax !== undefined ? { tasksPidsMax: options.tasksPidsMax } : {}),
     ...(options.favorDynmods !== undefined ? { favorDynmods: options.favorDynmods } : {}),
+    ...(options.network !== undefined ? { network: options.network } : {}),
   });
   await agent.start();
   // The agent logs them once itself; callers (unum up, unum agent) show them to the operator.

@@ -98,6 +98,10 @@ export const TASK_FLAGS = {
   'tasks-pids-max': { type: 'string' },
   'cpu-hard-cap': { type: 'boolean' },
   'no-favordynmods': { type: 'boolean' },
+  network: { type: 'string' },
+  'network-bridge': { type: 'string' },
+  'alloc-subnet': { type: 'string' },
+  'allow-host-network': { type: 'boolean' },
 } as const;
 
 /** Flags of the roles that run a server (`unum up`, `unum server`). */
@@ -143,7 +147,21 @@ export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver
                        quarters of kernel.pid_max)
   --cpu-hard-cap       cap each task's CPU time at its "cpu" (default: a relative weight)
   --no-favordynmods    do not mount a cgroup hierarchy with favordynmods (by default, as root,
-                       the agent does: it makes each task start up to 20 ms quicker)`;
+                       the agent does: it makes each task start up to 20 ms quicker)
+  --network M          bridge (default, as root): each allocation gets its own network namespace
+                       and address, its ports published on this machine's addresses; host: every
+                       task shares this machine's network
+  --network-bridge B   the allocations' bridge (default unum0)
+  --alloc-subnet CIDR  the allocations' addresses on this machine (default 172.26.64.0/20)
+  --allow-host-network a group may ask for network mode "host" (this machine's own network)`;
+
+/** The allocation network options (the agent checks the bridge name and the subnet). */
+interface NetworkFlags {
+  mode?: 'bridge' | 'host';
+  bridge?: string;
+  subnet?: string;
+  allowHost?: boolean;
+}
 
 /** The agent options those flags set. Bad values are usage errors; startAgent checks the rest. */
 export function taskAgentOptions(args: Args): {
@@ -156,6 +174,7 @@ export function taskAgentOptions(args: Args): {
   tasksPidsMax?: number;
   cpuHardCap?: boolean;
   favorDynmods?: boolean;
+  network?: NetworkFlags;
 } {
   const out: ReturnType<typeof taskAgentOptions> = { enableRawExec: boolFlag(args, 'raw-exec') };
   const mode = stringFlag(args, 'task-isolation');
@@ -180,5 +199,18 @@ export function taskAgentOptions(args: Args): {
   if (total !== undefined) out.tasksPidsMax = total;
   if (boolFlag(args, 'cpu-hard-cap')) out.cpuHardCap = true;
   if (boolFlag(args, 'no-favordynmods')) out.favorDynmods = false;
+  const network: NetworkFlags = {};
+  const netMode = stringFlag(args, 'network');
+  if (netMode !== undefined) {
+    if (netMode !== 'bridge' && netMode !== 'host')
+      throw new UsageError(`--network expects bridge or host, got "${netMode}"`);
+    network.mode = netMode;
+  }
+  const bridge = stringFlag(args, 'network-bridge');
+  if (bridge !== undefined) network.bridge = bridge;
+  const subnet = stringFlag(args, 'alloc-subnet');
+  if (subnet !== undefined) network.subnet = subnet;
+  if (boolFlag(args, 'allow-host-network')) network.allowHost = true;
+  if (Object.keys(network).length > 0) out.network = network;
   return out;
 }

@@ -12,6 +12,10 @@ import { regexpProblem } from './regexp.ts';
 export const JOB_TYPES = ['service', 'batch'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 export const DRIVERS = ['exec', 'raw_exec'] as const;
+export const NETWORK_MODES = ['bridge', 'host'] as const;
+export type NetworkMode = (typeof NETWORK_MODES)[number];
+/** The node attribute that says a group may use `network: { mode: host }` there (`allowed`). */
+export const HOST_NETWORK_ATTRIBUTE = 'network.host';
 export const KILL_SIGNALS = [
   'SIGTERM',
   'SIGINT',
@@ -202,12 +206,18 @@ const GroupSchema = z.strictObject({
   count: count.default(1),
   network: z
     .strictObject({
+      /**
+       * `bridge`: the allocation's own network namespace, its ports published on the node's
+       * addresses (as root; rootless agents share the host's network). `host`: the node's own
+       * network, only on nodes whose operator allows it (--allow-host-network).
+       */
+      mode: z.enum(NETWORK_MODES, { error: 'expected "bridge" or "host"' }).default('bridge'),
       ports: z
         .array(PortSchema)
         .max(MAX_PORTS, { error: `at most ${MAX_PORTS} ports` })
         .default([]),
     })
-    .default({ ports: [] }),
+    .default({ mode: 'bridge', ports: [] }),
   tasks: z
     .array(TaskSchema)
     .min(1, { error: 'a group needs at least one task' })
@@ -270,7 +280,7 @@ export type DeviceRequest = z.output<typeof DeviceRequestSchema>;
 /** The sizes the scheduler packs: cpu and memory. */
 export type ComputeResources = Pick<TaskResources, 'cpu' | 'memory'>;
 export interface GroupSpec extends Omit<z.output<typeof GroupSchema>, 'network' | 'restart' | 'reschedule'> {
-  network: { ports: PortSpec[] };
+  network: { mode: NetworkMode; ports: PortSpec[] };
   restart: RestartPolicy;
   reschedule: ReschedulePolicy;
 }
@@ -354,7 +364,10 @@ export const JobSpecSchema = JobSchemaRaw.superRefine((job, ctx) => {
     ...job,
     groups: job.groups.map((g) => ({
       ...g,
-      network: { ports: g.network.ports.map((p) => (typeof p === 'string' ? { name: p } : definedPort(p))) },
+      network: {
+        mode: g.network.mode,
+        ports: g.network.ports.map((p) => (typeof p === 'string' ? { name: p } : definedPort(p))),
+      },
       restart: { ...restartBase, ...definedOnly(g.restart) },
       reschedule: { ...rescheduleBase, ...definedOnly(g.reschedule) },
     })),

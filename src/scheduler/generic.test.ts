@@ -227,7 +227,10 @@ describe('generic scheduler', () => {
       stop: false,
       status: 'pending' as const,
       submittedAt: 0,
-      spec: { ...spec, groups: [{ ...g, network: { ports: [{ name: 'http', static: 8080 }] } }] },
+      spec: {
+        ...spec,
+        groups: [{ ...g, network: { mode: 'bridge' as const, ports: [{ name: 'http', static: 8080 }] } }],
+      },
     };
     h.jobs.push(job);
     const plan = h.run(mock.evaluation(job));

@@ -4,7 +4,7 @@
  * the rest, the best node wins and gets its ports and devices assigned.
  */
 import type { ConstraintSpec, GroupSpec, ComputeResources } from '../core/job-spec.ts';
-import { deviceMatches } from '../core/job-spec.ts';
+import { HOST_NETWORK_ATTRIBUTE, deviceMatches } from '../core/job-spec.ts';
 import { regexpMatches } from '../core/regexp.ts';
 import type { AllocatedDevice, AllocatedPort, Node, PlacementFailure } from '../core/types.ts';
 import { capacity, emptyUsage, fitOnNode, freeResources, type NodeUsage } from './fit.ts';
@@ -57,6 +57,15 @@ export const filters: FilterPlugin[] = [
         // A detected driver that fails its health check may recover by itself.
         if (!d.healthy) return { status: 'unschedulable', reason: `driver ${t.driver} not available` };
       }
+      return OK;
+    },
+  },
+  {
+    name: 'network',
+    filter(node, req) {
+      // The node's own network: only where its operator allows it (the agent's --allow-host-network).
+      if (req.group.network.mode === 'host' && node.attributes[HOST_NETWORK_ATTRIBUTE] !== 'allowed')
+        return { status: 'unresolvable', reason: 'host network not allowed' };
       return OK;
     },
   },

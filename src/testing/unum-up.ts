@@ -2,19 +2,30 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { UnumClient } from '../api/client.ts';
+import type { TestNetwork } from './network.ts';
 import { waitFor } from './wait.ts';
 
 export const UNUM_BIN = join(import.meta.dirname, '..', '..', 'bin', 'unum.js');
 
-/** Starts `unum up` on `port` with `dataDir` and resolves once its node is ready (as `client` sees it). */
+/**
+ * Starts `unum up` on `port` with `dataDir` and resolves once its node is ready (as `client` sees it).
+ * Its allocations get their own networks on `network` (removeTestNetwork afterwards); without one
+ * they share the host's (`--network host`).
+ */
 export async function startUp(o: {
   port: number;
   dataDir: string;
   client: UnumClient;
+  network?: TestNetwork;
+  args?: string[];
 }): Promise<ChildProcess> {
+  const net =
+    o.network === undefined
+      ? ['--network', 'host']
+      : ['--network-bridge', o.network.bridge, '--alloc-subnet', o.network.subnet];
   const up = spawn(
     process.execPath,
-    [UNUM_BIN, 'up', '--addr', `127.0.0.1:${o.port}`, '--data-dir', o.dataDir],
+    [UNUM_BIN, 'up', '--addr', `127.0.0.1:${o.port}`, '--data-dir', o.dataDir, ...net, ...(o.args ?? [])],
     {
       stdio: 'ignore',
       env: { ...process.env, NO_COLOR: '1' },

@@ -164,7 +164,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   const bwrap = spec.wrapper === 'bwrap';
   const gated = bwrap && spec.gate !== undefined;
   const procs = spec.prepared?.cgroup?.procsFiles ?? [];
-  const [program, ...args] = bwrap
+  const wrapped = bwrap
     ? spec.argv
     : [
         '/bin/sh',
@@ -177,6 +177,10 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
         ...procs,
         ...spec.argv,
       ];
+  // The allocation's network namespace is joined first: nsenter execs the wrapper in it.
+  const net = config.network;
+  const [program, ...args] =
+    net === undefined ? wrapped : [net.nsenter, `--net=${net.netnsPath}`, '--', ...wrapped];
   if (program === undefined) throw new InvalidError('nothing to run: the task has no command');
   closeInheritedDescriptors();
 

@@ -51,6 +51,11 @@ export interface TaskConfig {
    * UNUM_ALLOC_NAME, else the allocation id.
    */
   allocName?: string;
+  /**
+   * The allocation's network namespace (../network): the exec driver's wrapper joins it through
+   * nsenter before anything else runs. Absent: the host's network.
+   */
+  network?: { netnsPath: string; nsenter: string };
 }
 
 /**

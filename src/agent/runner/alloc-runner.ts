@@ -14,12 +14,16 @@
  * file), and a runner can be rebuilt from one (`restored`) after an agent restart: its tasks are then
  * re-attached rather than started.
  */
+import { dirname, join } from 'node:path';
 import { identityHook, type FetchIdentity } from './identity.ts';
+import { NetworkHook, type AllocNetworks } from './network-hook.ts';
+import { taskApiHook } from '../task-api.ts';
 import { isTerminalStatus } from '../../core/alloc.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AllocClientStatus, Allocation, TaskState } from '../../core/types.ts';
 import type { AllocStatusUpdate } from '../../api/types.ts';
 import { taskDirPaths } from './alloc-dir.ts';
+import { taskApiSocketPath } from './task-env.ts';
 import type { Driver, TaskConfig, TaskUsage } from '../drivers/types.ts';
 import { checkTargets, type HealthSnapshot } from './health.ts';
 import {
@@ -57,6 +61,10 @@ export interface AllocRunnerOptions {
   onPersist?: (state: PersistedAlloc) => void;
   /** The allocation as an earlier agent process left it: its tasks are re-attached, not started. */
   restored?: PersistedAlloc;
+  /** Allocation networks (absent: tasks share the host's network). */
+  networks?: AllocNetworks;
+  /** The servers a task's API socket relays to (../task-api.ts; absent: no socket). */
+  taskApiServers?: () => readonly string[];
 }
 
 export class AllocRunner {
@@ -91,6 +99,7 @@ export class AllocRunner {
       this.failedTask = restored.failedTask;
     }
     this.logger = opts.logger.child({ allocId: this.id, alloc: opts.alloc.name });
+    const network = new NetworkHook(opts.alloc, opts.networks);
     this.tasks = opts.alloc.groupSpec.tasks.map((task) => {
       const taskDir = taskDirPaths(opts.allocsDir, this.id, task.name);
       const recoverDriver = restored !== undefined ? opts.recoverDriverFor?.(task.driver) : undefined;
@@ -117,7 +126,11 @@ export class AllocRunner {
         task,
         driver,
         config,
-        hooks: [taskEnvHook(opts.alloc, opts.allocsDir, opts.nodeId), devicesHook(opts.alloc)],
+        hooks: [
+          taskEnvHook(opts.alloc, opts.allocsDir, opts.nodeId),
+          devicesHook(opts.alloc),
+          network.taskHook(),
+        ],
         logger: this.logger.child({ task: task.name }),
         onChange: () => this.recompute(),
         ...(restored?.tasks[task.name] !== undefined ? { restored: restored.tasks[task.name] } : {}),
@@ -133,14 +146,26 @@ export class AllocRunner {
         this.recompute();
       },
       this.logger,
+      () => network.address,
     );
     const identity =
       opts.fetchIdentity !== undefined
         ? identityHook(opts.alloc, opts.allocsDir, opts.fetchIdentity, this.logger)
         : undefined;
+    const taskApi =
+      opts.taskApiServers !== undefined
+        ? taskApiHook(
+            this.tasks.map((t) => taskApiSocketPath(taskDirPaths(opts.allocsDir, this.id, t.name))),
+            opts.taskApiServers,
+            this.logger,
+            join(dirname(opts.allocsDir), 'sockets'),
+          )
+        : undefined;
     this.hooks = [
       allocDirHook(),
+      network,
       driverPrepareHook(this.drivers),
+      ...(taskApi ? [taskApi] : []),
       ...(identity ? [identity] : []),
       ...(health ? [health] : []),
     ];
@@ -189,6 +214,7 @@ export class AllocRunner {
         if (!restored) {
           for (const t of this.tasks) t.failWithoutRunning(allocHookFailure(hook, err));
           this.recompute();
+          this.ended();
           return;
         }
       }
@@ -201,6 +227,14 @@ export class AllocRunner {
     else if (this.clientStatus === 'running') this.started();
     await Promise.all(this.tasks.map((t) => t.run()));
     this.recompute();
+    this.ended();
+  }
+
+  /** Every task is dead: `finished` hooks (not when the agent leaves the tasks running). */
+  private ended(): void {
+    if (this.silent || !this.finished) return;
+    const ctx = this.hookContext();
+    for (const hook of this.hooks) notify(this.logger, hook, () => hook.finished?.(ctx));
   }
 
   private hookContext(): AllocHookContext {

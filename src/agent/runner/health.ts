@@ -120,7 +120,16 @@ export class HealthWatcher {
   private running = false;
   private last: string | undefined;
 
-  constructor(targets: CheckTarget[], onChange: (s: HealthSnapshot) => void, logger: Logger) {
+  /** Where the checks connect: the allocation's own address when it has its network (default 127.0.0.1). */
+  private readonly host: () => string | undefined;
+
+  constructor(
+    targets: CheckTarget[],
+    onChange: (s: HealthSnapshot) => void,
+    logger: Logger,
+    host: () => string | undefined = () => undefined,
+  ) {
+    this.host = host;
     this.targets = targets;
     this.results = targets.map(() => undefined);
     this.onChange = onChange;
@@ -152,7 +161,7 @@ export class HealthWatcher {
   private async tick(i: number): Promise<void> {
     const target = this.targets[i];
     if (!this.running || target === undefined) return;
-    const result = await runCheck(target);
+    const result = await runCheck(target, this.host());
     if (!this.running) return;
     const before = this.results[i];
     this.results[i] = result;

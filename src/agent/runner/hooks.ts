@@ -39,6 +39,8 @@ export interface AllocHook {
   poststart?(ctx: AllocHookContext): void;
   /** The allocation is stopping, has failed or ended, or the agent is leaving it running. */
   stop?(ctx: AllocHookContext): void;
+  /** Every task is dead and nothing more will run (not called when the agent leaves it running). */
+  finished?(ctx: AllocHookContext): void;
 }
 
 export interface TaskHookContext {
@@ -102,10 +104,11 @@ export function healthHook(
   alloc: Allocation,
   onChange: (snap: HealthSnapshot) => void,
   logger: Logger,
+  host?: () => string | undefined,
 ): AllocHook | undefined {
   const targets = checkTargets(alloc.groupSpec.services, alloc.resources.ports);
   if (targets.length === 0) return undefined;
-  const watcher = new HealthWatcher(targets, onChange, logger);
+  const watcher = new HealthWatcher(targets, onChange, logger, host);
   return { name: 'health', poststart: () => watcher.start(), stop: () => watcher.stop() };
 }
 

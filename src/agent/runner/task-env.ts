@@ -11,6 +11,11 @@ import { portEnvName, type TaskSpec } from '../../core/job-spec.ts';
 import type { Allocation } from '../../core/types.ts';
 import type { AllocDir, TaskDir } from './alloc-dir.ts';
 
+/** The task's end of the task API (../task-api.ts): a socket in its secrets directory. */
+export function taskApiSocketPath(dir: Pick<TaskDir, 'secrets'>): string {
+  return join(dir.secrets, 'api.sock');
+}
+
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The variables unum sets for every task (before the task's own `env`). */
@@ -34,6 +39,7 @@ export function unumEnv(
     UNUM_SECRETS_DIR: dirs.task.secrets,
     // The task's workload identity (a JWT), rewritten before it expires (identity.ts).
     UNUM_IDENTITY_FILE: join(dirs.task.secrets, 'identity.jwt'),
+    UNUM_API_SOCKET: taskApiSocketPath(dirs.task),
     UNUM_CPU_LIMIT: String(task.resources.cpu),
     UNUM_MEMORY_LIMIT: String(task.resources.memory),
   };
