@@ -74,6 +74,7 @@ describe('bridge network (real namespaces, veth, nftables)', { skip }, () => {
   it('publishes an allocation port on the host, keeps the host out of reach, and releases it all', async () => {
     const port = 20000 + Math.floor(Math.random() * 10000);
     const a = await net.claim('alloc-a', [port]);
+    await a.publish();
     assert.ok(existsSync(a.netnsPath));
     children.push(await serveIn(a, port));
 
@@ -103,6 +104,7 @@ describe('bridge network (real namespaces, veth, nftables)', { skip }, () => {
   it('a restarted agent keeps the networks of running allocations and removes the others', async () => {
     const port = 20000 + Math.floor(Math.random() * 10000);
     const kept = await net.claim('kept', [port]);
+    await kept.publish();
     const gone = await net.claim('gone', []);
     children.push(await serveIn(kept, port));
     await net.close();

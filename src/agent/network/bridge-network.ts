@@ -13,8 +13,8 @@
  * namespace is made and removed after it is deleted: a restarted agent finds what it made, keeps
  * what its running allocations hold and removes the rest (`reconcile`).
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -45,8 +45,6 @@ export interface BridgeNetworkOptions {
   /** Namespaces kept ready (default 2; 0: each is made when an allocation starts). */
   poolSize?: number;
   logger: Logger;
-  /** /proc/net (tests). */
-  procNet?: string;
 }
 
 /** What an allocation's tasks run in. */
@@ -57,6 +55,12 @@ export interface AllocNetwork {
   /** The namespace's name and its file (what a task's process joins). */
   netns: string;
   netnsPath: string;
+  /**
+   * Publishes its ports (one nft run; the same promise on every call). Called once its tasks are
+   * on their way: spawning nft blocks the agent's thread for a moment, which would otherwise delay
+   * them. Rejects when the ports could not be published.
+   */
+  publish(): Promise<void>;
 }
 
 interface Lease {
@@ -82,6 +86,8 @@ export class BridgeNetwork {
   private readonly logger: Logger;
   private readonly leases = new Map<number, Lease>();
   private readonly pool: number[] = [];
+  /** Held namespaces whose ports were not published (yet). */
+  private readonly unpublished = new Set<number>();
   private filling: Promise<void> | undefined;
   private closed = false;
 
@@ -127,8 +133,8 @@ export class BridgeNetwork {
   async claim(allocId: string, ports: readonly number[]): Promise<AllocNetwork> {
     if (this.closed) throw new UnavailableError('the agent is shutting down');
     const held = [...this.leases.values()].find((l) => l.allocId === allocId);
-    if (held !== undefined) return this.describe(held.index);
-    const inUse = await hostPortsInUse(ports, this.opts.procNet);
+    if (held !== undefined) return { ...this.describe(held.index), publish: () => Promise.resolve() };
+    const inUse = await hostPortsInUse(ports);
     if (inUse.length > 0)
       throw new UnavailableError(
         `port${inUse.length > 1 ? 's' : ''} ${inUse.join(', ')} ${inUse.length > 1 ? 'are' : 'is'} in use on this node by a program outside unum: not published (choose another static port)`,
@@ -141,14 +147,33 @@ export class BridgeNetwork {
     const lease: Lease = { index, allocId, ports: [...ports] };
     this.leases.set(index, lease);
     try {
+      // Before the ports are published: a restarted agent rebuilds its table from the leases.
       await this.writeLease(lease);
-      await nftApply(this.opts.tools, portsCommand(this.table, { ip: this.ipOf(index), ports }, 'add'));
     } catch (err) {
       await this.destroy(index);
       throw err;
     }
+    let published: Promise<void> | undefined;
+    const at = index;
+    this.unpublished.add(at);
+    const publish = (): Promise<void> => {
+      this.unpublished.delete(at);
+      published ??= nftApply(
+        this.opts.tools,
+        portsCommand(this.table, { ip: this.ipOf(at), ports }, 'add'),
+      ).then(
+        () => undefined,
+        (err: unknown) => {
+          throw new UnavailableError(
+            `could not publish the ports of the allocation: ${err instanceof Error ? err.message : String(err)}`,
+            { cause: err },
+          );
+        },
+      );
+      return published;
+    };
     this.fill();
-    return this.describe(index);
+    return { ...this.describe(index), publish };
   }
 
   /** Gives the allocation's network back: its ports unpublished, its namespace deleted. */
@@ -156,12 +181,14 @@ export class BridgeNetwork {
     const lease = [...this.leases.values()].find((l) => l.allocId === allocId);
     if (lease === undefined) return;
     delete lease.allocId;
-    await nftApply(
-      this.opts.tools,
-      portsCommand(this.table, { ip: this.ipOf(lease.index), ports: lease.ports }, 'delete'),
-    ).catch((err: unknown) =>
-      this.logger.warn({ err, allocId }, 'could not unpublish the ports of an allocation'),
-    );
+    // Ports never published (the tasks never got going) have nothing to remove.
+    if (!this.unpublished.delete(lease.index))
+      await nftApply(
+        this.opts.tools,
+        portsCommand(this.table, { ip: this.ipOf(lease.index), ports: lease.ports }, 'delete'),
+      ).catch((err: unknown) =>
+        this.logger.warn({ err, allocId }, 'could not unpublish the ports of an allocation'),
+      );
     await this.destroy(lease.index);
   }
 
@@ -194,7 +221,7 @@ export class BridgeNetwork {
     return `${this.opts.bridge}-${index}`;
   }
 
-  private describe(index: number): AllocNetwork {
+  private describe(index: number): Omit<AllocNetwork, 'publish'> {
     const netns = this.nameOf(index);
     return {
       ip: this.ipOf(index),
@@ -280,10 +307,12 @@ export class BridgeNetwork {
     return join(this.opts.dir, `${index}.json`);
   }
 
+  /** Written in place (a small file, no sync): it must name the allocation before its task starts. */
   private async writeLease(l: Lease): Promise<void> {
     const tmp = `${this.leasePath(l.index)}.tmp`;
-    await writeFile(tmp, JSON.stringify(l) + '\n', { mode: 0o600 });
-    await rename(tmp, this.leasePath(l.index));
+    writeFileSync(tmp, JSON.stringify(l) + '\n', { mode: 0o600 });
+    renameSync(tmp, this.leasePath(l.index));
+    return Promise.resolve();
   }
 
   /**

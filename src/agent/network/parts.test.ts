@@ -1,10 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createSocket } from 'node:dgram';
+import { createServer, type AddressInfo } from 'node:net';
 import { addressAt, allocationIndexes, gatewayOf, overlaps, parseIPv4, parseSubnet } from './cidr.ts';
-import { hostPortsInUse, listeningPorts } from './host-ports.ts';
+import { hostPortsInUse } from './host-ports.ts';
 import { portsCommand, tableName, tableRuleset } from './nft.ts';
 
 describe('allocation subnets', () => {
@@ -53,21 +52,22 @@ describe('the nftables table', () => {
   });
 });
 
-describe("the host's own listening ports", () => {
-  const tcp = [
-    '  sl  local_address rem_address   st tx_queue rx_queue',
-    '   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0',
-    '   1: 0100007F:1F90 0100007F:D2C4 01 00000000:00000000 00:00000000 00000000     0',
-  ].join('\n');
-  it('are the LISTEN sockets (TCP) and the bound ones (UDP)', () => {
-    assert.deepEqual([...listeningPorts(tcp, 'tcp')], [22]);
-    const udp = ['  sl  local_address rem_address   st', '  5: 00000000:0035 00000000:0000 07 0'].join('\n');
-    assert.deepEqual([...listeningPorts(udp, 'udp')], [53]);
-  });
-  it('are found among the ports an allocation asks for', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'unum-procnet-'));
-    writeFileSync(join(dir, 'tcp'), tcp);
-    assert.deepEqual(await hostPortsInUse([22, 8080], dir), [22]);
-    assert.deepEqual(await hostPortsInUse([], dir), []);
+describe("the host's own ports", () => {
+  it('are found by binding them, TCP and UDP, on any address', async () => {
+    const tcp = createServer();
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    const tcpPort = (tcp.address() as AddressInfo).port;
+    const udp = createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    const udpPort = udp.address().port;
+    try {
+      const inUse = await hostPortsInUse([tcpPort, udpPort]);
+      assert.deepEqual(inUse.sort(), [tcpPort, udpPort].sort());
+    } finally {
+      tcp.close();
+      udp.close();
+    }
+    assert.deepEqual(await hostPortsInUse([tcpPort]), []);
+    assert.deepEqual(await hostPortsInUse([]), []);
   });
 });

@@ -244,6 +244,7 @@ export class AllocRunner {
       taskNames: this.taskNames,
       restored: this.opts.restored !== undefined,
       logger: this.logger,
+      stop: (reason) => void this.stop(reason),
     };
   }
 

@@ -29,6 +29,8 @@ export interface AllocHookContext {
   /** Rebuilt after an agent restart: its tasks are re-attached, not started. */
   restored: boolean;
   logger: Logger;
+  /** Stops the allocation (what a hook does when something it set up in the background failed). */
+  stop(reason: string): void;
 }
 
 export interface AllocHook {

@@ -9,7 +9,7 @@
  */
 import type { Allocation } from '../../core/types.ts';
 import type { AllocNetwork } from '../network/bridge-network.ts';
-import type { AllocHook, TaskHook } from './hooks.ts';
+import type { AllocHook, AllocHookContext, TaskHook } from './hooks.ts';
 
 /** What the agent offers allocations: absent on a node where they share the host's network. */
 export interface AllocNetworks {
@@ -47,10 +47,19 @@ export class NetworkHook implements AllocHook {
       return;
     }
     if (this.networks === undefined) return;
-    this.net = await this.networks.claim(
+    const net = await this.networks.claim(
       this.alloc.id,
       this.alloc.resources.ports.map((p) => p.value),
     );
+    this.net = net;
+  }
+
+  /** Its tasks are on their way: the ports are published (an allocation whose ports could not be stops). */
+  poststart(ctx: AllocHookContext): void {
+    this.net?.publish().catch((err: unknown) => {
+      ctx.logger.error({ err }, 'could not publish the ports of the allocation');
+      ctx.stop(err instanceof Error ? err.message : String(err));
+    });
   }
 
   finished(): void {
