@@ -15,6 +15,7 @@
  *   exec-off     the exec driver with isolation turned off (what a non-root agent does)
  *   exec-nocg    the sandbox and the uid, without a cgroup             } where the time goes
  *   exec-nons    the cgroup and the uid (setpriv), without the sandbox }
+ *   exec-nosc    everything but the seccomp filter                     }
  *   exec         the exec driver, isolated as far as this node allows (the target: ≤ 8 ms over spawn at p50)
  * Prints a table and writes bench/results/isolation.json.
  */
@@ -117,6 +118,8 @@ async function main(): Promise<void> {
   const execOff = make('exec', off);
   const execNoCgroup = make('exec', { ...cap, cgroups: undefined });
   const execNoSandbox = make('exec', { ...cap, namespaces: false });
+  const { seccomp, ...withoutSeccomp } = cap;
+  const execNoSeccomp = make('exec', withoutSeccomp);
   const exec = make('exec', cap);
   type Run = (cfg: TaskConfig) => Promise<{ latency: number; startReturned: number }>;
   const via = (d: Driver): [Run, Driver] => [(cfg) => viaDriver(d, cfg), d];
@@ -144,11 +147,12 @@ async function main(): Promise<void> {
           ['exec-nons', ...via(execNoSandbox)],
         ] as [string, Run, Driver][])
       : []),
+    ...(seccomp !== undefined ? ([['exec-nosc', ...via(execNoSeccomp)]] as [string, Run, Driver][]) : []),
     ['exec', ...via(exec)],
   ];
   const isolation = [
     cap.cgroups !== undefined ? `cgroups ${cap.cgroups.version}` : 'no cgroups',
-    cap.namespaces ? 'bwrap namespaces' : 'no namespaces',
+    cap.namespaces ? `bwrap namespaces${seccomp !== undefined ? ' + seccomp' : ''}` : 'no namespaces',
     cap.unprivilegedUser ? 'own uid' : 'agent uid',
   ].join(', ');
   console.log(`isolation on this node: ${isolation}`);

@@ -8,7 +8,7 @@ import { waitFor } from './wait.ts';
 export const UNUM_BIN = join(import.meta.dirname, '..', '..', 'bin', 'unum.js');
 
 /**
- * Starts `unum up` on `port` with `dataDir` and resolves once its node is ready (as `client` sees it).
+ * Starts `unum up` on `port` with `dataDir` (and more flags in `args`) and resolves once its node is ready (as `client` sees it).
  * Its allocations get their own networks on `network` (removeTestNetwork afterwards); without one
  * they share the host's (`--network host`).
  */
@@ -17,7 +17,7 @@ export async function startUp(o: {
   dataDir: string;
   client: UnumClient;
   network?: TestNetwork;
-  args?: string[];
+  args?: readonly string[];
 }): Promise<ChildProcess> {
   const net =
     o.network === undefined

@@ -10,7 +10,8 @@
  *           the agent prepares the cgroup and moves the init into it, then lets bwrap go: the
  *           task is forked inside the cgroup, and the preparations overlap bwrap's set-up. The task is in the init's session and process group, apart
  *           from the outer process; when it exits, the init exits and the kernel kills whatever is
- *           left in the pid namespace.
+ *           left in the pid namespace. The seccomp filter reaches bwrap as a descriptor of its own
+ *           (`--seccomp`), opened just before the spawn and closed just after.
  *   sh      `sh -c 'echo $$ > cgroup.procs…; trap : HUP INT QUIT TERM USR1 USR2 ALRM; "$@";
  *           echo $? > STATUS' sh [setpriv …] CMD ARGS…` when there is no sandbox. The shell shares
  *           the task's process group: the traps keep it alive through a kill signal sent to the
@@ -42,8 +43,11 @@ export function statusPathFor(config: Pick<TaskConfig, 'stdoutPath'>): string {
 
 const TRAPPED = 'HUP INT QUIT TERM USR1 USR2 ALRM';
 
-/** Descriptors of bwrap: its JSON status (a file), its info and block pipes (for joining the cgroup). */
-export const BWRAP_FDS = { status: 3, info: 4, block: 5 } as const;
+/**
+ * Descriptors of bwrap: its JSON status (a file), its info and block pipes (for joining the cgroup),
+ * the seccomp program it installs (a file of its own, read to the end).
+ */
+export const BWRAP_FDS = { status: 3, info: 4, block: 5, seccomp: 6 } as const;
 
 /** Open files (RLIMIT_NOFILE, soft and hard) of a task unless the operator sets another number. */
 export const DEFAULT_TASK_OPEN_FILES = 4096;
@@ -147,6 +151,11 @@ export interface LaunchSpec {
    * the sandbox is killed before the task ever ran, and launch rejects with the same error.
    */
   gate?: () => Promise<Prepared>;
+  /**
+   * bwrap only, with `--seccomp` on BWRAP_FDS.seccomp in argv: opens a new descriptor of the seccomp
+   * program (at its start: bwrap reads it to the end), handed to bwrap and closed here after the spawn.
+   */
+  seccomp?: () => number;
   uid?: number;
   gid?: number;
   /** sh only: the task's open-file limit (default DEFAULT_TASK_OPEN_FILES); bwrap: see sandboxEntryArgs. */
@@ -193,6 +202,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
   let gate: Promise<Prepared> | undefined;
   let pidStartTime = 0;
   let shipperPid = 0;
+  let seccompFd: number | undefined;
   try {
     if (bwrap && status === undefined) throw new UnavailableError(`could not open ${spec.statusPath}`);
     const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', pipes.stdout, pipes.stderr];
@@ -201,6 +211,19 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
       stdio[BWRAP_FDS.info] = 'pipe';
       stdio[BWRAP_FDS.block] = 'pipe';
     }
+    if (bwrap && spec.seccomp !== undefined) {
+      try {
+        seccompFd = spec.seccomp();
+      } catch (err) {
+        throw new UnavailableError(
+          `could not open the seccomp filter for the sandbox: ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err },
+        );
+      }
+      stdio[BWRAP_FDS.seccomp] = seccompFd;
+    }
+    // spawn skips the holes of a sparse array, which would move the descriptors after them down.
+    for (let i = 0; i < stdio.length; i++) stdio[i] ??= 'ignore';
     // The preparations go to the thread pool now, to run while this thread forks (spawn blocks it).
     gate = spec.gate?.();
     gate?.catch(() => undefined);
@@ -220,6 +243,7 @@ export async function launch(spec: LaunchSpec): Promise<TaskProcess> {
     pipes.close();
     throw err;
   } finally {
+    if (seccompFd !== undefined) closeSync(seccompFd);
     await status?.close();
   }
   const pid = child.pid;

@@ -5,6 +5,7 @@
  *   cgroup     memory, CPU and pids limits; usage; kill-all; OOM kills seen   (root + cgroups)
  *   sandbox    bwrap: own pid/mount/ipc/uts namespaces, read-only host, only its own directories
  *              writable, private /tmp, masked /sys and /proc entries          (root + bwrap)
+ *   seccomp    no new user namespaces, no io_uring (./seccomp.ts)             (bwrap installs it)
  *   identity   a uid of its own per allocation (or an allowed `user:`), no_new_privs (root + setpriv;
  *              in a sandbox the drop itself is unshare's, where it has -S/-G)
  *
@@ -88,7 +89,9 @@ class ExecDriver implements Driver {
     const refusal = refuses(cap);
     if (refusal !== undefined) return { detected: true, healthy: false, description: refusal };
     const parts = [
-      cap.namespaces ? 'own namespaces (bubblewrap)' : 'no namespaces',
+      cap.namespaces
+        ? `own namespaces (bubblewrap${cap.seccomp !== undefined ? ', seccomp filter' : ''})`
+        : 'no namespaces',
       cap.unprivilegedUser ? 'a uid per allocation' : `runs as ${currentUserName()}`,
       cap.cgroups !== undefined ? `cgroups ${cap.cgroups.version} limits` : 'no resource limits',
     ];
@@ -174,6 +177,7 @@ class ExecDriver implements Driver {
       const sharedDev = drop !== undefined && !config.devicePaths?.length ? this.sharedDev(cap) : undefined;
       if (sharedDev !== undefined) spec.sharedDev = sharedDev;
       if (gated) spec.join = { info: BWRAP_FDS.info, block: BWRAP_FDS.block };
+      if (cap.seccomp !== undefined) spec.seccompFd = BWRAP_FDS.seccomp;
       spec.entry = sandboxEntryArgs(
         cgroups !== undefined ? taskCgroupName(config.allocId, config.task) : undefined,
         this.opts.taskOpenFiles ?? DEFAULT_TASK_OPEN_FILES,
@@ -195,6 +199,8 @@ class ExecDriver implements Driver {
     };
     if (gated) spec.gate = prepare;
     else spec.prepared = await prepare();
+    const filter = sandboxed ? cap.seccomp : undefined;
+    if (filter !== undefined) spec.seccomp = () => filter.open();
     if (identity !== undefined) {
       spec.uid = identity.uid;
       spec.gid = identity.gid;

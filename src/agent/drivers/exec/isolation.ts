@@ -6,18 +6,31 @@
  *   setpriv?               drop to the task's uid with no_new_privs (util-linux)
  *   unshare -S/-G?         the same, quicker, inside a sandbox (util-linux 2.32+; else setpriv)
  *   shared sandbox /dev?   one bind instead of bwrap's --dev (./sandbox-dev.ts; else --dev)
+ *   seccomp filter?        the kernel takes the task filter (./seccomp.ts), bwrap installs it: no
+ *                          user namespaces, no io_uring (probed with the sandbox itself)
  *   cgroups?               memory/CPU/pids limits, usage, kill-all (../../cgroups)
  *
  * Whatever is missing is said once, in words for the operator (`warnings`): the agent logs them and
  * `unum up` prints them. The exec driver adapts to what is there (../../README.md, "Isolation").
  */
-import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { detectCgroups, favorDynamicMoves, type FavorDynmodsResult } from '../../cgroups/index.ts';
 import { readMounts } from '../../cgroups/mountinfo.ts';
 import type { CgroupDetection, CgroupManager } from '../../cgroups/types.ts';
 import { SANDBOX_DEV_DIR, ensureSandboxDev } from './sandbox-dev.ts';
+import { taskFilterBytes } from './seccomp.ts';
 import { DEFAULT_TASK_UID_RANGE, uidRangeWarnings } from './users.ts';
 
 export interface IsolationCapability {
@@ -40,6 +53,11 @@ export interface IsolationCapability {
   sandboxDev?: string;
   /** Whether moves into cgroups are quick (../../cgroups/favor.ts); looked at only with cgroups. */
   cgroupMoves?: FavorDynmodsResult;
+  /**
+   * The seccomp filter bwrap installs in every sandbox (./seccomp.ts), when there is one for this
+   * architecture and the kernel took it at the probe. Only with `namespaces`: it needs bwrap.
+   */
+  seccomp?: SeccompProgramFile;
 }
 
 export interface DetectIsolationOptions {
@@ -61,6 +79,10 @@ export interface DetectIsolationOptions {
   favorDynmods?: boolean;
   /** The mount table to look for `favordynmods` in (default `/proc/self/mountinfo`). */
   mountinfoPath?: string;
+  /** The architecture the seccomp filter is made for, as Node names it (default `process.arch`). */
+  arch?: string;
+  /** A seccomp program instead of the task filter (tests: one the kernel refuses). */
+  seccompProgram?: Buffer;
 }
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -92,7 +114,12 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   const bwrapPath = findProgram('bwrap', searchPath);
   const unsharePath = findProgram('unshare', searchPath);
 
-  const [setprivError, bwrapError, cgroups, unshareError] = await Promise.all([
+  const arch = options.arch ?? process.arch;
+  const seccompProgram = options.seccompProgram ?? taskFilterBytes(arch);
+  // Made only where bwrap could install it.
+  const filter =
+    seccompProgram === undefined || bwrapPath === undefined ? undefined : programFile(seccompProgram);
+  const [setprivError, sandboxProbe, cgroups, unshareError] = await Promise.all([
     setprivPath === undefined
       ? Promise.resolve('not found')
       : probe(setprivPath, [
@@ -104,24 +131,8 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
           '/bin/true',
         ]),
     bwrapPath === undefined
-      ? Promise.resolve('not found')
-      : probe(bwrapPath, [
-          '--ro-bind',
-          '/',
-          '/',
-          '--proc',
-          '/proc',
-          '--dev',
-          '/dev',
-          '--tmpfs',
-          '/sys',
-          '--unshare-pid',
-          '--unshare-ipc',
-          '--unshare-uts',
-          '--new-session',
-          '--',
-          '/bin/true',
-        ]),
+      ? Promise.resolve<SandboxProbe>({ bwrapError: 'not found' })
+      : probeSandbox(bwrapPath, filter instanceof SeccompProgramFile ? filter : undefined),
     (options.detectCgroups ?? detectCgroups)().catch((err: unknown): CgroupDetection => ({
       available: false,
       version: 'none',
@@ -132,6 +143,7 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
       : probe(unsharePath, ['-S', '65534', '-G', '65534', '--', '/bin/true']),
   ]);
 
+  const { bwrapError, seccompError } = sandboxProbe;
   const unprivilegedUser = setprivError === undefined;
   if (!unprivilegedUser)
     warnings.push(
@@ -145,6 +157,18 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
         ? 'bubblewrap (bwrap) is not installed: tasks run without their own namespaces: they see the host\'s processes and files (install the "bubblewrap" package)'
         : `bubblewrap (bwrap) can not create namespaces here (${bwrapError}): tasks run without their own namespaces: they see the host's processes and files`,
     );
+  if (namespaces) {
+    const lacking =
+      'tasks can create user namespaces (and be root in them) and use io_uring, both frequent ways into the kernel';
+    if (filter === undefined)
+      warnings.push(
+        `unum has no seccomp filter for this architecture (${arch}; there is one for x64 and arm64): ${lacking}`,
+      );
+    else if (typeof filter === 'string')
+      warnings.push(`the seccomp filter for tasks could not be written (${filter}): ${lacking}`);
+    else if (seccompError !== undefined)
+      warnings.push(`the kernel refused the seccomp filter for tasks (${seccompError}): ${lacking}`);
+  }
   if (!cgroups.available)
     warnings.push(
       `cgroups can not be used (${cgroups.reason}): tasks run without memory/CPU/process limits, and a task that leaves its process group may outlive its stop`,
@@ -162,6 +186,7 @@ export async function detectIsolation(options: DetectIsolationOptions = {}): Pro
   if (setprivPath !== undefined) cap.setprivPath = setprivPath;
   // Quietly: setpriv does the same, a little slower.
   if (unsharePath !== undefined && unshareError === undefined) cap.unsharePath = unsharePath;
+  if (filter instanceof SeccompProgramFile && namespaces && seccompError === undefined) cap.seccomp = filter;
   if (cap.cgroups !== undefined && options.favorDynmods !== false)
     cap.cgroupMoves = await favorDynamicMoves(await readMounts(options.mountinfoPath));
   // Quietly too: without it each sandbox gets bwrap's own /dev, a little slower.
@@ -202,13 +227,117 @@ export function findProgram(name: string, searchPath: string): string | undefine
   return undefined;
 }
 
-/** Runs a program; undefined when it exits 0, else what went wrong (its stderr's last line). */
-function probe(program: string, args: string[]): Promise<string | undefined> {
+/** What the agent's sandboxes are made of, at the least: checked once with `/bin/true` inside. */
+const PROBE_SANDBOX = [
+  '--ro-bind',
+  '/',
+  '/',
+  '--proc',
+  '/proc',
+  '--dev',
+  '/dev',
+  '--tmpfs',
+  '/sys',
+  '--unshare-pid',
+  '--unshare-ipc',
+  '--unshare-uts',
+  '--new-session',
+];
+
+/** Why bwrap can not make a sandbox here, or (bwrap working) why it can not install the filter. */
+interface SandboxProbe {
+  bwrapError?: string;
+  seccompError?: string;
+}
+
+/**
+ * Whether bwrap makes a sandbox here, and installs the seccomp filter in it. One run with the filter
+ * when all is well; when it fails, a second without tells a kernel that refuses the filter (the
+ * sandbox then goes without it) from a bwrap that does not work at all.
+ */
+async function probeSandbox(
+  bwrapPath: string,
+  filter: SeccompProgramFile | undefined,
+): Promise<SandboxProbe> {
+  const plain = () => probe(bwrapPath, [...PROBE_SANDBOX, '--', '/bin/true']);
+  const out: SandboxProbe = {};
+  if (filter !== undefined) {
+    let error: string | undefined;
+    try {
+      error = await probe(bwrapPath, [...PROBE_SANDBOX, '--seccomp', '3', '--', '/bin/true'], filter.open());
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+    }
+    if (error === undefined) return out;
+    out.seccompError = error;
+  }
+  const bwrapError = await plain();
+  if (bwrapError !== undefined) out.bwrapError = bwrapError;
+  return out;
+}
+
+/**
+ * The task filter, in a file the agent holds open and has already unlinked: nothing on disk to go
+ * stale or be removed while the agent runs. bwrap reads its `--seccomp` descriptor to the end, so
+ * every sandbox needs a descriptor of its own at offset 0 (a dup would share the offset with the
+ * others): `open()` opens the same file anew through /proc/self/fd (with its close, about 10 µs).
+ */
+export class SeccompProgramFile {
+  private readonly fd: number;
+  /** Size of the program in bytes (8 per instruction). */
+  readonly bytes: number;
+
+  constructor(fd: number, bytes: number) {
+    this.fd = fd;
+    this.bytes = bytes;
+  }
+
+  /** A new read-only descriptor for one bwrap, at the start of the program; the caller closes it. */
+  open(): number {
+    return openSync(`/proc/self/fd/${this.fd}`, 'r');
+  }
+}
+
+/** The files made, by program: the same program serves every task, made once per process. */
+const programFiles = new Map<string, SeccompProgramFile>();
+
+/** The program's file, or why it could not be made. */
+function programFile(program: Buffer): SeccompProgramFile | string {
+  const key = program.toString('base64');
+  const made = programFiles.get(key);
+  if (made !== undefined) return made;
+  let dir: string | undefined;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'unum-seccomp-'));
+    const path = join(dir, 'task-filter.bpf');
+    writeFileSync(path, program, { mode: 0o400 });
+    const file = new SeccompProgramFile(openSync(path, 'r'), program.length);
+    programFiles.set(key, file);
+    return file;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  } finally {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs a program; undefined when it exits 0, else what went wrong (its stderr's last line). `fd3`,
+ * when given, is its descriptor 3 (closed here once the program is started).
+ */
+function probe(program: string, args: string[], fd3?: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     let stderr = '';
-    const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: SYSTEM_PATH } });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk: string) => {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
+    if (fd3 !== undefined) stdio.push(fd3);
+    let child: ChildProcess;
+    try {
+      child = spawn(program, args, { stdio, env: { PATH: SYSTEM_PATH } });
+    } finally {
+      if (fd3 !== undefined) closeSync(fd3);
+    }
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
       if (stderr.length < 4096) stderr += chunk;
     });
     child.on('error', (err) => resolve(err.message));

@@ -7,6 +7,8 @@
  *   /sys         empty, read-only tmpfs
  *   /tmp         private tmpfs                        <dataDir>  empty tmpfs (other allocations unseen)
  *   <task>/      read-write (its logs/ read-only)     <alloc>/alloc/  read-write (the group's shared dir)
+ *
+ * and, with `seccompFd`, the task filter (./seccomp.ts): no user namespaces, no io_uring.
  */
 import { dirname, relative, isAbsolute, sep } from 'node:path';
 
@@ -36,6 +38,11 @@ export interface SandboxSpec {
   tmpfsBytes: number;
   /** Descriptor (in bwrap) where bwrap writes its JSON status: child pid, then exit code. */
   statusFd: number;
+  /**
+   * Descriptor (in bwrap) to read the seccomp program from (./seccomp.ts): bwrap installs it just
+   * before it execs the entry, after its own set-up. Absent: no filter.
+   */
+  seccompFd?: number;
   /**
    * Descriptors for joining a cgroup while bwrap sets up the mounts: bwrap writes the sandbox's
    * init pid to `info`, then waits (after its set-up, before the task is forked) until a byte or
@@ -121,6 +128,7 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   }
   if (spec.join !== undefined)
     a.push('--info-fd', String(spec.join.info), '--block-fd', String(spec.join.block));
+  if (spec.seccompFd !== undefined) a.push('--seccomp', String(spec.seccompFd));
   a.push('--');
   if (spec.entry !== undefined) a.push(...spec.entry);
   if (spec.drop !== undefined) a.push(...dropArgs(spec.drop));
