@@ -2,6 +2,7 @@
 import type { AgentCredential } from './credential.ts';
 import type { Logger } from '../core/log.ts';
 import type { LogLimits } from './logs.ts';
+import type { DiskWatchOptions } from './runner/disk-watch.ts';
 
 export interface AgentConfig {
   dataDir: string;
@@ -42,6 +43,8 @@ export interface AgentConfig {
   tasksPidsMax?: number;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
   favorDynmods?: boolean;
+  /** How each allocation's disk is measured (runner/disk-watch.ts). */
+  disk: DiskWatchOptions;
 }
 
 export interface StopOptions {

@@ -5,6 +5,7 @@
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { parseDuration } from '../core/duration.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { UsageError, boolFlag, intFlag, stringFlag, type Args, type Context } from './context.ts';
 
@@ -98,6 +99,8 @@ export const TASK_FLAGS = {
   'tasks-pids-max': { type: 'string' },
   'cpu-hard-cap': { type: 'boolean' },
   'no-favordynmods': { type: 'boolean' },
+  'alloc-disk-interval': { type: 'string' },
+  'alloc-disk-max-files': { type: 'string' },
 } as const;
 
 /** Flags of the roles that run a server (`unum up`, `unum server`). */
@@ -105,6 +108,7 @@ export const SERVER_FLAGS = {
   'allow-host': { type: 'string', multiple: true },
   'max-connections': { type: 'string' },
   'max-connections-per-source': { type: 'string' },
+  'alloc-disk-mib': { type: 'string' },
 } as const;
 
 export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests for this host name (repeatable). By default only IP
@@ -112,12 +116,15 @@ export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests fo
                        API through a DNS name of its own (DNS rebinding)
   --max-connections N  connections the API holds open at once (default 4096); more get 503
   --max-connections-per-source N
-                       connections one address may hold open to the API (default 512)`;
+                       connections one address may hold open to the API (default 512)
+  --alloc-disk-mib N   disk of an allocation whose group sets no ephemeral.sizeMiB, in MiB
+                       (default 1024), given at submission`;
 
 /** The server options the server flags set. */
 export function serverOptions(args: Args): {
   allowedHosts?: string[];
   limits?: { maxConnections?: number; maxConnectionsPerSource?: number };
+  allocDiskMiB?: number;
 } {
   const out: ReturnType<typeof serverOptions> = {};
   const hosts = args.flags['allow-host'];
@@ -129,6 +136,8 @@ export function serverOptions(args: Args): {
       ...(total !== undefined ? { maxConnections: total } : {}),
       ...(perSource !== undefined ? { maxConnectionsPerSource: perSource } : {}),
     };
+  const disk = intFlag(args, 'alloc-disk-mib', 1);
+  if (disk !== undefined) out.allocDiskMiB = disk;
   return out;
 }
 
@@ -143,7 +152,13 @@ export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver
                        quarters of kernel.pid_max)
   --cpu-hard-cap       cap each task's CPU time at its "cpu" (default: a relative weight)
   --no-favordynmods    do not mount a cgroup hierarchy with favordynmods (by default, as root,
-                       the agent does: it makes each task start up to 20 ms quicker)`;
+                       the agent does: it makes each task start up to 20 ms quicker)
+  --alloc-disk-interval D
+                       how often each allocation's disk use is measured (default 10s; sooner
+                       while it grows toward its ephemeral.sizeMiB)
+  --alloc-disk-max-files N
+                       files and directories the agent counts in one allocation (default
+                       100000); an allocation with more is over its disk limit`;
 
 /** The agent options those flags set. Bad values are usage errors; startAgent checks the rest. */
 export function taskAgentOptions(args: Args): {
@@ -156,6 +171,8 @@ export function taskAgentOptions(args: Args): {
   tasksPidsMax?: number;
   cpuHardCap?: boolean;
   favorDynmods?: boolean;
+  allocDiskIntervalMs?: number;
+  allocDiskMaxFiles?: number;
 } {
   const out: ReturnType<typeof taskAgentOptions> = { enableRawExec: boolFlag(args, 'raw-exec') };
   const mode = stringFlag(args, 'task-isolation');
@@ -180,5 +197,14 @@ export function taskAgentOptions(args: Args): {
   if (total !== undefined) out.tasksPidsMax = total;
   if (boolFlag(args, 'cpu-hard-cap')) out.cpuHardCap = true;
   if (boolFlag(args, 'no-favordynmods')) out.favorDynmods = false;
+  const interval = stringFlag(args, 'alloc-disk-interval');
+  if (interval !== undefined) {
+    const ms = parseDuration(interval);
+    if (ms === undefined || ms < 1)
+      throw new UsageError(`--alloc-disk-interval expects a duration like 10s, got "${interval}"`);
+    out.allocDiskIntervalMs = ms;
+  }
+  const maxFiles = intFlag(args, 'alloc-disk-max-files', 1);
+  if (maxFiles !== undefined) out.allocDiskMaxFiles = maxFiles;
   return out;
 }

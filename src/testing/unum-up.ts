@@ -6,15 +6,19 @@ import { waitFor } from './wait.ts';
 
 export const UNUM_BIN = join(import.meta.dirname, '..', '..', 'bin', 'unum.js');
 
-/** Starts `unum up` on `port` with `dataDir` and resolves once its node is ready (as `client` sees it). */
+/**
+ * Starts `unum up` on `port` with `dataDir` (and `args`, more flags) and resolves once its node is
+ * ready (as `client` sees it).
+ */
 export async function startUp(o: {
   port: number;
   dataDir: string;
   client: UnumClient;
+  args?: string[];
 }): Promise<ChildProcess> {
   const up = spawn(
     process.execPath,
-    [UNUM_BIN, 'up', '--addr', `127.0.0.1:${o.port}`, '--data-dir', o.dataDir],
+    [UNUM_BIN, 'up', '--addr', `127.0.0.1:${o.port}`, '--data-dir', o.dataDir, ...(o.args ?? [])],
     {
       stdio: 'ignore',
       env: { ...process.env, NO_COLOR: '1' },
