@@ -435,6 +435,7 @@ export class Agent {
       allocsDir: allocsRoot(this.cfg.dataDir),
       nodeId: this.nodeId,
       logLimits: this.cfg.logLimits,
+      disk: this.cfg.disk,
       driverFor: (name) => this.driverFor(name),
       fetchIdentity: (allocId) => this.call((c) => c.allocIdentity(this.nodeId, allocId)),
       recoverDriverFor: (name) => this.drivers.find((d) => d.name === name),

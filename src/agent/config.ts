@@ -3,6 +3,7 @@ import type { AgentCredential } from './credential.ts';
 import type { Logger } from '../core/log.ts';
 import type { LogLimits } from './logs.ts';
 import type { NetworkOptions } from './network/index.ts';
+import type { DiskWatchOptions } from './runner/disk-watch.ts';
 
 export interface AgentConfig {
   dataDir: string;
@@ -45,6 +46,8 @@ export interface AgentConfig {
   favorDynmods?: boolean;
   /** Allocation networks (network/index.ts; default: bridge unum0, 172.26.64.0/20, host mode refused). */
   network?: NetworkOptions;
+  /** How each allocation's disk is measured (runner/disk-watch.ts). */
+  disk: DiskWatchOptions;
 }
 
 export interface StopOptions {

@@ -2,7 +2,7 @@
  * Test fixtures for the agent's tests: allocations built from real (validated) job specs, temp data
  * dirs, and a liveness probe for processes. Not used by the agent itself.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { readFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,6 +12,7 @@ import { parseJobSpec, type JobSpecInput } from '../core/job-spec.ts';
 import type { Allocation, AllocatedPort } from '../core/types.ts';
 import { shipperEnded, startLogShipper } from './log-shipper.ts';
 import type { LogLimits } from './logs.ts';
+import { removeTree } from './runner/alloc-dir.ts';
 
 type GroupInput = JobSpecInput['groups'][number];
 
@@ -20,6 +21,7 @@ export interface TestAllocOptions {
   tasks: GroupInput['tasks'];
   restart?: GroupInput['restart'];
   services?: GroupInput['services'];
+  ephemeral?: GroupInput['ephemeral'];
   /** Allocated ports (their names also go into the group's network). */
   ports?: AllocatedPort[];
   nodeId?: string;
@@ -37,6 +39,7 @@ export function testAlloc(opts: TestAllocOptions): Allocation {
   const { delay, maxDelay, ...restart } = opts.restart ?? {};
   if (opts.restart !== undefined) group.restart = restart;
   if (opts.services !== undefined) group.services = opts.services;
+  if (opts.ephemeral !== undefined) group.ephemeral = opts.ephemeral;
   const spec = parseJobSpec({ job: 'test', type: opts.type ?? 'service', groups: [group] });
   const groupSpec = spec.groups[0];
   if (groupSpec === undefined) throw new Error('no group');
@@ -74,7 +77,8 @@ export async function tempDir(
   prefix = 'unum-agent-',
 ): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(os.tmpdir(), prefix));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+  // However deep a test (or a task in it) nested its files.
+  return { path, cleanup: () => removeTree(path) };
 }
 
 /**

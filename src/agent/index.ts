@@ -10,6 +10,7 @@ import { InvalidError, type FieldProblem } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { Agent, type StopOptions } from './agent.ts';
 import { allocsRoot } from './runner/alloc-dir.ts';
+import { DEFAULT_DISK_WATCH } from './runner/disk-watch.ts';
 import { loadNodeId } from './fingerprint.ts';
 import { DEFAULT_LOG_LIMITS, DEFAULT_LOG_RETENTION_MS } from './logs.ts';
 import { networkOptionProblems, type NetworkOptions } from './network/index.ts';
@@ -78,6 +79,13 @@ export interface AgentOptions {
   favorDynmods?: boolean;
   /** Allocation networks (network/index.ts). */
   network?: NetworkOptions;
+  /**
+   * Longest wait between two measurements of an allocation's disk (ms); shorter while it grows
+   * toward its `ephemeral.sizeMiB`. Default 10 s.
+   */
+  allocDiskIntervalMs?: number;
+  /** Files and directories counted in one allocation; one with more is over its disk limit. Default 100 000. */
+  allocDiskMaxFiles?: number;
 }
 
 export type { StopOptions } from './agent.ts';
@@ -136,6 +144,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   positive('logMaxFiles', options.logMaxFiles);
   positive('logRetentionMs', options.logRetentionMs, 0);
   positive('statsIntervalMs', options.statsIntervalMs);
+  positive('allocDiskIntervalMs', options.allocDiskIntervalMs);
+  positive('allocDiskMaxFiles', options.allocDiskMaxFiles);
   problems.push(...isolationOptionProblems(options), ...networkOptionProblems(options.network));
   if (problems.length > 0 || http === undefined)
     throw InvalidError.fromFields(problems, 'invalid agent options');
@@ -160,6 +170,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       maxFiles: options.logMaxFiles ?? DEFAULT_LOG_LIMITS.maxFiles,
     },
     logRetentionMs: options.logRetentionMs ?? DEFAULT_LOG_RETENTION_MS,
+    disk: {
+      intervalMs: options.allocDiskIntervalMs ?? DEFAULT_DISK_WATCH.intervalMs,
+      maxFiles: options.allocDiskMaxFiles ?? DEFAULT_DISK_WATCH.maxFiles,
+    },
     ...(options.statsIntervalMs !== undefined ? { statsIntervalMs: options.statsIntervalMs } : {}),
     ...(options.taskIsolation !== undefined ? { taskIsolation: options.taskIsolation } : {}),
     ...(options.allowedTaskUsers !== undefined ? { allowedTaskUsers: options.allowedTaskUsers } : {}),

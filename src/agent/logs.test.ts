@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
@@ -252,5 +253,20 @@ void describe('allocation directory retention', () => {
       'recent',
       'running',
     ]);
+  });
+
+  void test('removes what a task nested deeper than a path can name', async () => {
+    await buildAllocDir(dir.path, 'deep', ['t']);
+    // Relative steps from inside, as a task would: each is short, the whole path is not.
+    const script = `const fs = require('node:fs');
+      for (let i = 0; i < 25; i++) { fs.mkdirSync('${'d'.repeat(200)}'); process.chdir('${'d'.repeat(200)}'); }
+      fs.writeFileSync('data', 'x');`;
+    execFileSync(process.execPath, ['-e', script], { cwd: taskDirPaths(dir.path, 'deep', 't').dir });
+    const old = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
+    for (const p of ['t/logs/stdout.log', 't/logs/stderr.log', 't/logs', 't', 'alloc', '.'])
+      await utimes(join(dir.path, 'deep', p), old, old);
+    const removed = await gcAllocDirs(dir.path, { retentionMs: 60_000, now: Date.now(), keep: () => false });
+    assert.ok(removed.includes('deep'));
+    assert.ok(!(await readdir(dir.path)).includes('deep'));
   });
 });

@@ -21,11 +21,11 @@
  * file's inode, and reads again when the record changed under it.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { open, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { open, readFile, readdir, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isSafeAllocId } from './runner/alloc-dir.ts';
+import { isSafeAllocId, removeTree } from './runner/alloc-dir.ts';
 
 const CHUNK = 64 * 1024;
 /** How long a follower holds back the end of a line that has no newline yet (by default). */
@@ -391,7 +391,8 @@ export async function gcAllocDirs(
     if (last === undefined || opts.now - last < opts.retentionMs) continue;
     // Checked again: the allocation may have come back while the directory was being looked at.
     if (opts.keep(e.name)) continue;
-    await rm(root, { recursive: true, force: true });
+    // However deep the task nested its files (coreutils' rm, not Node's: see removeTree).
+    await removeTree(root);
     removed.push(e.name);
   }
   return removed;

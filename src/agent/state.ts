@@ -35,6 +35,8 @@ export interface PersistedTask {
   restartAt?: number;
   /** Set once the task was asked to stop for good. */
   killReason?: string;
+  /** That stop is for a limit the allocation exceeded: the task ends failed. */
+  limitExceeded?: boolean;
 }
 
 /** What the agent keeps of one allocation. */
@@ -49,6 +51,8 @@ export interface PersistedAlloc {
   stopReason?: string;
   /** The task whose failure failed the allocation. */
   failedTask?: string;
+  /** Why the allocation was failed as a whole (a limit it exceeded), once it was. */
+  failReason?: string;
   tasks: Record<string, PersistedTask>;
   savedAt: number;
 }

@@ -1,4 +1,7 @@
-/** CPU, memory and pids of the running tasks, with cpuPercent measured between two samples. */
+/**
+ * CPU, memory and pids of the running tasks, with cpuPercent measured between two samples, and each
+ * allocation's disk as its disk watcher last measured it.
+ */
 import type { NodeStats, TaskUsageStats } from '../api/types.ts';
 import type { AllocRunner } from './runner/alloc-runner.ts';
 
@@ -42,7 +45,9 @@ export class UsageSampler {
             if (percent !== undefined) stats.cpuPercent = Math.round(percent * 10) / 10;
             tasks[task] = stats;
           }
-          if (Object.keys(tasks).length > 0) allocations[r.id] = { tasks };
+          const disk = r.diskUsage();
+          if (disk !== undefined) allocations[r.id] = { tasks, disk: { ...disk } };
+          else if (Object.keys(tasks).length > 0) allocations[r.id] = { tasks };
         }),
     );
     for (const key of this.usageSamples.keys()) if (!seen.has(key)) this.usageSamples.delete(key);

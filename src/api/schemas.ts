@@ -52,6 +52,7 @@ const TaskEventSchema = z.strictObject({
     'killed',
     'health',
     'reattached',
+    'limit-exceeded',
   ]),
   message: z.string(),
   exitCode: z.number().int().optional(),

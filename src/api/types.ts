@@ -151,8 +151,20 @@ export interface NodeStats {
   nodeId: string;
   /** When the sample was taken (ms since the epoch). */
   time: number;
-  /** By allocation id, then task name. */
-  allocations: Record<string, { tasks: Record<string, TaskUsageStats> }>;
+  /** By allocation id, then task name; `disk` once the agent has measured the allocation's directories. */
+  allocations: Record<string, { tasks: Record<string, TaskUsageStats>; disk?: AllocDiskStats }>;
+}
+
+/** An allocation's disk: its task directories and shared `alloc/` (logs apart), as last measured. */
+export interface AllocDiskStats {
+  /** Bytes of the blocks its files take. */
+  usedBytes: number;
+  /** Its `ephemeral.sizeMiB` in bytes; absent when it has none (placed before sizes existed). */
+  limitBytes?: number;
+  /** Files and directories counted. */
+  files: number;
+  /** When it was measured (ms since the epoch): every few seconds, not at the request. */
+  measuredAt: number;
 }
 
 export interface EventsPage {

@@ -157,7 +157,7 @@ export function mkAlloc(job: Job, index: number, over: Partial<Allocation> = {})
     index,
     nodeId: NODE.id,
     groupSpec: group,
-    resources: { cpu: 100, memory: 256, ports: [{ name: 'http', value: 23000 + index }] },
+    resources: { cpu: 100, memory: 256, disk: 1024, ports: [{ name: 'http', value: 23000 + index }] },
     desiredStatus: 'run',
     clientStatus: 'running',
     taskStates: {},

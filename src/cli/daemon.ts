@@ -5,6 +5,7 @@
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { parseDuration } from '../core/duration.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { UsageError, boolFlag, intFlag, stringFlag, type Args, type Context } from './context.ts';
 
@@ -102,6 +103,8 @@ export const TASK_FLAGS = {
   'network-bridge': { type: 'string' },
   'alloc-subnet': { type: 'string' },
   'allow-host-network': { type: 'boolean' },
+  'alloc-disk-interval': { type: 'string' },
+  'alloc-disk-max-files': { type: 'string' },
 } as const;
 
 /** Flags of the roles that run a server (`unum up`, `unum server`). */
@@ -109,6 +112,7 @@ export const SERVER_FLAGS = {
   'allow-host': { type: 'string', multiple: true },
   'max-connections': { type: 'string' },
   'max-connections-per-source': { type: 'string' },
+  'alloc-disk-mib': { type: 'string' },
 } as const;
 
 export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests for this host name (repeatable). By default only IP
@@ -116,12 +120,15 @@ export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests fo
                        API through a DNS name of its own (DNS rebinding)
   --max-connections N  connections the API holds open at once (default 4096); more get 503
   --max-connections-per-source N
-                       connections one address may hold open to the API (default 512)`;
+                       connections one address may hold open to the API (default 512)
+  --alloc-disk-mib N   disk of an allocation whose group sets no ephemeral.sizeMiB, in MiB
+                       (default 1024), given at submission`;
 
 /** The server options the server flags set. */
 export function serverOptions(args: Args): {
   allowedHosts?: string[];
   limits?: { maxConnections?: number; maxConnectionsPerSource?: number };
+  allocDiskMiB?: number;
 } {
   const out: ReturnType<typeof serverOptions> = {};
   const hosts = args.flags['allow-host'];
@@ -133,6 +140,8 @@ export function serverOptions(args: Args): {
       ...(total !== undefined ? { maxConnections: total } : {}),
       ...(perSource !== undefined ? { maxConnectionsPerSource: perSource } : {}),
     };
+  const disk = intFlag(args, 'alloc-disk-mib', 1);
+  if (disk !== undefined) out.allocDiskMiB = disk;
   return out;
 }
 
@@ -148,6 +157,12 @@ export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver
   --cpu-hard-cap       cap each task's CPU time at its "cpu" (default: a relative weight)
   --no-favordynmods    do not mount a cgroup hierarchy with favordynmods (by default, as root,
                        the agent does: it makes each task start up to 20 ms quicker)
+  --alloc-disk-interval D
+                       how often each allocation's disk use is measured (default 10s; sooner
+                       while it grows toward its ephemeral.sizeMiB)
+  --alloc-disk-max-files N
+                       files and directories the agent counts in one allocation (default
+                       100000); an allocation with more is over its disk limit
   --network M          bridge (default, as root): each allocation gets its own network namespace
                        and address, its ports published on this machine's addresses; host: every
                        task shares this machine's network
@@ -175,6 +190,8 @@ export function taskAgentOptions(args: Args): {
   cpuHardCap?: boolean;
   favorDynmods?: boolean;
   network?: NetworkFlags;
+  allocDiskIntervalMs?: number;
+  allocDiskMaxFiles?: number;
 } {
   const out: ReturnType<typeof taskAgentOptions> = { enableRawExec: boolFlag(args, 'raw-exec') };
   const mode = stringFlag(args, 'task-isolation');
@@ -212,5 +229,14 @@ export function taskAgentOptions(args: Args): {
   if (subnet !== undefined) network.subnet = subnet;
   if (boolFlag(args, 'allow-host-network')) network.allowHost = true;
   if (Object.keys(network).length > 0) out.network = network;
+  const interval = stringFlag(args, 'alloc-disk-interval');
+  if (interval !== undefined) {
+    const ms = parseDuration(interval);
+    if (ms === undefined || ms < 1)
+      throw new UsageError(`--alloc-disk-interval expects a duration like 10s, got "${interval}"`);
+    out.allocDiskIntervalMs = ms;
+  }
+  const maxFiles = intFlag(args, 'alloc-disk-max-files', 1);
+  if (maxFiles !== undefined) out.allocDiskMaxFiles = maxFiles;
   return out;
 }

@@ -128,6 +128,7 @@ test('ps shows running allocations cluster-wide with pids, CPU, memory, ports an
               server: { cpuNanos: 9e9, cpuPercent: 12.4, memoryBytes: 30 * 1024 * 1024, pids: 2 },
               sidecar: { cpuNanos: 1e9, cpuPercent: 0.3, memoryBytes: 4.5 * 1024 * 1024, pids: 1 },
             },
+            disk: { usedBytes: 3.2 * 1024 * 1024, limitBytes: 1024 ** 3, files: 12, measuredAt: NOW },
           },
         },
       } satisfies NodeStats;
@@ -137,8 +138,8 @@ test('ps shows running allocations cluster-wide with pids, CPU, memory, ports an
     const r = await unum(api, ['ps']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU    MEM  PORTS       RESTARTS  AGE',
-      '11111111  web  web.web[1]  vm1   running  101   13%  35MiB  http=23001         2  30s',
+      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU    MEM         DISK  PORTS       RESTARTS  AGE',
+      '11111111  web  web.web[1]  vm1   running  101   13%  35MiB  3.2MiB/1GiB  http=23001         2  30s',
     ]);
     assert.equal(r.stderr, '');
     assert.equal(api.requests.filter((q) => q.path.endsWith('/stats')).length, 1, 'once per node');
@@ -178,9 +179,9 @@ test('ps shows "-" and a note for a node that does not answer, and still succeed
     const r = await unum(api, ['ps']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU     MEM  PORTS       RESTARTS  AGE',
-      '00000000  web  web.web[0]  vm1   running  101     -  1.0MiB  http=23000         0  30s',
-      '11111111  web  web.web[1]  vm2   running  202     -       -  http=23001         0  30s',
+      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU     MEM  DISK  PORTS       RESTARTS  AGE',
+      '00000000  web  web.web[0]  vm1   running  101     -  1.0MiB     -  http=23000         0  30s',
+      '11111111  web  web.web[1]  vm2   running  202     -       -     -  http=23001         0  30s',
     ]);
     assert.equal(
       r.stderr,
@@ -296,8 +297,8 @@ test('nodes shows free and total resources from the running allocations', async 
     const r = await unum(api, ['nodes']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        NAME  ADDRESS                STATUS  DRAIN  CPU FREE/TOTAL  MEMORY FREE/TOTAL  ALLOCS',
-      'n0de0001  vm1   http://127.0.0.1:8687  ready   no              3.8/4        6.5GiB/7GiB       2',
+      'ID        NAME  ADDRESS                STATUS  DRAIN  CPU FREE/TOTAL  MEMORY FREE/TOTAL  DISK FREE/TOTAL  ALLOCS',
+      'n0de0001  vm1   http://127.0.0.1:8687  ready   no              3.8/4        6.5GiB/7GiB    7.8GiB/9.8GiB       2',
     ]);
   } finally {
     await api.close();

@@ -56,6 +56,36 @@ describe('job spec', () => {
     assert.equal(g.services[0]!.check?.interval, 2000);
   });
 
+  test("ephemeral.sizeMiB: the server's default when absent, validated when given", () => {
+    assert.deepEqual(parseJobSpec(minimal).groups[0]!.ephemeral, { sizeMiB: 1024 });
+    assert.deepEqual(parseJobSpec(minimal, { allocDiskMiB: 300 }).groups[0]!.ephemeral, { sizeMiB: 300 });
+    const given = { ...minimal, groups: [{ ...minimal.groups[0]!, ephemeral: { sizeMiB: 20 } }] };
+    assert.deepEqual(parseJobSpec(given, { allocDiskMiB: 300 }).groups[0]!.ephemeral, { sizeMiB: 20 });
+    // Given or not, the same place in the group: versions are compared as JSON.
+    assert.deepEqual(
+      Object.keys(parseJobSpec(given).groups[0]!),
+      Object.keys(parseJobSpec(minimal).groups[0]!),
+    );
+    const bad = (ephemeral: unknown) =>
+      problems({ ...minimal, groups: [{ ...minimal.groups[0]!, ephemeral }] }).map(
+        (p) => `${p.path}: ${p.message}`,
+      );
+    assert.deepEqual(bad({ sizeMiB: 0 }), [
+      'groups[0].ephemeral.sizeMiB: expected a positive integer (MiB), got 0',
+    ]);
+    assert.deepEqual(bad({ sizeMiB: 1.5 }), [
+      'groups[0].ephemeral.sizeMiB: expected a positive integer (MiB), got 1.5',
+    ]);
+    assert.deepEqual(bad({ sizeMiB: '1GB' }), [
+      'groups[0].ephemeral.sizeMiB: expected a positive integer (MiB), got "1GB"',
+    ]);
+    assert.match(bad({ sizeMiB: 2 ** 40 })[0]!, /ephemeral.sizeMiB: at most 1073741824 MiB/);
+    assert.deepEqual(bad({ sizeMb: 20 }), [
+      'groups[0].ephemeral.sizeMiB: required: expected a positive integer (MiB)',
+      'groups[0].ephemeral.sizeMb: unknown field "sizeMb"; did you mean "sizeMiB"? (known fields: sizeMiB)',
+    ]);
+  });
+
   test('errors name the field path, what was expected and what was given', () => {
     const p = problems({
       ...minimal,

@@ -29,6 +29,10 @@ export const KILL_SIGNALS = [
 /** Absurd beyond these: no machine has 1000 cores or 16 TiB of memory per task. */
 export const MAX_CPU = 1_000_000;
 export const MAX_MEMORY = 16 * 1024 * 1024;
+/** An allocation's disk (MiB): 1 PiB, beyond any one machine's. */
+export const MAX_DISK = 1024 * 1024 * 1024;
+/** `ephemeral.sizeMiB` of a group that sets none, unless the server is given another (`--alloc-disk-mib`). */
+export const DEFAULT_ALLOC_DISK_MIB = 1024;
 export const MAX_COUNT = 10_000;
 /** Bounds on the shape of one job: the scheduler's work grows with each of them. */
 export const MAX_GROUPS = 100;
@@ -229,6 +233,8 @@ const GroupSchema = z.strictObject({
   restart: RestartSchema.default({}),
   reschedule: RescheduleSchema.default({}),
   constraints,
+  /** The allocation's disk: its task directories and shared `alloc/` (logs apart); parseJobSpec fills it in. */
+  ephemeral: z.strictObject({ sizeMiB: positiveInt('MiB', MAX_DISK) }).optional(),
 });
 
 const JobSchemaRaw = z.strictObject({
@@ -383,14 +389,14 @@ export function portEnvName(port: string): string {
   return `UNUM_PORT_${port.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 }
 
-/** Total cpu and memory one allocation of the group asks for. */
-export function groupResources(g: GroupSpec): ComputeResources {
+/**
+ * Total cpu and memory one allocation of the group asks for, and its disk (MiB; 0 for a group
+ * stored before `ephemeral` existed).
+ */
+export function groupResources(g: GroupSpec): ComputeResources & { disk: number } {
   return g.tasks.reduce(
-    (acc, t) => ({ cpu: acc.cpu + t.resources.cpu, memory: acc.memory + t.resources.memory }),
-    {
-      cpu: 0,
-      memory: 0,
-    },
+    (acc, t) => ({ ...acc, cpu: acc.cpu + t.resources.cpu, memory: acc.memory + t.resources.memory }),
+    { cpu: 0, memory: 0, disk: g.ephemeral?.sizeMiB ?? 0 },
   );
 }
 
@@ -401,12 +407,20 @@ export function deviceMatches(request: string, device: { type: string; vendor: s
 }
 /**
  * Validates a decoded job document (from YAML or JSON) and returns it normalized, or throws an
- * InvalidError whose `fields` name each problem by path.
+ * InvalidError whose `fields` name each problem by path. A group without `ephemeral` gets
+ * `allocDiskMiB` (the server's default; DEFAULT_ALLOC_DISK_MIB unless given): every job parsed
+ * here has its disk size, so that the scheduler and the agent agree on it.
  */
-export function parseJobSpec(input: unknown): JobSpec {
+export function parseJobSpec(input: unknown, defaults: { allocDiskMiB?: number } = {}): JobSpec {
   const result = JobSpecSchema.safeParse(input);
-  if (result.success) return result.data;
-  throw InvalidError.fromFields(describeIssues(result.error.issues, input), 'invalid job');
+  if (!result.success)
+    throw InvalidError.fromFields(describeIssues(result.error.issues, input), 'invalid job');
+  const sizeMiB = defaults.allocDiskMiB ?? DEFAULT_ALLOC_DISK_MIB;
+  return {
+    ...result.data,
+    // Always the last key, given or not: versions are compared as JSON (reconcile.ts).
+    groups: result.data.groups.map(({ ephemeral, ...g }) => ({ ...g, ephemeral: ephemeral ?? { sizeMiB } })),
+  };
 }
 
 type Issue = z.core.$ZodIssue;

@@ -35,7 +35,9 @@ export type TaskEventType =
   | 'killed'
   | 'health'
   /** A restarted agent found the task still running and took it over (same process). */
-  | 'reattached';
+  | 'reattached'
+  /** The allocation went over a limit the agent enforces (its disk): the task is killed and fails. */
+  | 'limit-exceeded';
 
 export interface TaskEvent {
   time: number;
@@ -79,6 +81,8 @@ export interface AllocatedDevice {
 export interface AllocatedResources {
   cpu: number;
   memory: number;
+  /** MiB of disk (the group's `ephemeral.sizeMiB`); absent in allocations placed before it existed. */
+  disk?: number;
   ports: AllocatedPort[];
   /** Absent when the group asks for none. */
   devices?: AllocatedDevice[];
@@ -191,7 +195,7 @@ export interface PlacementFailure {
   nodesEvaluated: number;
   /** Filter name → nodes it rejected (e.g. `constraint os = windows`: 3). */
   nodesFiltered: Record<string, number>;
-  /** Dimension → nodes that lacked it (cpu, memory, ports). */
+  /** Dimension → nodes that lacked it (cpu, memory, disk, ports, devices). */
   nodesExhausted: Record<string, number>;
   /** One sentence for people. */
   summary: string;

@@ -39,6 +39,17 @@ describe('checkPlan', () => {
     assert.deepEqual(check, { ok: true, verdicts: [{ allocId: a.id, ok: true }] });
   });
 
+  test('refuses a placement whose disk was taken meanwhile', () => {
+    const h = new SchedulerHarness();
+    h.nodes.push(mock.node({ id: 'n1', disk: 3000 }));
+    const job = mock.job({ disk: 2000 });
+    h.jobs.push(job);
+    h.allocs.push(mock.alloc(job, h.nodes[0]!, { index: 0 }));
+    const late = mock.alloc(job, h.nodes[0]!, { index: 1, clientStatus: 'pending' });
+    const check = checkPlan(h, planOf({ place: [late] }));
+    assert.equal(!check.ok && check.reason, `node n1 no longer has room for ${late.name}`);
+  });
+
   test('refuses a placement on a node that is gone, down, draining or silent', () => {
     const { h, job } = setup();
     const a = mock.alloc(job, h.nodes[0]!);

@@ -78,6 +78,7 @@ function refusalReason(dimension: Dimension, p: Allocation, node: Node): string 
   switch (dimension) {
     case 'cpu':
     case 'memory':
+    case 'disk':
       return `node ${node.name} no longer has room for ${p.name}`;
     case 'devices':
       return `a device of ${p.name} was taken on ${node.name}`;

@@ -1,6 +1,6 @@
 /**
- * The one fit check: what a node has in use, and whether an ask (cpu, memory, concrete ports and
- * devices) still fits beside it. The resources and ports filters use it while a plan is built; the
+ * The one fit check: what a node has in use, and whether an ask (cpu, memory, disk, concrete ports
+ * and devices) still fits beside it. The resources and ports filters use it while a plan is built; the
  * plan applier uses it again (through `checkPlan`) against the latest state before committing.
  */
 import { holdsResources } from '../core/alloc.ts';
@@ -11,6 +11,8 @@ import type { Allocation, Node } from '../core/types.ts';
 export interface NodeUsage {
   cpu: number;
   memory: number;
+  /** MiB of the allocations' disks (`ephemeral.sizeMiB`). */
+  disk: number;
   ports: Set<number>;
   /** Device ids given to allocations. */
   devices: Set<string>;
@@ -19,12 +21,13 @@ export interface NodeUsage {
 }
 
 /** The dimensions a node can run out of; `PlacementFailure.nodesExhausted` counts by these. */
-export type Dimension = 'cpu' | 'memory' | 'ports' | 'devices';
+export type Dimension = 'cpu' | 'memory' | 'disk' | 'ports' | 'devices';
 
 /** What an allocation asks of a node in concrete terms. A missing field asks nothing. */
 export interface ResourceAsk {
   cpu?: number;
   memory?: number;
+  disk?: number;
   /** Port numbers that must be free. */
   ports?: readonly number[];
   /** Device ids that must be free. */
@@ -44,27 +47,34 @@ export type FitResult =
 
 const FITS: FitResult = { fits: true };
 
-/** What the scheduler may hand out on a node: its resources less what is kept for the host. */
-export function capacity(node: Node): ComputeResources {
+/** Sizes the scheduler packs: cpu and memory, and disk (MiB). */
+export type Capacity = ComputeResources & { disk: number };
+
+/**
+ * What the scheduler may hand out on a node: its resources less what is kept for the host. Disk is
+ * what its agent found free in its data dir's file system when it registered.
+ */
+export function capacity(node: Node): Capacity {
   return {
     cpu: node.resources.cpu - node.reserved.cpu,
     memory: node.resources.memory - node.reserved.memory,
+    disk: node.resources.disk,
   };
 }
 
-export function freeResources(node: Node, usage: NodeUsage): ComputeResources {
+export function freeResources(node: Node, usage: NodeUsage): Capacity {
   const cap = capacity(node);
-  return { cpu: cap.cpu - usage.cpu, memory: cap.memory - usage.memory };
+  return { cpu: cap.cpu - usage.cpu, memory: cap.memory - usage.memory, disk: cap.disk - usage.disk };
 }
 
 /**
  * Whether `ask` fits on `node` beside `usage`; the first dimension that does not, in the order
- * cpu, memory, devices, ports. Does not change `usage`: the caller books what it places.
+ * cpu, memory, disk, devices, ports. Does not change `usage`: the caller books what it places.
  */
 export function fitOnNode(node: Node, usage: NodeUsage, ask: ResourceAsk): FitResult {
   const free = freeResources(node, usage);
   const cap = capacity(node);
-  for (const dimension of ['cpu', 'memory'] as const) {
+  for (const dimension of ['cpu', 'memory', 'disk'] as const) {
     const want = ask[dimension] ?? 0;
     if (free[dimension] < want)
       return {
@@ -88,13 +98,14 @@ export function askOf(a: Pick<Allocation, 'resources'>): ResourceAsk {
   return {
     cpu: a.resources.cpu,
     memory: a.resources.memory,
+    disk: a.resources.disk ?? 0,
     ports: a.resources.ports.map((p) => p.value),
     devices: (a.resources.devices ?? []).map((d) => d.id),
   };
 }
 
 export function emptyUsage(): NodeUsage {
-  return { cpu: 0, memory: 0, ports: new Set(), devices: new Set(), groupCount: new Map() };
+  return { cpu: 0, memory: 0, disk: 0, ports: new Set(), devices: new Set(), groupCount: new Map() };
 }
 
 /** Usage from the allocations that hold resources on a node (desired to run and not finished). */
@@ -110,6 +121,7 @@ const groupKey = (a: Pick<Allocation, 'namespace' | 'jobId' | 'group'>) =>
 export function book(usage: NodeUsage, a: Allocation): void {
   usage.cpu += a.resources.cpu;
   usage.memory += a.resources.memory;
+  usage.disk += a.resources.disk ?? 0;
   for (const p of a.resources.ports) usage.ports.add(p.value);
   for (const d of a.resources.devices ?? []) usage.devices.add(d.id);
   const key = groupKey(a);
@@ -119,6 +131,7 @@ export function book(usage: NodeUsage, a: Allocation): void {
 export function unbook(usage: NodeUsage, a: Allocation): void {
   usage.cpu -= a.resources.cpu;
   usage.memory -= a.resources.memory;
+  usage.disk -= a.resources.disk ?? 0;
   for (const p of a.resources.ports) usage.ports.delete(p.value);
   for (const d of a.resources.devices ?? []) usage.devices.delete(d.id);
   const key = groupKey(a);

@@ -10,7 +10,8 @@ import { usageFromAllocs, type Dimension, type NodeUsage } from './fit.ts';
 export interface PlacementRequest {
   job: JobSpec;
   group: GroupSpec;
-  resources: ComputeResources;
+  /** The group's total; `disk` (MiB) absent or 0 asks none. */
+  resources: ComputeResources & { disk?: number };
 }
 
 /**

@@ -66,6 +66,36 @@ describe('generic scheduler', () => {
     assert.match(f.summary, /100000 MiB/);
   });
 
+  test('disk is packed like memory: a node whose disk is taken is exhausted on disk, and the summary says so', () => {
+    const h = setup(2, { disk: 5000 });
+    const filler = mock.job({ disk: 4000 });
+    h.jobs.push(filler);
+    h.allocs.push(mock.alloc(filler, h.nodes[0]!));
+    const job = mock.job({ count: 3, disk: 2000 });
+    h.jobs.push(job);
+    const plan = h.run(mock.evaluation(job));
+    assert.deepEqual(
+      plan.place.map((a) => [a.nodeId, a.resources.disk]),
+      [
+        ['n1', 2000],
+        ['n1', 2000],
+      ],
+    );
+    const f = plan.failedGroups['web'];
+    assert.equal(f?.unplaced, 1);
+    assert.deepEqual(f.nodesExhausted, { disk: 2 });
+    assert.match(f.summary, /2 nodes lack disk \(needs 2000 MiB, the most free on any node is 1000 MiB\)/);
+  });
+
+  test("a group bigger than any node's disk can never be placed", () => {
+    const h = setup(1, { disk: 5000 });
+    const job = mock.job({ disk: 6000 });
+    h.jobs.push(job);
+    const plan = h.run(mock.evaluation(job));
+    assert.equal(plan.place.length, 0);
+    assert.deepEqual(plan.failedGroups['web']?.nodesExhausted, { disk: 1 });
+  });
+
   test('no ready node says so', () => {
     const h = setup(0);
     const job = mock.job();

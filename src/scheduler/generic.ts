@@ -150,7 +150,12 @@ function newAllocation(
     index,
     nodeId,
     groupSpec: group,
-    resources: { cpu: resources.cpu, memory: resources.memory, ports },
+    resources: {
+      cpu: resources.cpu,
+      memory: resources.memory,
+      ...(group.ephemeral !== undefined ? { disk: group.ephemeral.sizeMiB } : {}),
+      ports,
+    },
     desiredStatus: 'run',
     clientStatus: 'pending',
     taskStates: {},

@@ -3,7 +3,7 @@
  * take it (each rejection is a status value with a reason, kept for `unum why`), score plugins rank
  * the rest, the best node wins and gets its ports and devices assigned.
  */
-import type { ConstraintSpec, GroupSpec, ComputeResources } from '../core/job-spec.ts';
+import type { ConstraintSpec, GroupSpec } from '../core/job-spec.ts';
 import { HOST_NETWORK_ATTRIBUTE, deviceMatches } from '../core/job-spec.ts';
 import { regexpMatches } from '../core/regexp.ts';
 import type { AllocatedDevice, AllocatedPort, Node, PlacementFailure } from '../core/types.ts';
@@ -82,7 +82,8 @@ export const filters: FilterPlugin[] = [
   {
     name: 'resources',
     filter(node, req, usage) {
-      const fit = fitOnNode(node, usage, { cpu: req.resources.cpu, memory: req.resources.memory });
+      const { cpu, memory, disk } = req.resources;
+      const fit = fitOnNode(node, usage, { cpu, memory, ...(disk !== undefined ? { disk } : {}) });
       if (fit.fits) return OK;
       return {
         status: fit.beyondCapacity ? 'unresolvable' : 'unschedulable',
@@ -288,18 +289,18 @@ export function assignPorts(
 /** One sentence for people, e.g. "no node has enough memory (needs 100000 MiB; 1 node evaluated)". */
 export function summarizeFailure(
   f: Omit<PlacementFailure, 'unplaced' | 'summary'>,
-  resources: ComputeResources,
+  resources: PlacementRequest['resources'],
   nodes: readonly Node[],
   usageOf: (node: Node) => NodeUsage,
 ): string {
   if (f.nodesEvaluated === 0) return 'no node is ready to run work (is an agent running?)';
   const parts: string[] = [];
   for (const [dimension, n] of Object.entries(f.nodesExhausted)) {
-    if (dimension === 'memory' || dimension === 'cpu') {
-      const unit = dimension === 'memory' ? 'MiB' : 'millicores';
+    if (dimension === 'memory' || dimension === 'cpu' || dimension === 'disk') {
+      const unit = dimension === 'cpu' ? 'millicores' : 'MiB';
       const largest = Math.max(0, ...nodes.map((node) => freeResources(node, usageOf(node))[dimension]));
       parts.push(
-        `${n} node${n === 1 ? '' : 's'} lack ${dimension} (needs ${resources[dimension]} ${unit}, the most free on any node is ${largest} ${unit})`,
+        `${n} node${n === 1 ? '' : 's'} lack ${dimension} (needs ${resources[dimension] ?? 0} ${unit}, the most free on any node is ${largest} ${unit})`,
       );
     } else parts.push(`${n} node${n === 1 ? '' : 's'} lack free ${dimension}`);
   }

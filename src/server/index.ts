@@ -6,7 +6,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { UnavailableError } from '../core/errors.ts';
+import { InvalidError, UnavailableError } from '../core/errors.ts';
+import { DEFAULT_ALLOC_DISK_MIB, MAX_DISK } from '../core/job-spec.ts';
 import { newId } from '../core/ids.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
@@ -60,6 +61,11 @@ export interface ServerOptions {
    * (defaults: DEFAULT_CONNECTION_LIMITS in src/transport/listen.ts).
    */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * `ephemeral.sizeMiB` given to a submitted group that sets none (default DEFAULT_ALLOC_DISK_MIB):
+   * decided at submission, kept in the job version, so the scheduler and the agents agree on it.
+   */
+  allocDiskMiB?: number;
 }
 
 export interface RunningServer {
@@ -75,6 +81,12 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.logger ?? silentLogger();
+  const disk = options.allocDiskMiB;
+  if (disk !== undefined && (!Number.isSafeInteger(disk) || disk < 1 || disk > MAX_DISK))
+    throw InvalidError.fromFields(
+      [{ path: 'allocDiskMiB', message: `expected a whole number of MiB, 1 to ${MAX_DISK}, got ${disk}` }],
+      'invalid server options',
+    );
   const dir = join(options.dataDir, 'server');
   // The store and the server's secrets: nobody else's to read.
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -119,6 +131,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       clock,
       version,
       addr: () => addr,
+      allocDiskMiB: options.allocDiskMiB ?? DEFAULT_ALLOC_DISK_MIB,
     }),
   );
   router.add({

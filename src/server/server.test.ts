@@ -183,7 +183,7 @@ describe('server API', () => {
 
   test('a blocked job is placed once a node with room arrives', async () => {
     await nodeApi.registerNode(
-      registration('node-big', { resources: { cpu: 4000, memory: 2_000_000, disk: 1 } }),
+      registration('node-big', { resources: { cpu: 4000, memory: 2_000_000, disk: 100_000 } }),
     );
     live.add('node-big');
     const placed = await waitFor(async () => (await client.jobAllocations('huge')).items[0]);
@@ -281,7 +281,7 @@ describe('server API', () => {
     'a node that stops heartbeating goes down; its allocations are lost and replaced elsewhere',
     { timeout: 90_000 },
     async () => {
-      const room = { cpu: 4000, memory: 5_000_000, disk: 1 };
+      const room = { cpu: 4000, memory: 5_000_000, disk: 100_000 };
       await nodeApi.registerNode(registration('node-doomed', { resources: room }));
       await client.submitJob(
         job('mover', {

@@ -10,11 +10,13 @@ type JobSpecOverrides = Partial<JobSpecInput> & {
   cpu?: number;
   memory?: number;
   ports?: string[];
+  /** The group's `ephemeral.sizeMiB` (default: parseJobSpec's). */
+  disk?: number;
 };
 
 export const mock = {
   jobSpec(over: JobSpecOverrides = {}): JobSpec {
-    const { count = 1, cpu = 100, memory = 64, ports = [], ...rest } = over;
+    const { count = 1, cpu = 100, memory = 64, ports = [], disk, ...rest } = over;
     return parseJobSpec({
       job: `job-${++seq}`,
       groups: [
@@ -23,6 +25,7 @@ export const mock = {
           count,
           network: { ports },
           tasks: [{ name: 'server', command: 'sleep', args: ['300'], resources: { cpu, memory } }],
+          ...(disk !== undefined ? { ephemeral: { sizeMiB: disk } } : {}),
         },
       ],
       ...rest,
@@ -43,8 +46,8 @@ export const mock = {
     };
   },
 
-  node(over: Partial<Node> & { cpu?: number; memory?: number } = {}): Node {
-    const { cpu = 4000, memory = 8192, ...rest } = over;
+  node(over: Partial<Node> & { cpu?: number; memory?: number; disk?: number } = {}): Node {
+    const { cpu = 4000, memory = 8192, disk = 100_000, ...rest } = over;
     const id = rest.id ?? `node-${String(++seq).padStart(4, '0')}`;
     return {
       id,
@@ -52,7 +55,7 @@ export const mock = {
       address: 'http://127.0.0.1:1',
       status: 'ready',
       drain: false,
-      resources: { cpu, memory, disk: 100_000 },
+      resources: { cpu, memory, disk },
       reserved: { cpu: 0, memory: 0 },
       attributes: { os: 'linux', arch: 'x64', hostname: id },
       drivers: { exec: { detected: true, healthy: true }, raw_exec: { detected: true, healthy: true } },
@@ -77,7 +80,12 @@ export const mock = {
       index,
       nodeId: node.id,
       groupSpec: group,
-      resources: { cpu: group.tasks[0]!.resources.cpu, memory: group.tasks[0]!.resources.memory, ports: [] },
+      resources: {
+        cpu: group.tasks[0]!.resources.cpu,
+        memory: group.tasks[0]!.resources.memory,
+        ...(group.ephemeral !== undefined ? { disk: group.ephemeral.sizeMiB } : {}),
+        ports: [],
+      },
       desiredStatus: 'run',
       clientStatus: 'running',
       taskStates: {},

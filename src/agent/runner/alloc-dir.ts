@@ -11,7 +11,8 @@
  * Directories stay after the allocation ends so that `unum logs` can still read them.
  */
 import { InvalidError } from '../../core/errors.ts';
-import { mkdir, open } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface TaskDir {
@@ -79,4 +80,27 @@ export async function buildAllocDir(
       for (const file of [t.stdout, t.stderr]) await (await open(file, 'a')).close();
     }),
   );
+}
+
+/**
+ * Removes trees a task made, whatever their depth. Node's `rm` builds whole paths and fails with
+ * ENAMETOOLONG past PATH_MAX, which a task can nest on purpose; coreutils' `rm` walks with openat.
+ * Neither follows a symlink; `--one-file-system` never leaves the file system. Node's is the fallback
+ * where there is no `rm`. Rejects when something could not be removed.
+ */
+export function removeTree(...paths: string[]): Promise<void> {
+  if (paths.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    execFile('rm', ['-rf', '--one-file-system', '--', ...paths], (err, _stdout, stderr) => {
+      if (err === null) return resolve();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        return void Promise.all(paths.map((p) => rm(p, { recursive: true, force: true }))).then(
+          () => resolve(),
+          reject,
+        );
+      reject(
+        new Error(`could not remove ${paths.join(', ')}: ${stderr.trim() || err.message}`, { cause: err }),
+      );
+    });
+  });
 }

@@ -6,6 +6,8 @@
  *      │                                 │
  *      └──────(a task failed for good: the others are stopped)──────────────────▶ failed
  *   a stop asked by the server (desiredStatus stop) ends as complete: "stopped by server: <why>"
+ *   a limit of the allocation exceeded (its disk: disk-watch.ts) fails it: every task is killed
+ *   and fails, no restart; its description is the reason
  *
  * A terminal status (complete, failed) is reported only once no process of the allocation is left,
  * so that the server may hand its resources and ports to someone else as soon as it sees it.
@@ -26,6 +28,13 @@ import { taskDirPaths } from './alloc-dir.ts';
 import { taskApiSocketPath } from './task-env.ts';
 import type { Driver, TaskConfig, TaskUsage } from '../drivers/types.ts';
 import { checkTargets, type HealthSnapshot } from './health.ts';
+import {
+  DEFAULT_DISK_WATCH,
+  diskHook,
+  type DiskHook,
+  type DiskSnapshot,
+  type DiskWatchOptions,
+} from './disk-watch.ts';
 import {
   allocDirHook,
   devicesHook,
@@ -50,6 +59,8 @@ export interface AllocRunnerOptions {
   logLimits?: LogLimits;
   /** The driver for a task's `driver` name, or why it can not run here. */
   driverFor: (name: string) => Driver | { unavailable: string };
+  /** How the allocation's disk is measured (default DEFAULT_DISK_WATCH). */
+  disk?: DiskWatchOptions;
   /** Fetches the workload tokens of this allocation's tasks from a server (absent: no identity). */
   fetchIdentity?: FetchIdentity;
   /** The driver of that name even when it may not start tasks (to re-attach to a restored task). */
@@ -83,6 +94,9 @@ export class AllocRunner {
   /** Why the allocation is being stopped (by the server, by the agent); undefined while it runs. */
   private stopReason: string | undefined;
   private failedTask: string | undefined;
+  /** Why the allocation as a whole was failed (a limit it exceeded). */
+  private failReason: string | undefined;
+  private readonly disk: DiskHook;
   /** When set, nothing more is reported (agent shutdown: the next agent process takes over). */
   private silent = false;
   private runPromise: Promise<void> | undefined;
@@ -97,6 +111,7 @@ export class AllocRunner {
       this.description = restored.clientDescription;
       this.stopReason = restored.stopReason;
       this.failedTask = restored.failedTask;
+      this.failReason = restored.failReason;
     }
     this.logger = opts.logger.child({ allocId: this.id, alloc: opts.alloc.name });
     const network = new NetworkHook(opts.alloc, opts.networks);
@@ -161,6 +176,13 @@ export class AllocRunner {
             join(dirname(opts.allocsDir), 'sockets'),
           )
         : undefined;
+    this.disk = diskHook({
+      alloc: opts.alloc,
+      allocsDir: opts.allocsDir,
+      options: opts.disk ?? DEFAULT_DISK_WATCH,
+      onExceeded: (reason) => this.fail(reason),
+      logger: this.logger,
+    });
     this.hooks = [
       allocDirHook(),
       network,
@@ -168,6 +190,7 @@ export class AllocRunner {
       ...(taskApi ? [taskApi] : []),
       ...(identity ? [identity] : []),
       ...(health ? [health] : []),
+      this.disk,
     ];
   }
 
@@ -223,7 +246,9 @@ export class AllocRunner {
     // had begun (a stop, or a failed task whose siblings were being stopped).
     const stopWhy =
       this.stopReason ?? (this.failedTask !== undefined ? `task "${this.failedTask}" failed` : undefined);
-    if (stopWhy !== undefined) for (const t of this.tasks) void t.kill(stopWhy);
+    if (this.failReason !== undefined)
+      for (const t of this.tasks) void t.kill(this.failReason, { limitExceeded: true });
+    else if (stopWhy !== undefined) for (const t of this.tasks) void t.kill(stopWhy);
     else if (this.clientStatus === 'running') this.started();
     await Promise.all(this.tasks.map((t) => t.run()));
     this.recompute();
@@ -287,6 +312,11 @@ export class AllocRunner {
     return out;
   }
 
+  /** The last measurement of the allocation's disk (see disk-watch.ts); undefined before the first. */
+  diskUsage(): DiskSnapshot | undefined {
+    return this.disk.usage();
+  }
+
   /** When the last task ended (ms); undefined while one runs or never ran. */
   get finishedAt(): number | undefined {
     if (!this.finished) return undefined;
@@ -307,6 +337,7 @@ export class AllocRunner {
     if (this.healthSnap !== undefined) s.healthy = this.healthSnap.healthy;
     if (this.stopReason !== undefined) s.stopReason = this.stopReason;
     if (this.failedTask !== undefined) s.failedTask = this.failedTask;
+    if (this.failReason !== undefined) s.failReason = this.failReason;
     return s;
   }
 
@@ -333,6 +364,21 @@ export class AllocRunner {
     }
     await Promise.all(this.tasks.map((t) => t.kill(reason)));
     await this.runPromise;
+  }
+
+  /**
+   * The allocation went over a limit (its disk): every task is killed at once and fails (no
+   * restart), and the allocation fails with `reason`. Resolves when every task is dead.
+   */
+  async fail(reason: string): Promise<void> {
+    if (this.failReason === undefined && this.stopReason === undefined && !this.finished) {
+      this.failReason = reason;
+      this.logger.warn({ reason }, 'failing allocation');
+      this.stopped();
+      for (const t of this.tasks) void t.kill(reason, { limitExceeded: true });
+      this.recompute();
+    }
+    await Promise.all(this.tasks.map((t) => t.kill(reason)));
   }
 
   /** Stops the tasks without reporting anything more: the agent is going away. */
@@ -363,6 +409,7 @@ export class AllocRunner {
       for (const t of this.tasks) if (!t.isDead) void t.kill(`task "${failed.name}" failed`);
     }
     const failure = (): string => {
+      if (this.failReason !== undefined) return this.failReason;
       const t = this.tasks.find((x) => x.name === this.failedTask);
       const last = t?.state().events.at(-1)?.message;
       return `task "${this.failedTask}" failed${last === undefined ? '' : `: ${last}`}`;
@@ -383,6 +430,8 @@ export class AllocRunner {
       );
     } else if (this.failedTask !== undefined) {
       this.description = `${failure()}; stopping the other tasks`;
+    } else if (this.failReason !== undefined) {
+      this.description = `${this.failReason}; stopping the tasks`;
     } else if (this.stopReason !== undefined) {
       this.description = `stopping: ${this.stopReason}`;
     } else if (this.clientStatus === 'running' || this.tasks.every((t) => t.hasStarted)) {

@@ -5,6 +5,7 @@
  *
  *   received → started → terminated → restarting → started → … → (not-restarting | done)
  *                      ↘ killing → killed                     (a stop asked by the alloc runner)
+ *                      ↘ limit-exceeded → killing → killed    (the allocation went over its disk: failed)
  *   driver-failure                                            (exec error: fails at once, no retry)
  *
  * A runner can also be rebuilt from the agent's state file after an agent restart (`restored`): a task
@@ -74,6 +75,8 @@ export class TaskRunner {
   private readonly st: TaskState;
   private handle: TaskHandle | undefined;
   private killReason: string | undefined;
+  /** The kill is for a limit the allocation exceeded: SIGKILL at once, and the task fails. */
+  private limitExceeded = false;
   private wakeFromDelay: (() => void) | undefined;
   private started = false;
   private runPromise: Promise<void> | undefined;
@@ -114,6 +117,7 @@ export class TaskRunner {
     this.st = { ...restored.state, events: restored.state.events.map((e) => ({ ...e })) };
     this.started = restored.started;
     this.killReason = restored.killReason;
+    this.limitExceeded = restored.limitExceeded === true;
     this.restartAt = restored.restartAt;
     if (this.st.state === 'running') this.toRecover = restored.handle;
     if (this.st.state === 'dead') {
@@ -139,6 +143,7 @@ export class TaskRunner {
     if (handleState !== undefined && this.st.state === 'running') p.handle = handleState;
     if (this.restartAt !== undefined && this.st.state === 'pending') p.restartAt = this.restartAt;
     if (this.killReason !== undefined) p.killReason = this.killReason;
+    if (this.limitExceeded) p.limitExceeded = true;
     return p;
   }
 
@@ -203,10 +208,16 @@ export class TaskRunner {
   /**
    * Stops the task for good: killSignal to its process group, SIGKILL after killTimeout, no restart.
    * A task waiting to restart just stops waiting. Idempotent; resolves when the task is dead.
+   * `limitExceeded`: the allocation went over a limit (its disk): a `limit-exceeded` event with the
+   * reason, SIGKILL at once (no grace to write more), and the task ends failed.
    */
-  async kill(reason: string): Promise<void> {
+  async kill(reason: string, how: { limitExceeded?: boolean } = {}): Promise<void> {
     if (this.st.state !== 'dead' && this.killReason === undefined) {
       this.killReason = reason;
+      if (how.limitExceeded === true) {
+        this.limitExceeded = true;
+        this.event('limit-exceeded', reason);
+      }
       this.notify('stop', (h) => h.stop?.(this.hookCtx, reason));
       this.wakeFromDelay?.();
       this.sendStop();
@@ -216,7 +227,7 @@ export class TaskRunner {
     if (this.runPromise === undefined) {
       // Never started: nothing to stop.
       this.event('killed', `stopped before it started: ${reason}`);
-      this.finish(false);
+      this.finish(this.limitExceeded);
       this.runPromise = Promise.resolve();
       this.recoveredSignal.resolve();
     }
@@ -237,7 +248,9 @@ export class TaskRunner {
     const handle = this.handle;
     if (handle === undefined || this.stopSent || this.killReason === undefined) return;
     this.stopSent = true;
-    const { killSignal, killTimeout } = this.opts.task;
+    const { killSignal, killTimeout } = this.limitExceeded
+      ? { killSignal: 'SIGKILL' as const, killTimeout: 0 }
+      : this.opts.task;
     this.event(
       'killing',
       `sending ${killSignal}${killSignal === 'SIGKILL' ? '' : ` (SIGKILL after ${formatDuration(killTimeout)})`}: ${this.killReason}`,
@@ -268,7 +281,7 @@ export class TaskRunner {
           this.restartAt = undefined;
           if (this.killReason !== undefined) {
             this.event('killed', `stopped while waiting to restart: ${this.killReason}`);
-            this.finish(false);
+            this.finish(this.limitExceeded);
             return;
           }
           if ('unavailable' in driver) {
@@ -317,8 +330,9 @@ export class TaskRunner {
       this.recordExit(result);
       this.notify('exited', (h) => h.exited?.(this.hookCtx, result));
       if (this.killReason !== undefined) {
-        this.event('killed', `stopped (${exitMessage ?? describeExit(result)}): ${this.killReason}`, result);
-        this.finish(false);
+        const how = this.limitExceeded ? 'ended' : 'stopped';
+        this.event('killed', `${how} (${exitMessage ?? describeExit(result)}): ${this.killReason}`, result);
+        this.finish(this.limitExceeded);
         return;
       }
       this.event('terminated', exitMessage ?? describeExit(result), result);

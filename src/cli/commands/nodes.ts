@@ -10,9 +10,11 @@ export const nodesCommand: Command = {
   usage: `Usage: unum nodes
 
 Lists the nodes: ID, NAME, ADDRESS, STATUS, DRAIN, CPU (free/total cores),
-MEMORY (free/total), ALLOCS (running allocations). Totals are what the
-scheduler may hand out (the machine minus what is reserved for the host);
-free is the total minus what running allocations hold.
+MEMORY (free/total), DISK (free/total), ALLOCS (running allocations). Totals
+are what the scheduler may hand out (the machine minus what is reserved for
+the host; for disk, what was free in the agent's data dir when it started);
+free is the total minus what running allocations hold (disk: their
+ephemeral.sizeMiB).
 
 Flags:
   --json   the nodes as the API returns them, plus "allocated" per node id
@@ -42,6 +44,7 @@ Examples:
 export interface NodeUsage {
   cpu: number;
   memory: number;
+  disk: number;
   allocations: number;
 }
 
@@ -50,9 +53,10 @@ export function nodeUsage(allocs: readonly Allocation[]): Map<string, NodeUsage>
   const usage = new Map<string, NodeUsage>();
   for (const a of allocs) {
     if (a.clientStatus !== 'running' && a.clientStatus !== 'pending') continue;
-    const u = usage.get(a.nodeId) ?? { cpu: 0, memory: 0, allocations: 0 };
+    const u = usage.get(a.nodeId) ?? { cpu: 0, memory: 0, disk: 0, allocations: 0 };
     u.cpu += a.resources.cpu;
     u.memory += a.resources.memory;
+    u.disk += a.resources.disk ?? 0;
     u.allocations++;
     usage.set(a.nodeId, u);
   }
@@ -67,7 +71,7 @@ export function formatNodes(
   const rows = [...nodes]
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((n) => {
-      const u = usage.get(n.id) ?? { cpu: 0, memory: 0, allocations: 0 };
+      const u = usage.get(n.id) ?? { cpu: 0, memory: 0, disk: 0, allocations: 0 };
       const cpu = n.resources.cpu - n.reserved.cpu;
       const memory = n.resources.memory - n.reserved.memory;
       return [
@@ -78,14 +82,25 @@ export function formatNodes(
         n.drain ? c.yellow('yes') : 'no',
         `${formatCores(cpu - u.cpu)}/${formatCores(cpu)}`,
         `${formatMemory(memory - u.memory)}/${formatMemory(memory)}`,
+        `${formatMemory(n.resources.disk - u.disk)}/${formatMemory(n.resources.disk)}`,
         String(u.allocations),
       ];
     });
   return table(
-    ['ID', 'NAME', 'ADDRESS', 'STATUS', 'DRAIN', 'CPU FREE/TOTAL', 'MEMORY FREE/TOTAL', 'ALLOCS'],
+    [
+      'ID',
+      'NAME',
+      'ADDRESS',
+      'STATUS',
+      'DRAIN',
+      'CPU FREE/TOTAL',
+      'MEMORY FREE/TOTAL',
+      'DISK FREE/TOTAL',
+      'ALLOCS',
+    ],
     rows,
     {
-      align: ['left', 'left', 'left', 'left', 'left', 'right', 'right', 'right'],
+      align: ['left', 'left', 'left', 'left', 'left', 'right', 'right', 'right', 'right'],
       header: c.bold,
     },
   );

@@ -9,6 +9,7 @@ import {
   allocRestarts,
   allocStatus,
   formatAge,
+  formatMemory,
   formatPorts,
   json,
   statusColor,
@@ -22,13 +23,16 @@ export const psCommand: Command = {
   usage: `Usage: unum ps [--all] [--job JOB] [--node NODE]
 
 Lists allocations cluster-wide: ID, JOB, NAME, NODE, STATUS, PIDS, CPU, MEM,
-PORTS, RESTARTS, AGE. By default only the ones running or about to; --all adds
+DISK, PORTS, RESTARTS, AGE. By default only the ones running or about to; --all adds
 the stopped, complete and failed ones. All namespaces unless -n is given.
 
 CPU is the CPU the allocation's tasks used over the last few seconds, in percent
 of one core (250% = two and a half cores busy); MEM the memory they use now, in
 MiB. Both are asked of each node's agent (once per node, in parallel) and need
 cgroups on the node; "-" when a node does not answer (a note says which).
+DISK is what the allocation's directories take (its tasks' files and the shared
+alloc/ dir, logs apart) over its limit, ephemeral.sizeMiB, as the agent last
+measured it (every few seconds): an allocation over its limit is killed.
 
 Flags:
   --all                include finished allocations
@@ -89,7 +93,9 @@ Examples:
 export interface AllocUsage {
   /** Percent of one core; undefined until the agent has two samples. */
   cpuPercent: number | undefined;
-  memoryBytes: number;
+  /** Undefined when the node measures no task's memory (no cgroups). */
+  memoryBytes: number | undefined;
+  disk?: { usedBytes: number; limitBytes?: number };
 }
 
 /**
@@ -115,10 +121,12 @@ export async function fetchUsage(
     for (const [allocId, stats] of Object.entries(answer.value.allocations)) {
       const tasks = Object.values(stats.tasks);
       const cpu = tasks.filter((t) => t.cpuPercent !== undefined);
-      usage.set(allocId, {
+      const u: AllocUsage = {
         cpuPercent: cpu.length > 0 ? cpu.reduce((n, t) => n + (t.cpuPercent ?? 0), 0) : undefined,
-        memoryBytes: tasks.reduce((n, t) => n + t.memoryBytes, 0),
-      });
+        memoryBytes: tasks.length > 0 ? tasks.reduce((n, t) => n + t.memoryBytes, 0) : undefined,
+      };
+      if (stats.disk !== undefined) u.disk = stats.disk;
+      usage.set(allocId, u);
     }
   });
   return { usage, problems };
@@ -141,17 +149,31 @@ export function formatPs(
       statusColor(c, allocStatus(a)),
       pids(a),
       formatCpu(u?.cpuPercent),
-      u === undefined ? '-' : formatMiB(u.memoryBytes),
+      u?.memoryBytes === undefined ? '-' : formatMiB(u.memoryBytes),
+      formatDisk(u?.disk),
       formatPorts(a),
       String(allocRestarts(a)),
       formatAge(a.createdAt, now),
     ];
   });
   return table(
-    ['ID', 'JOB', 'NAME', 'NODE', 'STATUS', 'PIDS', 'CPU', 'MEM', 'PORTS', 'RESTARTS', 'AGE'],
+    ['ID', 'JOB', 'NAME', 'NODE', 'STATUS', 'PIDS', 'CPU', 'MEM', 'DISK', 'PORTS', 'RESTARTS', 'AGE'],
     rows,
     {
-      align: ['left', 'left', 'left', 'left', 'left', 'left', 'right', 'right', 'left', 'right', 'left'],
+      align: [
+        'left',
+        'left',
+        'left',
+        'left',
+        'left',
+        'left',
+        'right',
+        'right',
+        'right',
+        'left',
+        'right',
+        'left',
+      ],
       header: c.bold,
     },
   );
@@ -167,6 +189,13 @@ export function formatCpu(percent: number | undefined): string {
 export function formatMiB(bytes: number): string {
   const mib = bytes / (1024 * 1024);
   return mib < 10 ? `${mib.toFixed(1)}MiB` : `${Math.round(mib)}MiB`;
+}
+
+/** `3.2MiB/1GiB`: used over the limit (just used when the allocation has none). */
+export function formatDisk(disk: AllocUsage['disk']): string {
+  if (disk === undefined) return '-';
+  const used = formatMiB(disk.usedBytes);
+  return disk.limitBytes === undefined ? used : `${used}/${formatMemory(disk.limitBytes / (1024 * 1024))}`;
 }
 
 function pids(a: Allocation): string {

@@ -31,6 +31,8 @@ export interface ApiDeps {
   clock: Clock;
   version: string;
   addr: () => string;
+  /** `ephemeral.sizeMiB` of a submitted group that sets none (`--alloc-disk-mib`). */
+  allocDiskMiB: number;
 }
 
 /** Who made a change, as events record it (the audit trail). */
@@ -107,7 +109,7 @@ export async function specFromBody(d: ApiDeps, ctx: RequestContext): Promise<Job
   // A file without a namespace goes to the one the request names.
   const withNs =
     doc['namespace'] === undefined && ctx.query.has('namespace') ? { ...doc, namespace: ctx.namespace } : doc;
-  const spec = parseJobSpec(withNs);
+  const spec = parseJobSpec(withNs, { allocDiskMiB: d.allocDiskMiB });
   if (spec.namespace !== ctx.namespace)
     await d.authorizer.authorize(ctx.identity, 'job:write', spec.namespace);
   return spec;
