@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { addressAt, allocationIndexes, gatewayOf, overlaps, parseIPv4, parseSubnet } from './cidr.ts';
-import { hostPortsInUse } from './host-ports.ts';
+import { hostPortsInUse, listeningPorts } from './host-ports.ts';
 import { portsCommand, tableName, tableRuleset } from './nft.ts';
 
 describe('allocation subnets', () => {
@@ -69,5 +69,28 @@ describe("the host's own ports", () => {
     }
     assert.deepEqual(await hostPortsInUse([tcpPort]), []);
     assert.deepEqual(await hostPortsInUse([]), []);
+  });
+  it('are not those a connection of the host uses as its own end (they can be published)', async () => {
+    const server = createServer((s) => s.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await new Promise((r) => client.once('connect', r));
+    const clientPort = client.localPort!;
+    try {
+      assert.deepEqual(await hostPortsInUse([clientPort]), []);
+    } finally {
+      client.destroy();
+      server.close();
+    }
+  });
+  it('are read from the LISTEN and unconnected UDP entries of /proc/net', () => {
+    const tcp = [
+      '  sl  local_address rem_address   st tx_queue rx_queue',
+      '   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0',
+      '   1: 0100007F:1F90 0100007F:D2C4 01 00000000:00000000 00:00000000 00000000     0',
+    ].join('\n');
+    assert.deepEqual([...listeningPorts(tcp, 'tcp')], [22]);
+    const udp = ['  sl  local_address rem_address   st', '  5: 00000000:0035 00000000:0000 07 0'].join('\n');
+    assert.deepEqual([...listeningPorts(udp, 'udp')], [53]);
   });
 });
