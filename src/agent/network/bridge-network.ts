@@ -31,6 +31,9 @@ import { ipBatch, nftApply, type NetTools } from './commands.ts';
 import { hostPortsInUse } from './host-ports.ts';
 import { portsCommand, tableName, tableRuleset, type NftTable } from './nft.ts';
 
+/** How long the pool waits after a claim before it is refilled. */
+const REFILL_DELAY_MS = 100;
+
 /** Where `ip netns` keeps its namespaces. */
 export const NETNS_DIR = '/run/netns';
 
@@ -89,6 +92,7 @@ export class BridgeNetwork {
   /** Held namespaces whose ports were not published (yet). */
   private readonly unpublished = new Set<number>();
   private filling: Promise<void> | undefined;
+  private refill: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(opts: BridgeNetworkOptions) {
@@ -172,7 +176,7 @@ export class BridgeNetwork {
       );
       return published;
     };
-    this.fill();
+    this.fillLater();
     return { ...this.describe(index), publish };
   }
 
@@ -208,6 +212,7 @@ export class BridgeNetwork {
   /** Stops filling the pool. Namespaces stay: running allocations keep theirs, the pool is reused. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.refill);
     await this.filling;
   }
 
@@ -285,6 +290,16 @@ export class BridgeNetwork {
   }
 
   /** Keeps `poolSize` namespaces ready, one at a time, in the background. */
+  /**
+   * Refills the pool once claims pause (REFILL_DELAY_MS after the last): making a namespace spawns
+   * two processes, which would compete with the start of the allocation that just took one.
+   */
+  private fillLater(): void {
+    clearTimeout(this.refill);
+    this.refill = setTimeout(() => this.fill(), REFILL_DELAY_MS);
+    this.refill.unref();
+  }
+
   private fill(): void {
     const size = this.opts.poolSize ?? 2;
     if (this.filling !== undefined || this.closed || this.pool.length >= size) return;
