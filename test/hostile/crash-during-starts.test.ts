@@ -4,11 +4,13 @@
  * process, each in its own task cgroup; after `unum stop` of the job and a clean shutdown, no
  * process of the job is left anywhere (before, a sandbox whose start pipe closed with the agent went
  * on outside its cgroup, unlimited, and the restarted agent started the allocation a second time).
+ * With allocation networks (as root with iproute2 and nftables): each allocation runs in a network
+ * namespace of its own, and after the stop only the agent's pool of ready namespaces is left.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,8 +20,9 @@ import { missingCgroups, missingRoot, missingTools } from '../../src/testing/too
 import { waitFor } from '../../src/testing/wait.ts';
 import { freePort } from '../../src/testing/net.ts';
 import { startUp } from '../../src/testing/unum-up.ts';
+import { missingNetworkTools, removeTestNetwork, testNetwork } from '../../src/testing/network.ts';
 
-const COUNT = 30;
+const COUNT = 50;
 
 const skip =
   missingRoot('kill -9 during starts needs isolated tasks') ??
@@ -64,9 +67,19 @@ describe('a crash while tasks start leaves nothing behind', { skip, timeout: 300
   let port: number;
   let up: ChildProcess | undefined;
   let client: UnumClient;
+  const network = missingNetworkTools() === undefined ? testNetwork() : undefined;
+  /** The namespaces of the test's bridge (allocations' and the pool's). */
+  const namespaces = () => {
+    if (network === undefined) return [];
+    try {
+      return readdirSync('/run/netns').filter((n) => n.startsWith(`${network.bridge}-`));
+    } catch {
+      return [];
+    }
+  };
 
   const start = async () => {
-    up = await startUp({ port, dataDir: dir, client });
+    up = await startUp({ port, dataDir: dir, client, ...(network ? { network } : {}) });
   };
   const exited = (p: ChildProcess) =>
     p.exitCode !== null || p.signalCode !== null
@@ -94,6 +107,7 @@ describe('a crash while tasks start leaves nothing behind', { skip, timeout: 300
       }
     }
     rmSync(dir, { recursive: true, force: true });
+    if (network !== undefined) removeTestNetwork(network);
   });
 
   test('kill -9 during a burst of starts: one process per allocation, in its cgroup, none after stop', async () => {
@@ -165,11 +179,29 @@ describe('a crash while tasks start leaves nothing behind', { skip, timeout: 300
       );
     }
 
+    if (network !== undefined) {
+      // Each allocation in a network of its own, none shared, none the host's.
+      const nets = new Map<string, string>();
+      for (const p of tasks) nets.set(p.allocId, readlinkSync(`/proc/${p.pid}/ns/net`));
+      assert.equal(new Set(nets.values()).size, COUNT, 'one network namespace per allocation');
+      assert.ok(
+        ![...nets.values()].includes(readlinkSync('/proc/self/ns/net')),
+        "a task on the host's network",
+      );
+      assert.ok(namespaces().length >= COUNT, `namespaces of the bridge: ${namespaces().length}`);
+    }
+
     await client.stopJob(job);
     await waitFor(() => processesOf(job).length === 0, {
       timeoutMs: 60_000,
       intervalMs: 100,
       description: 'no process of the job left after unum stop',
+    });
+    // Their networks are given back: what is left is the pool of ready ones (2).
+    await waitFor(() => namespaces().length <= 2, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      description: "the allocations' network namespaces removed",
     });
     up!.kill('SIGINT');
     await exited(up!);
