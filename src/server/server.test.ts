@@ -445,7 +445,7 @@ describe('server API', () => {
     await client.submitJob({ ...job('secret-web'), namespace: 'team-b' });
 
     await client.applyAclPolicy('team-a', {
-      rules: [{ namespace: 'team-a', capabilities: ['job:read', 'job:write', 'logs:read'] }],
+      rules: [{ namespace: 'team-a', capabilities: ['job:read', 'job:write', 'logs:read', 'event:read'] }],
     });
     // Bad ACL input is a 400 that says what is wrong, and makes nothing.
     for (const ttl of ['1', '-5s', `${'9'.repeat(400)}h`, '20000d'])
@@ -472,6 +472,14 @@ describe('server API', () => {
     const bEval = (await client.listEvaluations({ namespace: 'team-b' })).items[0]!;
     await assert.rejects(alice.getEvaluation(bEval.id), ForbiddenError);
     await assert.rejects(alice.events({ limit: 10 }), ForbiddenError);
+    // Its namespace's events only: not the cluster's own (nodes, ACLs), which have no namespace.
+    const seen = (await alice.events({ namespace: 'team-a', limit: 1000 })).events;
+    assert.ok(seen.some((e) => e.jobId === 'mine'));
+    assert.deepEqual(
+      seen.filter((e) => e.namespace !== 'team-a'),
+      [],
+      'events of no namespace or of another one',
+    );
     // A token that may write jobs still may not change ACLs (it could grant itself anything).
     await assert.rejects(alice.createAclToken({ name: 'escalate', management: true }), ForbiddenError);
     await assert.rejects(

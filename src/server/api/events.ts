@@ -6,9 +6,9 @@ import { authorizeIn, type ApiDeps } from './context.ts';
 function eventFilter(ctx: RequestContext): (e: ClusterEvent) => boolean {
   const ns = ctx.query.get('namespace');
   const job = ctx.query.get('job');
-  return (e) =>
-    (ns === null || ns === '*' || e.namespace === undefined || e.namespace === ns) &&
-    (job === null || e.jobId === job);
+  const all = ns === null || ns === '*';
+  // Events of no namespace (nodes, ACLs) are the cluster's: only for those allowed in every one.
+  return (e) => (all || e.namespace === ns) && (job === null || e.jobId === job);
 }
 
 export function eventRoutes(d: ApiDeps): Route[] {
