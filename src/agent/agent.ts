@@ -229,7 +229,7 @@ export class Agent {
     this.reporter.close();
     await Promise.all(this.loops);
     await this.closeHttp();
-    await this.network.close();
+    await this.network.close(killTasks);
     await this.state.flush();
     this.logger.info({ tasksLeftRunning: !killTasks }, 'agent stopped');
   }

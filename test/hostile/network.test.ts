@@ -6,8 +6,8 @@
  * that asks for the host's network is not placed where the operator has not allowed it.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -172,5 +172,18 @@ time.sleep(3600)
     );
     assert.match(why, /host network not allowed/);
     assert.equal((await client.jobAllocations('hostnet')).items.length, 0);
+  });
+
+  test('Ctrl-C of unum up stops the tasks and leaves no namespace, bridge or nftables table behind', async () => {
+    assert.ok(existsSync(`/sys/class/net/${network.bridge}`), 'the bridge exists while unum runs');
+    up!.kill('SIGINT');
+    await new Promise((r) => (up!.exitCode !== null ? r(undefined) : up!.once('exit', r)));
+    const left = existsSync('/run/netns')
+      ? readdirSync('/run/netns').filter((n) => n.startsWith(`${network.bridge}-`))
+      : [];
+    assert.deepEqual(left, [], 'network namespaces left');
+    assert.equal(existsSync(`/sys/class/net/${network.bridge}`), false, 'the bridge is left');
+    const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout;
+    assert.doesNotMatch(tables, new RegExp(`unum_${network.bridge}\\b`));
   });
 });

@@ -29,7 +29,7 @@ import {
 } from './cidr.ts';
 import { ipBatch, nftApply, type NetTools } from './commands.ts';
 import { hostPortsInUse } from './host-ports.ts';
-import { portsCommand, tableName, tableRuleset, type NftTable } from './nft.ts';
+import { deleteTableCommand, portsCommand, tableName, tableRuleset, type NftTable } from './nft.ts';
 
 /** How long the pool waits after a claim before it is refilled. */
 const REFILL_DELAY_MS = 100;
@@ -89,6 +89,8 @@ export class BridgeNetwork {
   private readonly logger: Logger;
   private readonly leases = new Map<number, Lease>();
   private readonly pool: number[] = [];
+  /** Releases under way (teardown waits for them). */
+  private readonly releasing = new Set<Promise<void>>();
   /** Held namespaces whose ports were not published (yet). */
   private readonly unpublished = new Set<number>();
   private filling: Promise<void> | undefined;
@@ -181,7 +183,13 @@ export class BridgeNetwork {
   }
 
   /** Gives the allocation's network back: its ports unpublished, its namespace deleted. */
-  async release(allocId: string): Promise<void> {
+  release(allocId: string): Promise<void> {
+    const p = this.releaseNow(allocId).finally(() => this.releasing.delete(p));
+    this.releasing.add(p);
+    return p;
+  }
+
+  private async releaseNow(allocId: string): Promise<void> {
     const lease = [...this.leases.values()].find((l) => l.allocId === allocId);
     if (lease === undefined) return;
     delete lease.allocId;
@@ -214,6 +222,20 @@ export class BridgeNetwork {
     this.closed = true;
     clearTimeout(this.refill);
     await this.filling;
+  }
+
+  /**
+   * After close, when no allocation holds a network any more (`unum up` stopped its tasks): the
+   * pool's namespaces, the nftables table and the bridge are removed, and the machine is as it was.
+   * Returns false, changing nothing, while a network is held.
+   */
+  async teardown(): Promise<boolean> {
+    await Promise.all(this.releasing);
+    if ([...this.leases.values()].some((l) => l.allocId !== undefined)) return false;
+    for (const index of [...this.leases.keys()]) await this.destroy(index);
+    await nftApply(this.opts.tools, deleteTableCommand(this.table)).catch(() => undefined);
+    await ipBatch(this.opts.tools, [`link del ${this.opts.bridge}`], { force: true }).catch(() => undefined);
+    return true;
   }
 
   // --- internals --------------------------------------------------------------------------------

@@ -145,7 +145,9 @@ export class AgentNetwork {
     await this.bridge?.reconcile(running);
   }
 
-  async close(): Promise<void> {
+  /** `teardown`: the tasks were stopped too; what the networks made on the host goes as well. */
+  async close(teardown = false): Promise<void> {
     await this.bridge?.close();
+    if (teardown) await this.bridge?.teardown();
   }
 }

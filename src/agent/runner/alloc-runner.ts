@@ -99,6 +99,8 @@ export class AllocRunner {
   private readonly disk: DiskHook;
   /** When set, nothing more is reported (agent shutdown: the next agent process takes over). */
   private silent = false;
+  /** The agent leaves the tasks running for its next process: nothing of theirs is torn down. */
+  private detached = false;
   private runPromise: Promise<void> | undefined;
 
   constructor(opts: AllocRunnerOptions) {
@@ -257,7 +259,7 @@ export class AllocRunner {
 
   /** Every task is dead: `finished` hooks (not when the agent leaves the tasks running). */
   private ended(): void {
-    if (this.silent || !this.finished) return;
+    if (this.detached || !this.finished) return;
     const ctx = this.hookContext();
     for (const hook of this.hooks) notify(this.logger, hook, () => hook.finished?.(ctx));
   }
@@ -296,6 +298,7 @@ export class AllocRunner {
    */
   async detach(): Promise<void> {
     this.silent = true;
+    this.detached = true;
     this.stopped();
     await Promise.all(this.tasks.map((t) => t.detach()));
   }
