@@ -168,8 +168,10 @@ export class BridgeNetwork {
         this.opts.tools,
         portsCommand(this.table, { ip: this.ipOf(at), ports }, 'add'),
       ).then(
-        () => undefined,
+        // The allocation is started: the pool may be refilled now, for the next one.
+        () => this.fill(),
         (err: unknown) => {
+          this.fill();
           throw new UnavailableError(
             `could not publish the ports of the allocation: ${err instanceof Error ? err.message : String(err)}`,
             { cause: err },
@@ -313,8 +315,9 @@ export class BridgeNetwork {
 
   /** Keeps `poolSize` namespaces ready, one at a time, in the background. */
   /**
-   * Refills the pool once claims pause (REFILL_DELAY_MS after the last): making a namespace spawns
-   * two processes, which would compete with the start of the allocation that just took one.
+   * Refills the pool once the allocation that took a namespace has started (its ports published,
+   * `publish`), or REFILL_DELAY_MS after the claim at the latest: making a namespace spawns two
+   * processes, which would compete with that start.
    */
   private fillLater(): void {
     clearTimeout(this.refill);
