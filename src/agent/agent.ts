@@ -31,6 +31,7 @@ import type { Driver, DriverName } from './drivers/types.ts';
 import { processHandleData } from './drivers/handle-state.ts';
 import { fingerprint } from './fingerprint.ts';
 import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
+import { detectCgroups } from './cgroups/index.ts';
 import { agentRouter, type AgentHttpContext } from './http.ts';
 import { gcAllocDirs, markAllocDirEnded } from './logs.ts';
 import { defaultTasksPidsMax } from './options.ts';
@@ -72,6 +73,8 @@ export class Agent {
   private readonly statsSleeper = new Sleeper();
   private readonly usage: UsageSampler;
   private readonly network: AgentNetwork;
+  /** Aborts the watch under way when the node registers again. */
+  private rewatch: AbortController | undefined;
 
   constructor(cfg: AgentConfig) {
     this.cfg = cfg;
@@ -80,11 +83,17 @@ export class Agent {
     this.clients = cfg.servers.map((addr) => new UnumClient({ addr, token: () => cfg.credential.bearer }));
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =
-      cfg.taskIsolation === 'off' || cfg.taskUidRange !== undefined || cfg.favorDynmods === false
+      cfg.taskIsolation === 'off' ||
+      cfg.taskUidRange !== undefined ||
+      cfg.favorDynmods === false ||
+      cfg.cgroupParent !== undefined
         ? detectIsolation({
             ...(cfg.taskIsolation ? { mode: cfg.taskIsolation } : {}),
             ...(cfg.taskUidRange ? { taskUidRange: cfg.taskUidRange } : {}),
             ...(cfg.favorDynmods === false ? { favorDynmods: false } : {}),
+            ...(cfg.cgroupParent !== undefined
+              ? { detectCgroups: () => detectCgroups({ parent: cfg.cgroupParent as string, logger: cfg.logger }) }
+              : {}),
           })
         : detectIsolationOnce();
     this.drivers = (Object.keys(driverFactories) as DriverName[]).map((name) =>
@@ -301,6 +310,9 @@ export class Agent {
     const waiter = this.onRegistered;
     this.onRegistered = undefined;
     waiter?.();
+    // A watch begun before (it may hang on a connection that a network split cut without a word)
+    // starts over at once: the server may have replaced allocations meanwhile.
+    if (again) this.rewatch?.abort();
     // After the server forgot the node it may have missed reports, and after an agent restart the
     // previous process may have died before sending some: send the current state of each.
     for (const r of this.runners.values())
@@ -368,12 +380,14 @@ export class Agent {
     while (!this.isStopping) {
       await this.whenRegistered();
       if (this.isStopping) break;
+      const rewatch = new AbortController();
+      this.rewatch = rewatch;
       try {
         const res = await this.call((c) =>
           c.nodeAllocations(
             this.nodeId,
             { index, waitMs: this.cfg.watchWaitMs ?? 30_000 },
-            this.abort.signal,
+            AbortSignal.any([this.abort.signal, rewatch.signal]),
           ),
         );
         failures = 0;
@@ -385,6 +399,12 @@ export class Agent {
         if (unchanged) await this.watchSleeper.sleep(100);
       } catch (err) {
         if (this.isStopping) break;
+        if (rewatch.signal.aborted) {
+          // Registered again: from the start, without waiting.
+          index = 0;
+          failures = 0;
+          continue;
+        }
         failures += 1;
         if (err instanceof NotFoundError) this.forgetRegistration();
         const level = err instanceof UnavailableError || err instanceof NotFoundError ? 'warn' : 'error';

@@ -44,6 +44,8 @@ export interface AgentConfig {
   tasksPidsMax?: number;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
   favorDynmods?: boolean;
+  /** The parent of this agent's task cgroups (default unum, or unum.slice on v2): one per agent on a shared kernel. */
+  cgroupParent?: string;
   /** Allocation networks (network/index.ts; default: bridge unum0, 172.26.64.0/20, host mode refused). */
   network?: NetworkOptions;
   /** How each allocation's disk is measured (runner/disk-watch.ts). */

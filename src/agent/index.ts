@@ -77,6 +77,8 @@ export interface AgentOptions {
   cpuHardCap?: boolean;
   /** Mount a cgroup hierarchy with favordynmods when cgroups are used (default true; cgroups/favor.ts). */
   favorDynmods?: boolean;
+  /** The parent of this agent's task cgroups (default unum, or unum.slice on v2). */
+  cgroupParent?: string;
   /** Allocation networks (network/index.ts). */
   network?: NetworkOptions;
   /**
@@ -183,6 +185,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(options.taskOpenFiles !== undefined ? { taskOpenFiles: options.taskOpenFiles } : {}),
     ...(options.tasksPidsMax !== undefined ? { tasksPidsMax: options.tasksPidsMax } : {}),
     ...(options.favorDynmods !== undefined ? { favorDynmods: options.favorDynmods } : {}),
+    ...(options.cgroupParent !== undefined ? { cgroupParent: options.cgroupParent } : {}),
     ...(options.network !== undefined ? { network: options.network } : {}),
   });
   await agent.start();

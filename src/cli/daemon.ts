@@ -99,6 +99,7 @@ export const TASK_FLAGS = {
   'tasks-pids-max': { type: 'string' },
   'cpu-hard-cap': { type: 'boolean' },
   'no-favordynmods': { type: 'boolean' },
+  'cgroup-parent': { type: 'string' },
   network: { type: 'string' },
   'network-bridge': { type: 'string' },
   'alloc-subnet': { type: 'string' },
@@ -163,6 +164,8 @@ export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver
   --alloc-disk-max-files N
                        files and directories the agent counts in one allocation (default
                        100000); an allocation with more is over its disk limit
+  --cgroup-parent P    the parent of this agent's task cgroups (default unum; unum.slice on
+                       cgroup v2): one per agent where several share a kernel
   --network M          bridge (default, as root): each allocation gets its own network namespace
                        and address, its ports published on this machine's addresses; host: every
                        task shares this machine's network
@@ -189,6 +192,7 @@ export function taskAgentOptions(args: Args): {
   tasksPidsMax?: number;
   cpuHardCap?: boolean;
   favorDynmods?: boolean;
+  cgroupParent?: string;
   network?: NetworkFlags;
   allocDiskIntervalMs?: number;
   allocDiskMaxFiles?: number;
@@ -216,6 +220,8 @@ export function taskAgentOptions(args: Args): {
   if (total !== undefined) out.tasksPidsMax = total;
   if (boolFlag(args, 'cpu-hard-cap')) out.cpuHardCap = true;
   if (boolFlag(args, 'no-favordynmods')) out.favorDynmods = false;
+  const cgroupParent = stringFlag(args, 'cgroup-parent');
+  if (cgroupParent !== undefined) out.cgroupParent = cgroupParent;
   const network: NetworkFlags = {};
   const netMode = stringFlag(args, 'network');
   if (netMode !== undefined) {

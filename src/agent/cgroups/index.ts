@@ -87,8 +87,17 @@ export async function detectCgroups(options: DetectCgroupsOptions = {}): Promise
   return detection;
 }
 
+/** Files of every cgroup v1 directory: a cgroup of that name can not be made beside them. */
+const V1_CONTROL_FILES = new Set(['tasks', 'notify_on_release', 'release_agent', 'cgroup.procs']);
+
 function validateParent(parent: string): void {
   const segments = parent.split('/');
+  const clash = segments.find((s) => V1_CONTROL_FILES.has(s));
+  if (clash !== undefined)
+    throw new InvalidError(
+      `invalid cgroup parent ${JSON.stringify(parent)}: "${clash}" is the name of a cgroup's own file; choose another name`,
+      { details: { fields: [{ path: 'parent', message: `"${clash}" is a cgroup file name` }] } },
+    );
   if (!segments.every(isValidCgroupName))
     throw new InvalidError(
       `invalid cgroup parent ${JSON.stringify(parent)}: expected names of letters, digits, '_', '.' or '-' separated by '/'`,

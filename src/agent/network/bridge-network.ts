@@ -119,7 +119,8 @@ export class BridgeNetwork {
     await this.checkSubnetFree();
     await this.loadLeases();
     const gw = gatewayOf(this.subnet);
-    const bridgeExists = existsSync(`/sys/class/net/${this.opts.bridge}`);
+    // /proc/sys/net shows the caller's network namespace (a sysfs mounted elsewhere may not).
+    const bridgeExists = existsSync(`/proc/sys/net/ipv4/conf/${this.opts.bridge}`);
     await ipBatch(this.opts.tools, [
       ...(bridgeExists ? [] : [`link add ${this.opts.bridge} type bridge`]),
       `addr replace ${gw}/${this.subnet.prefix} dev ${this.opts.bridge}`,
