@@ -92,7 +92,10 @@ export class Agent {
             ...(cfg.taskUidRange ? { taskUidRange: cfg.taskUidRange } : {}),
             ...(cfg.favorDynmods === false ? { favorDynmods: false } : {}),
             ...(cfg.cgroupParent !== undefined
-              ? { detectCgroups: () => detectCgroups({ parent: cfg.cgroupParent as string, logger: cfg.logger }) }
+              ? {
+                  detectCgroups: () =>
+                    detectCgroups({ parent: cfg.cgroupParent as string, logger: cfg.logger }),
+                }
               : {}),
           })
         : detectIsolationOnce();

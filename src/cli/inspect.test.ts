@@ -53,7 +53,10 @@ test('status JOB shows the job, why instances are pending, its allocations and t
     assert.match(r.stdout, /^Submitted\s+1m ago/m);
     assert.match(r.stdout, /^ {2}1 instance cannot be placed \(group web\): no node has 256 MiB free$/m);
     assert.match(r.stdout, /^ID\s+NAME\s+NODE\s+STATUS\s+DESIRED\s+VERSION\s+PORTS\s+RESTARTS\s+AGE$/m);
-    assert.match(r.stdout, /^00000000\s+web\.web\[0\]\s+vm1\s+running\s+run\s+0\s+http=23000\s+1\s+30s$/m);
+    assert.match(
+      r.stdout,
+      /^00000000\s+web\.web\[0\]\s+vm1\s+running\s+run\s+0\s+http=127\.0\.0\.1:23000\s+1\s+30s$/m,
+    );
     assert.match(
       r.stdout,
       /^\d\d:\d\d:\d\d\s+00000000\s+server\s+terminated\s+exited with code 137 \(OOM killed\)$/m,
@@ -138,8 +141,8 @@ test('ps shows running allocations cluster-wide with pids, CPU, memory, ports an
     const r = await unum(api, ['ps']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU    MEM         DISK  PORTS       RESTARTS  AGE',
-      '11111111  web  web.web[1]  vm1   running  101   13%  35MiB  3.2MiB/1GiB  http=23001         2  30s',
+      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU    MEM         DISK  PORTS                 RESTARTS  AGE',
+      '11111111  web  web.web[1]  vm1   running  101   13%  35MiB  3.2MiB/1GiB  http=127.0.0.1:23001         2  30s',
     ]);
     assert.equal(r.stderr, '');
     assert.equal(api.requests.filter((q) => q.path.endsWith('/stats')).length, 1, 'once per node');
@@ -179,9 +182,9 @@ test('ps shows "-" and a note for a node that does not answer, and still succeed
     const r = await unum(api, ['ps']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU     MEM  DISK  PORTS       RESTARTS  AGE',
-      '00000000  web  web.web[0]  vm1   running  101     -  1.0MiB     -  http=23000         0  30s',
-      '11111111  web  web.web[1]  vm2   running  202     -       -     -  http=23001         0  30s',
+      'ID        JOB  NAME        NODE  STATUS   PIDS  CPU     MEM  DISK  PORTS                 RESTARTS  AGE',
+      '00000000  web  web.web[0]  vm1   running  101     -  1.0MiB     -  http=127.0.0.1:23000         0  30s',
+      '11111111  web  web.web[1]  vm2   running  202     -       -     -  http=127.0.0.1:23001         0  30s',
     ]);
     assert.equal(
       r.stderr,

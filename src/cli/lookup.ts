@@ -7,12 +7,32 @@ import { shortId } from '../core/ids.ts';
 
 /** Node id → name; empty when the nodes cannot be listed (tables then show short ids). */
 export async function nodeNames(client: UnumClient): Promise<Map<string, string>> {
+  return (await nodeDirectory(client)).names;
+}
+
+/** Node id → name, and node id → the host its ports are published on (from its address). */
+export async function nodeDirectory(
+  client: UnumClient,
+): Promise<{ names: Map<string, string>; hosts: Map<string, string> }> {
   try {
-    const nodes = await client.listNodes();
-    return new Map(nodes.items.map((n) => [n.id, n.name]));
+    const nodes = (await client.listNodes()).items;
+    return { names: new Map(nodes.map((n) => [n.id, n.name])), hosts: nodeHosts(nodes) };
   } catch {
-    return new Map();
+    return { names: new Map(), hosts: new Map() };
   }
+}
+
+/** Node id → host name or address of its agent (where its allocations' ports are published). */
+export function nodeHosts(nodes: readonly Pick<Node, 'id' | 'address'>[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const n of nodes) {
+    try {
+      out.set(n.id, new URL(n.address).hostname);
+    } catch {
+      // no usable address
+    }
+  }
+  return out;
 }
 
 export function nodeLabel(names: ReadonlyMap<string, string>, nodeId: string): string {

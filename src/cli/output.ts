@@ -176,9 +176,10 @@ export function formatValue(v: unknown, max = 60): string {
   return s.length > max ? `${s.slice(0, max - 3)}...` : s;
 }
 
-/** `http=23456,admin=23457`, or `-`. */
-export function formatPorts(alloc: Pick<Allocation, 'resources'>): string {
-  const ports = alloc.resources.ports.map((p) => `${p.name}=${p.value}`);
+/** `http=10.0.0.5:23456,admin=10.0.0.5:23457` (without a host: `http=23456`), or `-`. */
+export function formatPorts(alloc: Pick<Allocation, 'resources'>, host?: string): string {
+  const at = host === undefined ? '' : `${host.includes(':') ? `[${host}]` : host}:`;
+  const ports = alloc.resources.ports.map((p) => `${p.name}=${at}${p.value}`);
   return ports.length ? ports.join(',') : '-';
 }
 

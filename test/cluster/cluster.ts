@@ -4,7 +4,7 @@
  * machines. For tests and for `npm run cluster`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UnumClient } from '../../src/api/client.ts';
@@ -46,6 +46,10 @@ export class UnumCluster {
     // Tasks run as uids of their own and reach their directories by path.
     chmodSync(dir, 0o711);
     const c = new UnumCluster(hosts, dir, opts);
+    // Removed also when the run is interrupted (Ctrl-C) or ends without calling down().
+    process.once('exit', c.onExit);
+    process.once('SIGINT', c.onSignal);
+    process.once('SIGTERM', c.onSignal);
     try {
       for (const h of opts.servers ?? ['h1']) c.startServer(h);
       const client = new UnumClient({ addr: c.addr });
@@ -91,6 +95,15 @@ export class UnumCluster {
     return d;
   }
 
+  /** A daemon's log (`<dir>/<host>/<role>.log`, appended across restarts): where to look when a test fails. */
+  private logFile(host: string, role: string): number {
+    mkdirSync(join(this.dir, host), { recursive: true });
+    const fd = openSync(join(this.dir, host, `${role}.log`), 'a');
+    // The child has its own copy once spawned.
+    setImmediate(() => closeSync(fd));
+    return fd;
+  }
+
   startServer(host: string): ChildProcess {
     const h = this.hosts.host(host);
     const p = this.hosts.spawn(
@@ -107,7 +120,7 @@ export class UnumCluster {
         'warn',
         ...(this.opts.serverArgs ?? []),
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } },
+      { stdio: ['ignore', 'ignore', this.logFile(host, 'server')], env: { ...process.env, NO_COLOR: '1' } },
     );
     this.procs.set(`${host}/server`, p);
     return p;
@@ -140,12 +153,19 @@ export class UnumCluster {
         ...(this.opts.agentArgs ?? []),
       ],
       {
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', 'ignore', this.logFile(host, 'agent')],
         env: { ...process.env, NO_COLOR: '1', UNUM_TOKEN: this.token },
       },
     );
     this.procs.set(`${host}/agent`, p);
     return p;
+  }
+
+  /** kill -9 of a host's server process alone (its agent and tasks go on). */
+  killServer(host: string): void {
+    const p = this.procs.get(`${host}/server`);
+    // The wrapper execs nsenter, which execs node: the child's pid is the server's.
+    if (p?.pid !== undefined) process.kill(p.pid, 'SIGKILL');
   }
 
   /** The node id of a host's agent (by its name). */
@@ -155,8 +175,17 @@ export class UnumCluster {
     return n.id;
   }
 
-  /** Everything removed: processes, hosts, data. Never throws. */
+  private readonly onExit = (): void => this.down();
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.down();
+    process.kill(process.pid, signal);
+  };
+
+  /** Everything removed: processes, hosts, data. Never throws. Idempotent. */
   down(): void {
+    process.off('exit', this.onExit);
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
     this.hosts.down();
     rmSync(this.dir, { recursive: true, force: true });
   }

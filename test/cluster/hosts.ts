@@ -99,6 +99,18 @@ export class TestHosts {
   readonly subnet: string;
   private readonly children = new Set<ChildProcess>();
 
+  /** What `attach` needs to act on these hosts from another process (`npm run cluster`). */
+  state(): { id: string; subnet: string; hosts: TestHost[] } {
+    return { id: this.id, subnet: this.subnet, hosts: this.hosts };
+  }
+
+  /** The hosts another process made (their state()): kill, pause, partition, heal, down. */
+  static attach(state: { id: string; subnet: string; hosts: TestHost[] }): TestHosts {
+    const t = new TestHosts(state.id, state.subnet.replace(/\.0\/24$/, ''));
+    t.hosts.push(...state.hosts);
+    return t;
+  }
+
   private constructor(id: string, subnetPrefix: string) {
     this.id = id;
     this.bridge = id;

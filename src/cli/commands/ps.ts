@@ -4,7 +4,7 @@ import type { UnumClient } from '../../api/client.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation } from '../../core/types.ts';
 import { boolFlag, positionals, stringFlag, type Command } from '../context.ts';
-import { findNode, nodeLabel, sortAllocations } from '../lookup.ts';
+import { findNode, nodeHosts, nodeLabel, sortAllocations } from '../lookup.ts';
 import {
   allocRestarts,
   allocStatus,
@@ -83,7 +83,7 @@ Examples:
       ctx.stdout.write(all ? 'No allocations.\n' : 'Nothing running. (--all shows finished allocations)\n');
       return 0;
     }
-    ctx.stdout.write(formatPs(items, names, ctx.now(), ctx.color, usage));
+    ctx.stdout.write(formatPs(items, names, ctx.now(), ctx.color, usage, nodeHosts(nodes)));
     notes();
     return 0;
   },
@@ -138,6 +138,7 @@ export function formatPs(
   now: number,
   c: Colors,
   usage: ReadonlyMap<string, AllocUsage> = new Map(),
+  hosts: ReadonlyMap<string, string> = new Map(),
 ): string {
   const rows = sortAllocations(allocs).map((a) => {
     const u = a.clientStatus === 'running' ? usage.get(a.id) : undefined;
@@ -151,7 +152,7 @@ export function formatPs(
       formatCpu(u?.cpuPercent),
       u?.memoryBytes === undefined ? '-' : formatMiB(u.memoryBytes),
       formatDisk(u?.disk),
-      formatPorts(a),
+      formatPorts(a, hosts.get(a.nodeId)),
       String(allocRestarts(a)),
       formatAge(a.createdAt, now),
     ];

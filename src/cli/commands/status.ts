@@ -4,7 +4,7 @@ import type { JobDetail, JobListItem } from '../../api/types.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation, Job } from '../../core/types.ts';
 import { boolFlag, positionals, type Command } from '../context.ts';
-import { nodeLabel, nodeNames, sortAllocations } from '../lookup.ts';
+import { nodeDirectory, nodeLabel, sortAllocations } from '../lookup.ts';
 import {
   allocRestarts,
   allocStatus,
@@ -69,15 +69,15 @@ Examples:
       else ctx.stdout.write(formatJobList(shown(jobs.items), now, ctx.color));
       return 0;
     }
-    const [detail, allocs, names] = await Promise.all([
+    const [detail, allocs, { names, hosts }] = await Promise.all([
       client.getJob(jobId, { namespace: ctx.namespace }),
       client.jobAllocations(jobId, { namespace: ctx.namespace }),
-      nodeNames(client),
+      nodeDirectory(client),
     ]);
     if (ctx.json) ctx.stdout.write(json({ ...detail, allocations: allocs.items }));
     else {
       const nodes = new Map([...names].map(([id, name]) => [id, shown(name)]));
-      ctx.stdout.write(formatJobDetail(shown(detail), shown(allocs.items), nodes, now, ctx.color));
+      ctx.stdout.write(formatJobDetail(shown(detail), shown(allocs.items), nodes, now, ctx.color, hosts));
     }
     return 0;
   },
@@ -110,6 +110,7 @@ export function formatJobDetail(
   names: ReadonlyMap<string, string>,
   now: number,
   c: Colors,
+  hosts: ReadonlyMap<string, string> = new Map(),
 ): string {
   const { job, summary } = detail;
   const out: string[] = [];
@@ -150,7 +151,7 @@ export function formatJobDetail(
       statusColor(c, allocStatus(a)),
       a.desiredStatus,
       String(a.jobVersion),
-      formatPorts(a),
+      formatPorts(a, hosts.get(a.nodeId)),
       String(allocRestarts(a)),
       formatAge(a.createdAt, now),
     ]);
