@@ -412,16 +412,23 @@ void describe('agent', () => {
     await waitFor(() => fake.latest(alloc.id)?.clientStatus === 'running');
     const text = await waitFor(
       async () => {
-        const t = await (await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs`)).text();
-        // Written to the end, rotated, and the oldest output dropped.
-        return t.endsWith('\n20000\n') && !t.startsWith('1\n') && existsSync(join(logs, 'stdout.log.1'))
-          ? t
-          : undefined;
+        const read = async () =>
+          (await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs`)).text();
+        // Written to the end, rotated, and the oldest output dropped; read twice alike, so that no
+        // rotation happened while the files were read one after the other.
+        const t = await read();
+        const done =
+          t.endsWith('\n20000\n') && !t.startsWith('1\n') && existsSync(join(logs, 'stdout.log.1'));
+        return done && (await read()) === t ? t : undefined;
       },
       { description: 'all output written and rotated' },
     );
     const lines = text.split('\n').slice(0, -1).map(Number);
-    for (let i = 1; i < lines.length; i++) assert.ok(lines[i]! > lines[i - 1]!, `in order at line ${i}`);
+    for (let i = 1; i < lines.length; i++)
+      assert.ok(
+        lines[i]! > lines[i - 1]!,
+        `in order at line ${i}: ${lines.slice(Math.max(0, i - 3), i + 3).join(',')}`,
+      );
     assert.equal(existsSync(join(logs, 'stdout.log.4')), false, 'at most logMaxFiles files');
     const tail = await agentFetch(fake, agent, `/v1/agent/allocations/${alloc.id}/logs?tail=2`);
     assert.equal(await tail.text(), '19999\n20000\n');

@@ -23,6 +23,7 @@ import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner } from './runner/alloc-runner.ts';
 import { AgentNetwork } from './network/index.ts';
+import { watchDisconnect } from './disconnect.ts';
 
 export type { AgentConfig, StopOptions } from './config.ts';
 import { allocDirPaths, allocsRoot } from './runner/alloc-dir.ts';
@@ -73,6 +74,8 @@ export class Agent {
   private readonly statsSleeper = new Sleeper();
   private readonly usage: UsageSampler;
   private readonly network: AgentNetwork;
+  /** When a server last answered (for --max-disconnect). */
+  private lastContact = Date.now();
   /** Aborts the watch under way when the node registers again. */
   private rewatch: AbortController | undefined;
 
@@ -149,6 +152,16 @@ export class Agent {
       throw err;
     }
     this.loops = [this.heartbeatLoop(), this.watchLoop(), this.housekeepingLoop(), this.statsLoop()];
+    const maxMs = this.cfg.maxDisconnectMs;
+    if (maxMs !== undefined) {
+      const onExceeded = (reason: string): void => {
+        this.logger.warn({ maxMs }, reason);
+        for (const r of this.runners.values()) if (!r.finished) void r.stop(reason);
+      };
+      this.loops.push(
+        watchDisconnect({ maxMs, lastContact: () => this.lastContact, onExceeded }, this.abort.signal),
+      );
+    }
   }
 
   private async init(): Promise<void> {
@@ -292,7 +305,9 @@ export class Agent {
     const client = this.clients[index % this.clients.length];
     if (client === undefined) throw new UnavailableError('no servers configured');
     try {
-      return await fn(client);
+      const result = await fn(client);
+      this.lastContact = Date.now();
+      return result;
     } catch (err) {
       if (err instanceof UnavailableError && this.clients.length > 1 && this.clientIndex === index)
         this.clientIndex = (index + 1) % this.clients.length;

@@ -46,6 +46,8 @@ export interface AgentConfig {
   favorDynmods?: boolean;
   /** The parent of this agent's task cgroups (default unum, or unum.slice on v2): one per agent on a shared kernel. */
   cgroupParent?: string;
+  /** Stop every task once no server has answered for this long (ms; default: never). */
+  maxDisconnectMs?: number;
   /** Allocation networks (network/index.ts; default: bridge unum0, 172.26.64.0/20, host mode refused). */
   network?: NetworkOptions;
   /** How each allocation's disk is measured (runner/disk-watch.ts). */

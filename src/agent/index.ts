@@ -79,6 +79,8 @@ export interface AgentOptions {
   favorDynmods?: boolean;
   /** The parent of this agent's task cgroups (default unum, or unum.slice on v2). */
   cgroupParent?: string;
+  /** Stop every task once no server has answered for this long (ms; default: never, they keep running). */
+  maxDisconnectMs?: number;
   /** Allocation networks (network/index.ts). */
   network?: NetworkOptions;
   /**
@@ -147,6 +149,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   positive('logRetentionMs', options.logRetentionMs, 0);
   positive('statsIntervalMs', options.statsIntervalMs);
   positive('allocDiskIntervalMs', options.allocDiskIntervalMs);
+  positive('maxDisconnectMs', options.maxDisconnectMs);
   positive('allocDiskMaxFiles', options.allocDiskMaxFiles);
   problems.push(...isolationOptionProblems(options), ...networkOptionProblems(options.network));
   if (problems.length > 0 || http === undefined)
@@ -186,6 +189,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(options.tasksPidsMax !== undefined ? { tasksPidsMax: options.tasksPidsMax } : {}),
     ...(options.favorDynmods !== undefined ? { favorDynmods: options.favorDynmods } : {}),
     ...(options.cgroupParent !== undefined ? { cgroupParent: options.cgroupParent } : {}),
+    ...(options.maxDisconnectMs !== undefined ? { maxDisconnectMs: options.maxDisconnectMs } : {}),
     ...(options.network !== undefined ? { network: options.network } : {}),
   });
   await agent.start();

@@ -100,6 +100,7 @@ export const TASK_FLAGS = {
   'cpu-hard-cap': { type: 'boolean' },
   'no-favordynmods': { type: 'boolean' },
   'cgroup-parent': { type: 'string' },
+  'max-disconnect': { type: 'string' },
   network: { type: 'string' },
   'network-bridge': { type: 'string' },
   'alloc-subnet': { type: 'string' },
@@ -164,6 +165,8 @@ export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver
   --alloc-disk-max-files N
                        files and directories the agent counts in one allocation (default
                        100000); an allocation with more is over its disk limit
+  --max-disconnect D   stop every task once no server has answered for D (e.g. 2m; default:
+                       never: tasks keep running while the servers are out of reach)
   --cgroup-parent P    the parent of this agent's task cgroups (default unum; unum.slice on
                        cgroup v2): one per agent where several share a kernel
   --network M          bridge (default, as root): each allocation gets its own network namespace
@@ -195,6 +198,7 @@ export function taskAgentOptions(args: Args): {
   cgroupParent?: string;
   network?: NetworkFlags;
   allocDiskIntervalMs?: number;
+  maxDisconnectMs?: number;
   allocDiskMaxFiles?: number;
 } {
   const out: ReturnType<typeof taskAgentOptions> = { enableRawExec: boolFlag(args, 'raw-exec') };
@@ -235,6 +239,15 @@ export function taskAgentOptions(args: Args): {
   if (subnet !== undefined) network.subnet = subnet;
   if (boolFlag(args, 'allow-host-network')) network.allowHost = true;
   if (Object.keys(network).length > 0) out.network = network;
+  const disconnect = stringFlag(args, 'max-disconnect');
+  if (disconnect !== undefined) {
+    const ms = parseDuration(disconnect);
+    if (ms === undefined || ms < 1_000)
+      throw new UsageError(
+        `--max-disconnect expects a duration of at least 1s, like 2m, got "${disconnect}"`,
+      );
+    out.maxDisconnectMs = ms;
+  }
   const interval = stringFlag(args, 'alloc-disk-interval');
   if (interval !== undefined) {
     const ms = parseDuration(interval);

@@ -20,8 +20,9 @@ export interface ClusterOptions {
   servers?: string[];
   /** Hosts that run an agent (default: every host). */
   agents?: string[];
-  /** More flags for every agent / server. */
+  /** More flags for every agent / server, and for the agent of one host. */
   agentArgs?: string[];
+  agentArgsFor?: Record<string, string[]>;
   serverArgs?: string[];
 }
 
@@ -151,6 +152,7 @@ export class UnumCluster {
         '--log-level',
         'warn',
         ...(this.opts.agentArgs ?? []),
+        ...(this.opts.agentArgsFor?.[host] ?? []),
       ],
       {
         stdio: ['ignore', 'ignore', this.logFile(host, 'agent')],
