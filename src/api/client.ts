@@ -169,8 +169,8 @@ export class UnumClient {
 
   // --- nodes (and the agent's calls) -----------------------------------------------------------
 
-  listNodes(q: BlockingOptions = {}): Promise<Listed<Node>> {
-    return this.request('GET', '/v1/nodes', { query: q, wait: q.waitMs });
+  listNodes(q: BlockingOptions = {}, signal?: AbortSignal): Promise<Listed<Node>> {
+    return this.request('GET', '/v1/nodes', { query: q, wait: q.waitMs, signal });
   }
   getNode(id: string): Promise<Node> {
     return this.request('GET', `/v1/nodes/${enc(id)}`);
@@ -181,6 +181,17 @@ export class UnumClient {
    */
   nodeStats(nodeId: string): Promise<NodeStats> {
     return this.request('GET', `/v1/nodes/${enc(nodeId)}/stats`);
+  }
+  /**
+   * Drains a node (by id, id prefix or name): `deadline` (e.g. `"1h"`, the default) is how long its
+   * allocations have to move; `cancel` ends the drain under way. Answers the node.
+   */
+  drainNode(id: string, body: { deadline?: string; cancel?: boolean }): Promise<Node> {
+    return this.request('POST', `/v1/nodes/${enc(id)}/drain`, { body });
+  }
+  /** Whether new work may be placed on a node; `true` also ends a drain. Answers the node. */
+  setNodeEligibility(id: string, eligible: boolean): Promise<Node> {
+    return this.request('POST', `/v1/nodes/${enc(id)}/eligibility`, { body: { eligible } });
   }
   registerNode(node: NodeRegistration): Promise<RegisterNodeResponse> {
     return this.request('POST', '/v1/nodes/register', { body: node });

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { CAPABILITIES } from '../core/acl.ts';
+import { formatDuration, parseDuration } from '../core/duration.ts';
 import { InvalidError } from '../core/errors.ts';
 import { describeIssues } from '../core/job-spec.ts';
 import type { AllocStatusUpdate, NodeRegistration } from './types.ts';
@@ -137,4 +138,45 @@ export const AclTokenBodySchema = z.strictObject({
   management: z.boolean().default(false),
   /** Lifetime, e.g. "24h"; none: until revoked. */
   ttl: z.string().optional(),
+});
+
+/** A drain's deadline when none is given, and the longest one. */
+export const DEFAULT_DRAIN_DEADLINE_MS = 3_600_000;
+export const MAX_DRAIN_DEADLINE_MS = 30 * 86_400_000;
+
+/**
+ * A drain deadline as given (`"30m"`, `"1h"`, `"0s"` for at once, or milliseconds): its length, or
+ * what is wrong with it. The API and the CLI judge it alike.
+ */
+export function drainDeadline(input: string | number): { ms: number } | { problem: string } {
+  const ms = parseDuration(input);
+  if (ms === undefined)
+    return { problem: 'expected a duration like "30m" or "1h" ("0s": stop everything now)' };
+  if (ms > MAX_DRAIN_DEADLINE_MS)
+    return { problem: `expected a duration of at most ${formatDuration(MAX_DRAIN_DEADLINE_MS)}` };
+  return { ms };
+}
+
+export const NodeDrainBodySchema = z
+  .strictObject({
+    /** How long allocations have to move before what is left is stopped; default 1h. */
+    deadline: z
+      .union([z.string(), z.number()], { error: 'expected a duration like "30m" or "1h"' })
+      .transform((v, ctx) => {
+        const d = drainDeadline(v);
+        if ('ms' in d) return d.ms;
+        ctx.addIssue({ code: 'custom', message: d.problem });
+        return z.NEVER;
+      })
+      .optional(),
+    /** Ends the drain under way; the node is eligible again. */
+    cancel: z.boolean({ error: 'expected true or false' }).optional(),
+  })
+  .refine((b) => !(b.cancel === true && b.deadline !== undefined), {
+    message: 'give a deadline to drain, or cancel: true to stop draining, not both',
+    path: ['cancel'],
+  });
+
+export const NodeEligibilityBodySchema = z.strictObject({
+  eligible: z.boolean({ error: 'expected true (new work may be placed there) or false' }),
 });

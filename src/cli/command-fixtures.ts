@@ -134,6 +134,7 @@ export const NODE: Node = {
   name: 'vm1',
   address: 'http://127.0.0.1:8687',
   status: 'ready',
+  eligibility: 'eligible',
   drain: false,
   resources: { cpu: 4000, memory: 8192, disk: 10_000 },
   reserved: { cpu: 0, memory: 0 },

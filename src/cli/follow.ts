@@ -1,11 +1,12 @@
 /**
- * Following a rollout or a stop from the CLI. The judgement is pure (rollout.ts); this file only
- * feeds it with blocking queries on the job's allocations, so the CLI waits on the server instead of
- * polling it.
+ * Following a rollout, a stop or a node drain from the CLI. The judgement is pure (rollout.ts,
+ * drain.ts); this file only feeds it with blocking queries on allocations and nodes, so the CLI
+ * waits on the server instead of polling it.
  */
-import type { Allocation, Job, PlacementFailure } from '../core/types.ts';
+import type { Allocation, Job, Node, PlacementFailure } from '../core/types.ts';
 import { NotFoundError } from '../core/errors.ts';
 import type { Context } from './context.ts';
+import { assessDrain, type DrainState } from './drain.ts';
 import type { Progress } from './progress.ts';
 import { assessRollout, assessStop, type RolloutState } from './rollout.ts';
 
@@ -149,5 +150,60 @@ export async function followStop(
     const state = assessStop(job.id, listed.items);
     options.progress.update(state.line);
     if (state.done) return 'stopped';
+  }
+}
+
+export type DrainOutcome =
+  | { status: 'drained' | 'canceled'; state: DrainState; node: Node }
+  | { status: 'interrupted'; state: DrainState | undefined }
+  | { status: 'gone' };
+
+/**
+ * Follows the drain of `nodeId` until it is over (drained, or canceled by someone) or Ctrl-C. It
+ * waits on the node's allocations while some are left, then on the nodes, whose change ends it.
+ */
+export async function followDrain(
+  ctx: Context,
+  nodeId: string,
+  options: { progress: Progress },
+): Promise<DrainOutcome> {
+  const client = ctx.client();
+  const signal = ctx.interrupted();
+  let allocIndex = 0;
+  let nodeIndex = 0;
+  let state: DrainState | undefined;
+  const nodeOf = (items: readonly Node[]) => items.find((n) => n.id === nodeId);
+  for (;;) {
+    let node: Node | undefined;
+    let allocations: Allocation[] | undefined;
+    if (state !== undefined && state.left === 0) {
+      // Nothing left to move: only the node's own change (the drain ending) is worth waiting for.
+      const nodes = await unlessAborted(signal, () =>
+        client.listNodes({ index: nodeIndex, waitMs: WAIT_MS }, signal),
+      );
+      if (!nodes) return { status: 'interrupted', state };
+      nodeIndex = nodes.index;
+      node = nodeOf(nodes.items);
+      allocations = (await unlessAborted(signal, () => client.listAllocations({ node: nodeId, all: true })))
+        ?.items;
+    } else {
+      const listed = await unlessAborted(signal, () =>
+        client.listAllocations(
+          { node: nodeId, all: true, index: allocIndex, waitMs: allocIndex === 0 ? 0 : WAIT_MS },
+          signal,
+        ),
+      );
+      if (!listed) return { status: 'interrupted', state };
+      allocIndex = listed.index;
+      allocations = listed.items;
+      const nodes = await unlessAborted(signal, () => client.listNodes());
+      if (nodes) nodeIndex = nodes.index;
+      node = nodes && nodeOf(nodes.items);
+    }
+    if (signal.aborted || allocations === undefined) return { status: 'interrupted', state };
+    if (!node) return { status: 'gone' };
+    state = assessDrain(node, allocations, ctx.now());
+    options.progress.update(state.line);
+    if (state.status !== 'draining') return { status: state.status, state, node };
   }
 }

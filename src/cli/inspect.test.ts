@@ -287,10 +287,31 @@ test('logs ALLOC_ID of a single task prints bare lines; an unknown name says wha
 
 // --- nodes, stop ---------------------------------------------------------------------------------
 
-test('nodes shows free and total resources from the running allocations', async () => {
+test('nodes shows status, eligibility, free and total resources, and the last heartbeat', async () => {
   const job = mkJob();
+  const nodes: Node[] = [
+    { ...NODE, reserved: { cpu: 0, memory: 1024 }, lastHeartbeat: NOW - 3000 },
+    {
+      ...NODE,
+      id: 'n0de0002-aaaa-4000-8000-000000000000',
+      name: 'vm2',
+      eligibility: 'ineligible',
+      drain: true,
+      drainStrategy: { startedAt: NOW - 60_000, deadline: NOW + 3_540_000 },
+      lastHeartbeat: NOW - 400,
+    },
+    {
+      ...NODE,
+      id: 'n0de0003-aaaa-4000-8000-000000000000',
+      name: 'vm3',
+      status: 'down',
+      eligibility: 'ineligible',
+      resources: { ...NODE.resources, disk: 0 },
+      lastHeartbeat: NOW - 125_000,
+    },
+  ];
   const api = await fakeApi({
-    'GET /v1/nodes': () => ({ items: [{ ...NODE, reserved: { cpu: 0, memory: 1024 } }], index: 1 }),
+    'GET /v1/nodes': () => ({ items: nodes, index: 1 }),
     'GET /v1/allocations': () => ({
       items: [mkAlloc(job, 0), mkAlloc(job, 1), mkAlloc(job, 2, { clientStatus: 'complete' })],
       index: 1,
@@ -300,9 +321,25 @@ test('nodes shows free and total resources from the running allocations', async 
     const r = await unum(api, ['nodes']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trimEnd().split('\n'), [
-      'ID        NAME  ADDRESS                STATUS  DRAIN  CPU FREE/TOTAL  MEMORY FREE/TOTAL  DISK FREE/TOTAL  ALLOCS',
-      'n0de0001  vm1   http://127.0.0.1:8687  ready   no              3.8/4        6.5GiB/7GiB    7.8GiB/9.8GiB       2',
+      'ID        NAME  ADDRESS                STATUS  ELIGIBILITY  CPU FREE/TOTAL  MEMORY FREE/TOTAL  DISK FREE/TOTAL  ALLOCS  HEARTBEAT',
+      'n0de0001  vm1   http://127.0.0.1:8687  ready   eligible              3.8/4        6.5GiB/7GiB    7.8GiB/9.8GiB       2  3s ago',
+      'n0de0002  vm2   http://127.0.0.1:8687  ready   draining                4/4          8GiB/8GiB    9.8GiB/9.8GiB       0  just now',
+      'n0de0003  vm3   http://127.0.0.1:8687  down    ineligible              4/4          8GiB/8GiB                -       0  2m5s ago',
     ]);
+    const asJson = await unum(api, ['nodes', '--json']);
+    const doc = JSON.parse(asJson.stdout) as {
+      items: Node[];
+      allocated: Record<string, { allocations: number }>;
+    };
+    assert.deepEqual(
+      doc.items.map((n) => [n.name, n.eligibility, n.drain]),
+      [
+        ['vm1', 'eligible', false],
+        ['vm2', 'ineligible', true],
+        ['vm3', 'ineligible', false],
+      ],
+    );
+    assert.equal(doc.allocated[NODE.id]?.allocations, 2);
   } finally {
     await api.close();
   }

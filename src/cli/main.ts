@@ -11,6 +11,7 @@ import { agentCommand } from './commands/agent.ts';
 import { eventsCommand } from './commands/events.ts';
 import { helpCommand } from './commands/help.ts';
 import { logsCommand } from './commands/logs.ts';
+import { nodeCommand } from './commands/node.ts';
 import { nodesCommand } from './commands/nodes.ts';
 import { planCommand } from './commands/plan.ts';
 import { psCommand } from './commands/ps.ts';
@@ -46,6 +47,7 @@ export const COMMANDS: Record<string, Command> = {
   stop: stopCommand,
   acl: aclCommand,
   nodes: nodesCommand,
+  node: nodeCommand,
   events: eventsCommand,
   version: versionCommand,
   help: helpCommand(
@@ -66,7 +68,7 @@ ${section('Run unum', ['up', 'server', 'agent'])}
 
 ${section('Jobs', ['run', 'plan', 'status', 'ps', 'logs', 'stop'])}
 
-${section('Cluster', ['nodes', 'events', 'acl'])}
+${section('Cluster', ['nodes', 'node', 'events', 'acl'])}
 
 ${section('Other', ['version', 'help'])}
 

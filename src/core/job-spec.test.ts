@@ -56,6 +56,19 @@ describe('job spec', () => {
     assert.equal(g.services[0]!.check?.interval, 2000);
   });
 
+  test('migrate.maxParallel: 1 unless given, a whole number of instances when given', () => {
+    assert.deepEqual(parseJobSpec(minimal).groups[0]!.migrate, { maxParallel: 1 });
+    const given = { ...minimal, groups: [{ ...minimal.groups[0]!, migrate: { maxParallel: 3 } }] };
+    assert.deepEqual(parseJobSpec(given).groups[0]!.migrate, { maxParallel: 3 });
+    const bad = { ...minimal, groups: [{ ...minimal.groups[0]!, migrate: { maxParallel: 0 } }] };
+    assert.deepEqual(problems(bad), [
+      {
+        path: 'groups[0].migrate.maxParallel',
+        message: 'expected a whole number of instances, 1 or more, got 0',
+      },
+    ]);
+  });
+
   test("ephemeral.sizeMiB: the server's default when absent, validated when given", () => {
     assert.deepEqual(parseJobSpec(minimal).groups[0]!.ephemeral, { sizeMiB: 1024 });
     assert.deepEqual(parseJobSpec(minimal, { allocDiskMiB: 300 }).groups[0]!.ephemeral, { sizeMiB: 300 });

@@ -233,6 +233,17 @@ const GroupSchema = z.strictObject({
   restart: RestartSchema.default({}),
   reschedule: RescheduleSchema.default({}),
   constraints,
+  /** How a node drain moves the group's instances: `maxParallel` at a time, each replacement running first. */
+  migrate: z
+    .strictObject({
+      maxParallel: z
+        .number({ error: 'expected a whole number of instances, 1 or more' })
+        .int({ error: 'expected a whole number of instances, 1 or more' })
+        .min(1, { error: 'expected a whole number of instances, 1 or more' })
+        .max(MAX_COUNT, { error: `at most ${MAX_COUNT} instances` })
+        .default(1),
+    })
+    .default({ maxParallel: 1 }),
   /** The allocation's disk: its task directories and shared `alloc/` (logs apart); parseJobSpec fills it in. */
   ephemeral: z.strictObject({ sizeMiB: positiveInt('MiB', MAX_DISK) }).optional(),
 });

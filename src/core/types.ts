@@ -120,11 +120,28 @@ export interface Allocation {
   previousAllocId?: string;
   nextAllocId?: string;
   rescheduleEvents: RescheduleEvent[];
+  /** What the leader asks of this allocation besides its desired status (a node drain). */
+  desiredTransition?: DesiredTransition;
   createdAt: number;
   modifiedAt: number;
 }
 
+/** Changes the leader asks for that the scheduler carries out. */
+export interface DesiredTransition {
+  /** Its node is draining: the scheduler places a replacement elsewhere, then stops this one. */
+  migrate?: boolean;
+}
+
 export type NodeStatus = 'initializing' | 'ready' | 'down';
+
+export type NodeEligibility = 'eligible' | 'ineligible';
+
+/** How a drain goes: its allocations move elsewhere until `deadline`, when what is left is stopped. */
+export interface DrainStrategy {
+  startedAt: number;
+  /** Milliseconds since the epoch; allocations still on the node then are stopped. */
+  deadline: number;
+}
 
 export interface NodeResources extends ComputeResources {
   disk: number;
@@ -161,8 +178,15 @@ export interface Node {
   address: string;
   status: NodeStatus;
   statusDescription?: string;
-  /** When true the scheduler places nothing new here. */
+  /**
+   * `ineligible`: the scheduler places nothing new here (`unum node ineligible`, and from the start
+   * of a drain until `unum node eligible`). What runs there keeps running.
+   */
+  eligibility: NodeEligibility;
+  /** A drain is under way (`unum node drain`): its allocations are moving to other nodes. */
   drain: boolean;
+  /** The drain under way; absent when the node is not draining. */
+  drainStrategy?: DrainStrategy;
   resources: NodeResources;
   /** Kept for the host: the scheduler never hands these out. */
   reserved: ComputeResources;
@@ -183,6 +207,7 @@ export type EvalTrigger =
   | 'alloc-failure'
   | 'alloc-stop'
   | 'node-update'
+  | 'node-drain'
   | 'reschedule'
   | 'blocked-retry';
 

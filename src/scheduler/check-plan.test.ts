@@ -50,7 +50,7 @@ describe('checkPlan', () => {
     assert.equal(!check.ok && check.reason, `node n1 no longer has room for ${late.name}`);
   });
 
-  test('refuses a placement on a node that is gone, down, draining or silent', () => {
+  test('refuses a placement on a node that is gone, down, draining, ineligible or silent', () => {
     const { h, job } = setup();
     const a = mock.alloc(job, h.nodes[0]!);
     const reason = 'node n1 is no longer ready';
@@ -58,6 +58,7 @@ describe('checkPlan', () => {
       ['removed', () => (h.nodes = [])],
       ['down', () => (h.nodes = [{ ...h.nodes[0]!, status: 'down' }])],
       ['draining', () => (h.nodes = [{ ...h.nodes[0]!, drain: true }])],
+      ['ineligible', () => (h.nodes = [{ ...h.nodes[0]!, eligibility: 'ineligible' }])],
       ['silent', () => h.silentNodes.add('n1')],
     ];
     for (const [name, breakNode] of cases) {

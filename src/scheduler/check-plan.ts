@@ -5,6 +5,7 @@
  * against the latest state, counting the room this plan's own stops and preemptions give back.
  */
 import { holdsResources } from '../core/alloc.ts';
+import { takesNewWork } from '../core/node.ts';
 import type { Allocation, Node, Plan } from '../core/types.ts';
 import { askOf, book, fitOnNode, unbook, usageFromAllocs, type Dimension, type NodeUsage } from './fit.ts';
 import type { PlanSnapshot } from './types.ts';
@@ -15,9 +16,9 @@ export type PlacementVerdict = { allocId: string; ok: true } | { allocId: string
 export type PlanCheck =
   { ok: true; verdicts: PlacementVerdict[] } | { ok: false; reason: string; verdicts: PlacementVerdict[] };
 
-/** Whether the node may take new work: ready, its agent alive, not draining. */
+/** Whether the node may take new work: ready, its agent alive, eligible and not draining. */
 export function nodeTakesWork(snapshot: Pick<PlanSnapshot, 'isAlive'>, node: Node | undefined): node is Node {
-  return node !== undefined && node.status === 'ready' && !node.drain && snapshot.isAlive(node.id);
+  return node !== undefined && takesNewWork(node) && snapshot.isAlive(node.id);
 }
 
 /**

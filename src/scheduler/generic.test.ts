@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { Node } from '../core/types.ts';
 import { mock } from '../testing/mock.ts';
 import { SchedulerHarness } from '../testing/scheduler-harness.ts';
 
@@ -244,6 +245,66 @@ describe('generic scheduler', () => {
     assert.ok(fresh);
     assert.notEqual(fresh.nodeId, a.nodeId);
     assert.equal(fresh.previousAllocId, a.id);
+  });
+
+  test('a migrating instance is replaced on another node first, then stopped; with no room it stays', () => {
+    const h = setup(2, { cpu: 1000 });
+    const job = mock.job({ count: 2, cpu: 400 });
+    h.jobs.push(job);
+    const [n0, n1] = h.nodes as [Node, Node];
+    const a0 = mock.alloc(job, n0, { index: 0 });
+    const a1 = mock.alloc(job, n0, { index: 1 });
+    h.allocs.push(a0, a1);
+    h.nodes = [{ ...n0, eligibility: 'ineligible', drain: true }, n1];
+    h.allocs = [{ ...a0, desiredTransition: { migrate: true } }, a1];
+
+    const plan = h.run(mock.evaluation(job, { triggeredBy: 'node-drain' }));
+    assert.equal(plan.place.length, 1, 'only the marked instance moves');
+    const fresh = plan.place[0]!;
+    assert.equal(fresh.nodeId, n1.id);
+    assert.equal(fresh.index, 0);
+    assert.equal(fresh.previousAllocId, a0.id);
+    assert.deepEqual(plan.stop, [
+      { allocId: a0.id, description: `node ${n0.name} is draining`, nextAllocId: fresh.id },
+    ]);
+    h.apply(plan);
+
+    // n1 has room for two instances of 400 millicores: the third mark finds none and stays running.
+    const other = mock.job({ count: 1, cpu: 400 });
+    h.jobs.push(other);
+    h.allocs.push(mock.alloc(other, n1), { ...a1, desiredTransition: { migrate: true } });
+    h.allocs = h.allocs.filter((a) => a !== a1);
+    const full = h.run(mock.evaluation(job, { triggeredBy: 'node-drain' }));
+    assert.deepEqual(full.place, []);
+    assert.deepEqual(full.stop, [], 'not stopped without a replacement');
+    assert.equal(full.failedGroups['web']?.unplaced, 1);
+  });
+
+  test('nothing is placed on ineligible nodes, and the reason says to look at them', () => {
+    const h = setup(2);
+    h.nodes = h.nodes.map((n) => ({ ...n, eligibility: 'ineligible' }));
+    const job = mock.job({ count: 1 });
+    h.jobs.push(job);
+    const plan = h.run(mock.evaluation(job));
+    assert.deepEqual(plan.place, []);
+    assert.match(plan.failedGroups['web']?.summary ?? '', /no node is ready and eligible.*unum nodes/);
+  });
+
+  test('a change of migrate alone updates instances in place', () => {
+    const h = setup(1);
+    const job = mock.job({ count: 1 });
+    h.jobs.push(job);
+    h.apply(h.run(mock.evaluation(job)));
+    const g = job.spec.groups[0]!;
+    const next = {
+      ...job,
+      version: 1,
+      spec: { ...job.spec, groups: [{ ...g, migrate: { maxParallel: 3 } }] },
+    };
+    h.jobs = [next];
+    const plan = h.run(mock.evaluation(next));
+    assert.equal(plan.inPlace.length, 1);
+    assert.deepEqual([plan.place, plan.stop], [[], []]);
   });
 
   test('static ports conflict across instances on one node', () => {

@@ -293,7 +293,8 @@ export function summarizeFailure(
   nodes: readonly Node[],
   usageOf: (node: Node) => NodeUsage,
 ): string {
-  if (f.nodesEvaluated === 0) return 'no node is ready to run work (is an agent running?)';
+  if (f.nodesEvaluated === 0)
+    return 'no node is ready and eligible for new work (is an agent running? are the nodes draining or ineligible? see "unum nodes")';
   const parts: string[] = [];
   for (const [dimension, n] of Object.entries(f.nodesExhausted)) {
     if (dimension === 'memory' || dimension === 'cpu' || dimension === 'disk') {

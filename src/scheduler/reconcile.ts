@@ -11,9 +11,12 @@ import type { Allocation, Job, Node, PlanStop, RescheduleEvent } from '../core/t
 export interface Placement {
   group: GroupSpec;
   index: number;
-  /** The allocation this one replaces. When it still runs, `stop` already holds its stop. */
+  /**
+   * The allocation this one replaces. When it still runs, `stop` already holds its stop — except for
+   * a migration off a draining node, stopped only once its replacement is placed (generic.ts).
+   */
   previous?: Allocation;
-  /** Why a finished `previous` is replaced (recorded on it as its stop description). */
+  /** Why `previous` is replaced, when the plan stops it with its placement (its stop description). */
   replaces?: string;
   rescheduleEvents: RescheduleEvent[];
 }
@@ -95,7 +98,16 @@ export function reconcile(
         if (!node || node.status === 'down') {
           stop(a, 'node is down');
           out.place.push({ group, index, previous: a, rescheduleEvents: a.rescheduleEvents });
-        } else if (destructive)
+        } else if (a.desiredTransition?.migrate)
+          // With no room elsewhere it keeps running where it is (the drain's deadline stops it).
+          out.place.push({
+            group,
+            index,
+            previous: a,
+            replaces: `node ${node.name} is draining`,
+            rescheduleEvents: a.rescheduleEvents,
+          });
+        else if (destructive)
           out.destructive.push({ group, alloc: a, description: `updated to job version ${job.version}` });
         else if (changed)
           // Only count or metadata changed: the running instance carries over untouched.
@@ -163,9 +175,13 @@ export function reconcile(
   return out;
 }
 
-/** A change other than count means the instance must be replaced to take effect. */
+/**
+ * A change other than count means the instance must be replaced to take effect. `migrate` is how
+ * the scheduler moves instances, not what they run: changing it replaces nothing.
+ */
 export function needsReplacement(before: GroupSpec, after: GroupSpec): boolean {
-  return JSON.stringify({ ...before, count: 0 }) !== JSON.stringify({ ...after, count: 0 });
+  const running = (g: GroupSpec) => JSON.stringify({ ...g, count: 0, migrate: undefined });
+  return running(before) !== running(after);
 }
 
 export type RescheduleDecision =

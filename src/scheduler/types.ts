@@ -9,7 +9,7 @@ export interface Snapshot {
   job(namespace: string, id: string): Job | undefined;
   allocsOfJob(namespace: string, id: string): readonly Allocation[];
   allocsOnNode(nodeId: string): readonly Allocation[];
-  /** Nodes a new allocation may go to: ready, heartbeating, not draining. */
+  /** Nodes a new allocation may go to: ready, heartbeating, eligible, not draining (`nodeTakesWork`). */
   readyNodes(): readonly Node[];
   node(id: string): Node | undefined;
 }

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../core/log.ts';
 import type { Allocation, ClusterEvent, Evaluation, Job, Node } from '../core/types.ts';
+import { nodeTakesWork } from '../scheduler/check-plan.ts';
 import type { Snapshot } from '../scheduler/types.ts';
 import type { KeyValue, Store, Watcher, WatchEvent } from '../store/types.ts';
 import { ROOT, prefixes } from './keys.ts';
@@ -306,7 +307,7 @@ export class StateCache implements Snapshot {
     return this.alive.has(nodeId);
   }
   readyNodes(): readonly Node[] {
-    return this.listNodes().filter((n) => n.status === 'ready' && !n.drain && this.alive.has(n.id));
+    return this.listNodes().filter((n) => nodeTakesWork(this, n));
   }
   /** An ACL token by accessor (with its secret's hash: server-side only). */
   aclToken(accessor: string): StoredToken | undefined {

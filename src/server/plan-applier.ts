@@ -17,6 +17,7 @@ import type { Term } from './leadership/term.ts';
 import type { StateCache } from './cache.ts';
 import { eventOp, putOp } from './events.ts';
 import { keys } from './keys.ts';
+import { stoppingEvent } from './state/allocs.ts';
 
 export interface ApplyResult {
   ok: boolean;
@@ -80,21 +81,7 @@ export class PlanApplier {
       });
       // A finished allocation that is replaced has nothing left to stop: the placement's event names it.
       if (isTerminal(a) && s.nextAllocId !== undefined) continue;
-      ops.push(
-        eventOp(
-          {
-            topic: 'allocation',
-            type: s.preempted ? 'alloc-preempted' : 'alloc-stopping',
-            namespace: a.namespace,
-            jobId: a.jobId,
-            allocId: a.id,
-            nodeId: a.nodeId,
-            message: `${s.preempted ? 'preempting' : 'stopping'} ${a.name} (${shortId(a.id)}): ${s.description}`,
-            actor,
-          },
-          now,
-        ),
-      );
+      ops.push(stoppingEvent(a, s.description, now, actor, s.preempted));
     }
 
     for (const p of plan.inPlace) {

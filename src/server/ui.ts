@@ -45,8 +45,8 @@ async function api(u) {
 async function refresh() {
   try {
     const [nodes, jobs, allocs] = await Promise.all(['/v1/nodes', '/v1/jobs?namespace=*', '/v1/allocations'].map(api));
-    table(document.getElementById('nodes'), ['Name', 'Status', 'CPU (millicores)', 'Memory (MiB)', 'Address'],
-      nodes.items.map((n) => [n.name, {text: n.status, cls: n.status}, n.resources.cpu, n.resources.memory, n.address]));
+    table(document.getElementById('nodes'), ['Name', 'Status', 'Eligibility', 'CPU (millicores)', 'Memory (MiB)', 'Address'],
+      nodes.items.map((n) => [n.name, {text: n.status, cls: n.status}, n.drain ? 'draining' : n.eligibility, n.resources.cpu, n.resources.memory, n.address]));
     table(document.getElementById('jobs'), ['Job', 'Namespace', 'Type', 'Status', 'Running / desired', 'Version'],
       jobs.items.map((j) => [j.job.id, j.job.namespace, j.job.spec.type, {text: j.job.status, cls: j.job.status}, j.summary.running + ' / ' + j.summary.desired, j.job.version]));
     table(document.getElementById('allocs'), ['ID', 'Name', 'Node', 'Status', 'Ports'],

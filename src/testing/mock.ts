@@ -54,6 +54,7 @@ export const mock = {
       name: id,
       address: 'http://127.0.0.1:1',
       status: 'ready',
+      eligibility: 'eligible',
       drain: false,
       resources: { cpu, memory, disk },
       reserved: { cpu: 0, memory: 0 },

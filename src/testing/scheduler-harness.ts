@@ -4,7 +4,7 @@
  * `checkPlan` and folds it back into the state the way the applier would, so multi-step scenarios
  * read naturally and a plan the applier would refuse fails the test.
  */
-import { checkPlan, type PlanCheck } from '../scheduler/check-plan.ts';
+import { checkPlan, nodeTakesWork, type PlanCheck } from '../scheduler/check-plan.ts';
 import { schedule } from '../scheduler/schedule.ts';
 import type { PlanSnapshot, Scheduler, SchedulerContext, Snapshot } from '../scheduler/types.ts';
 import type { Allocation, Evaluation, Job, Node, Plan } from '../core/types.ts';
@@ -32,7 +32,7 @@ export class SchedulerHarness implements Snapshot, PlanSnapshot {
     return this.allocs.filter((a) => a.nodeId === nodeId);
   }
   readyNodes(): readonly Node[] {
-    return this.nodes.filter((n) => n.status === 'ready' && !n.drain && this.isAlive(n.id));
+    return this.nodes.filter((n) => nodeTakesWork(this, n));
   }
   node(id: string): Node | undefined {
     return this.nodes.find((n) => n.id === id);

@@ -1,11 +1,14 @@
 /**
- * Node routes: what operators read (nodes, usage figures) and what agents call (register,
- * heartbeat, the allocations watch, status reports).
+ * Node routes: what operators read (nodes, usage figures) and change (drain, eligibility), and what
+ * agents call (register, heartbeat, the allocations watch, status reports).
  */
 import { isTerminal } from '../../core/alloc.ts';
 import type { Node } from '../../core/types.ts';
 import {
   AllocStatusUpdatesSchema,
+  DEFAULT_DRAIN_DEADLINE_MS,
+  NodeDrainBodySchema,
+  NodeEligibilityBodySchema,
   NodeRegistrationSchema,
   bodyJsonSchema,
   parseBody,
@@ -14,8 +17,9 @@ import type { NodeStats, RegisterNodeResponse } from '../../api/types.ts';
 import { ForbiddenError } from '../../core/errors.ts';
 import { issueCredential, requireNode, type IssuedCredential } from '../node-credentials.ts';
 import { sortAllocs } from '../../api/views.ts';
-import type { Route } from '../../transport/index.ts';
+import type { RequestContext, Route } from '../../transport/index.ts';
 import { reportAllocs } from '../state/allocs.ts';
+import { markEligible, markIneligible, startDrain } from '../state/drain.ts';
 import { registerNode } from '../state/nodes.ts';
 import { agentStats } from './agents.ts';
 import { actorOf, findNode, waitIndex, write, type ApiDeps } from './context.ts';
@@ -26,9 +30,19 @@ export function nodeRoutes(d: ApiDeps): Route[] {
   /** A node as users see it: down as soon as its heartbeat key is gone, with its last heartbeat. */
   const nodeView = (n: Node, lastSeen: Map<string, number>): Node => ({
     ...n,
+    // A node stored before eligibility existed has none: it was eligible.
+    eligibility: n.eligibility === 'ineligible' ? 'ineligible' : 'eligible',
     status: n.status === 'ready' && !cache.isAlive(n.id) ? 'down' : n.status,
     lastHeartbeat: lastSeen.get(n.id) ?? n.lastHeartbeat,
   });
+
+  /** Draining and eligibility are an operator's: a node's credential (which has node:write) may not. */
+  const operator = (ctx: RequestContext) => {
+    if (ctx.identity.kind === 'agent')
+      throw new ForbiddenError(
+        `a node's credential may not drain nodes or change their eligibility: use an operator's token`,
+      );
+  };
 
   return [
     {
@@ -60,6 +74,42 @@ export function nodeRoutes(d: ApiDeps): Route[] {
         "CPU, memory and process count of the running tasks on a node (by node id, id prefix or name). Asked of the node's agent.",
       handler(ctx): Promise<NodeStats> {
         return agentStats(cache, findNode(d, ctx.params['id'] ?? ''), ctx.signal);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/nodes/:id/drain',
+      capability: 'node:write',
+      summary:
+        'Drain a node (by id, id prefix or name): `{ deadline: "1h" }` moves its allocations to other nodes and makes it ineligible; what is left at the deadline is stopped. `{ cancel: true }` ends a drain. Answers the node.',
+      requestSchema: bodyJsonSchema(NodeDrainBodySchema),
+      async handler(ctx) {
+        operator(ctx);
+        const body = parseBody(NodeDrainBodySchema, ctx.body, 'drain request');
+        const { id } = findNode(d, ctx.params['id'] ?? '');
+        const node = await write(d, () =>
+          body.cancel === true
+            ? markEligible(cache, id, d.clock.now(), actorOf(ctx))
+            : startDrain(cache, id, body.deadline ?? DEFAULT_DRAIN_DEADLINE_MS, d.clock.now(), actorOf(ctx)),
+        );
+        return nodeView(node, await d.heartbeats.lastSeen());
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/nodes/:id/eligibility',
+      capability: 'node:write',
+      summary:
+        'Whether new work may be placed on a node: `{ eligible: false }` keeps what runs there; `{ eligible: true }` also ends a drain. Answers the node.',
+      requestSchema: bodyJsonSchema(NodeEligibilityBodySchema),
+      async handler(ctx) {
+        operator(ctx);
+        const { eligible } = parseBody(NodeEligibilityBodySchema, ctx.body, 'eligibility');
+        const { id } = findNode(d, ctx.params['id'] ?? '');
+        const node = await write(d, () =>
+          (eligible ? markEligible : markIneligible)(cache, id, d.clock.now(), actorOf(ctx)),
+        );
+        return nodeView(node, await d.heartbeats.lastSeen());
       },
     },
     {

@@ -1,9 +1,10 @@
 /**
  * Blocked evaluations: an evaluation that could not place every instance waits in the broker until
- * capacity appears — a node becomes ready or heartbeats again, or an allocation gives back what it
- * held — and then runs again. One key ("capacity"): a burst of such changes is one unblock.
+ * capacity appears — a node becomes ready or eligible or heartbeats again, or an allocation gives
+ * back what it held — and then runs again. One key ("capacity"): a burst of such changes is one unblock.
  */
 import { freedResources } from '../../core/alloc.ts';
+import { takesNewWork } from '../../core/node.ts';
 import type { CacheChange } from '../cache.ts';
 import type { EvalBroker } from '../broker.ts';
 import type { Controller } from './controller.ts';
@@ -16,7 +17,8 @@ export function addsCapacity(c: CacheChange): boolean {
     case 'heartbeat':
       return c.alive;
     case 'node':
-      return c.node?.status === 'ready' && c.prev?.status !== 'ready';
+      // Ready and eligible now, and not before: it registered, came back, or was made eligible.
+      return c.node !== undefined && takesNewWork(c.node) && (c.prev === undefined || !takesNewWork(c.prev));
     case 'alloc':
       return c.alloc !== undefined && c.prev !== undefined && freedResources(c.prev, c.alloc);
     case 'resync':

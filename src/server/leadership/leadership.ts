@@ -5,7 +5,7 @@
  *
  *   Election.campaign ─► Term ─┬─► broker enabled ◄── pending evaluations from the cache
  *                              ├─► workers: broker ─► schedule ─► PlanApplier.apply(plan, term)
- *                              ├─► ControllerManager: node-down, blocked evaluations, collector
+ *                              ├─► ControllerManager: node-down, blocked evaluations, drain, collector
  *                              └─► renew the lease every ttl/3; lost ─► term.end()
  */
 import { systemClock, type Clock } from '../../core/clock.ts';
@@ -24,6 +24,7 @@ import {
   type Retention,
 } from '../controllers/collector.ts';
 import { ControllerManager } from '../controllers/controller.ts';
+import { drainController } from '../controllers/drain.ts';
 import { nodeDownController } from '../controllers/node-down.ts';
 import { keys } from '../keys.ts';
 import { PlanApplier } from '../plan-applier.ts';
@@ -85,6 +86,7 @@ export class Leadership {
       controllers: [
         nodeDownController({ cache: o.cache, clock: this.clock, log: o.log }),
         blockedEvalsController({ broker: this.broker }),
+        drainController({ cache: o.cache, clock: this.clock, log: o.log }),
         collectorController(this.collectorDeps()),
       ],
     });

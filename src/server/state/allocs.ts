@@ -60,6 +60,29 @@ export function changeAlloc(prev: Allocation, next: Allocation, now: number, act
   return ops;
 }
 
+/** The event of an allocation told to stop (or preempted), with the reason: written once for the applier and the drain. */
+export function stoppingEvent(
+  a: Allocation,
+  description: string,
+  now: number,
+  actor: string,
+  preempted = false,
+): TxnOp {
+  return eventOp(
+    {
+      topic: 'allocation',
+      type: preempted ? 'alloc-preempted' : 'alloc-stopping',
+      namespace: a.namespace,
+      jobId: a.jobId,
+      allocId: a.id,
+      nodeId: a.nodeId,
+      message: `${preempted ? 'preempting' : 'stopping'} ${a.name} (${shortId(a.id)}): ${description}`,
+      actor,
+    },
+    now,
+  );
+}
+
 /** The scheduler must look at the job again: an instance it wants running failed, was lost, or a service exited. */
 export function needsEvaluation(prev: Allocation, next: Allocation): boolean {
   return (

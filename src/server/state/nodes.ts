@@ -32,7 +32,10 @@ export function registerNode(
     drivers: reg.drivers as Node['drivers'],
     ...(devices !== undefined && devices.length > 0 ? { devices: devices as NodeDevice[] } : {}),
     status: 'ready',
+    // The operator's choices outlive the agent's restarts.
+    eligibility: existing?.eligibility ?? 'eligible',
     drain: existing?.drain ?? false,
+    ...(existing?.drainStrategy !== undefined ? { drainStrategy: existing.drainStrategy } : {}),
     registeredAt: existing?.registeredAt ?? now,
     lastHeartbeat: now,
   };

@@ -1,36 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Allocation, Evaluation, Job, Node } from '../../core/types.ts';
+import type { Allocation, Node } from '../../core/types.ts';
 import { mock } from '../../testing/mock.ts';
-import type { TxnOp } from '../../store/types.ts';
 import { keys } from '../keys.ts';
 import { reportAllocs } from './allocs.ts';
+import { puts, view, written } from './fixtures.ts';
 import { registerJob, stopJob } from './jobs.ts';
 import { markNodeDown } from './nodes.ts';
-import type { StateView } from './view.ts';
-import { commit, type Transition } from './write.ts';
-
-/** A plain view over arrays: transitions are pure, so they need nothing more. */
-function view(o: { jobs?: Job[]; allocs?: Allocation[]; nodes?: Node[]; alive?: string[] }): StateView {
-  return {
-    job: (ns, id) => o.jobs?.find((j) => j.namespace === ns && j.id === id),
-    alloc: (id) => o.allocs?.find((a) => a.id === id),
-    node: (id) => o.nodes?.find((n) => n.id === id),
-    allocsOnNode: (id) => (o.allocs ?? []).filter((a) => a.nodeId === id),
-    listEvals: (): Evaluation[] => [],
-    isAlive: (id) => (o.alive ?? []).includes(id),
-    revisionOf: () => 7,
-  };
-}
-
-const written = <T>(t: Transition<T>) => {
-  assert.ok(!('done' in t), 'the transition writes');
-  return t;
-};
-const puts = (t: { ops: TxnOp[] }, prefix: string): unknown[] =>
-  t.ops.flatMap((o) =>
-    o.type === 'put' && o.key.startsWith(prefix) ? [JSON.parse(o.value) as unknown] : [],
-  );
+import { commit } from './write.ts';
 
 test('registering the same spec again changes nothing; a new spec is the next version', () => {
   const job = mock.job();

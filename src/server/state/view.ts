@@ -10,6 +10,7 @@ export interface StateView {
   alloc(id: string): Allocation | undefined;
   node(id: string): Node | undefined;
   allocsOnNode(nodeId: string): readonly Allocation[];
+  allocsOfJob(namespace: string, id: string): readonly Allocation[];
   listEvals(): Evaluation[];
   /** The node's heartbeat key exists (its agent renews its lease). */
   isAlive(nodeId: string): boolean;
