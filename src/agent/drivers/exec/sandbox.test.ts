@@ -276,7 +276,15 @@ void describe('the exec driver sandbox', async () => {
     }
     assert.ok(peak > 1, 'the bomb did fork');
     const cgroup = await (await nodeIsolation()).cgroups?.open(taskCgroupName(cfg.allocId, cfg.task));
-    const pids = (await cgroup?.pids()) ?? [];
+    // Processes of the bomb come and go; the task's own (sleep) stays: some, never over the limit.
+    const pids = await waitFor(
+      async () => {
+        const p = (await cgroup?.pids()) ?? [];
+        assert.ok(p.length <= 40, `${p.length} processes in the cgroup`);
+        return p.length > 0 ? p : undefined;
+      },
+      { timeoutMs: 10_000, description: 'the task cgroup listing its processes' },
+    );
     assert.ok(pids.length > 0 && pids.length <= 40);
     await h.stop('SIGTERM', 200);
     // A killed process leaves cgroup.procs a moment before /proc shows it dead: wait for that moment.
