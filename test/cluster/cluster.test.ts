@@ -163,6 +163,31 @@ describe('a cluster of four hosts', { skip, timeout: 300_000 }, () => {
     assert.equal((await running('web')).length, 6);
   });
 
+  test('a drained host: its instances move to the others, and it takes nothing new', async () => {
+    const victim = await busiestAgentHost('web');
+    const victimId = await c.nodeId(victim);
+    await c.client().drainNode(victimId, { deadline: '2m' });
+    await waitFor(
+      async () => {
+        const r = await running('web');
+        return r.length === 6 && r.every((a) => a.nodeId !== victimId);
+      },
+      { timeoutMs: 120_000, intervalMs: 500, description: `web moved off ${victim}` },
+    );
+    const node = await waitFor(
+      async () => {
+        const n = (await c.client().listNodes()).items.find((x) => x.id === victimId);
+        return n !== undefined && !n.drain ? n : undefined;
+      },
+      { timeoutMs: 60_000, description: 'the drain finished' },
+    );
+    assert.equal(node.eligibility, 'ineligible');
+    await waitFor(() => sleepsOn(victim) === 0, {
+      timeoutMs: 60_000,
+      description: `no task left on ${victim}`,
+    });
+  });
+
   test('down leaves nothing of the cluster on the machine', () => {
     const id = c.hosts.id;
     c.down();
