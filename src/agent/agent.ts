@@ -12,8 +12,6 @@
  *  - housekeeping: garbage collection of old allocation dirs, usage samples (log files are rotated
  *    by each task's log shipper).
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { UnumClient } from '../api/client.ts';
 import { listen, type Listener } from '../transport/index.ts';
 import type { AllocStatusUpdate, NodeRegistration, NodeStats } from '../api/types.ts';
@@ -24,12 +22,12 @@ import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner } from './runner/alloc-runner.ts';
 import { AgentNetwork } from './network/index.ts';
 import { watchDisconnect } from './disconnect.ts';
+import { killUnrecorded } from './unrecorded.ts';
 
 export type { AgentConfig, StopOptions } from './config.ts';
 import { allocDirPaths, allocsRoot } from './runner/alloc-dir.ts';
 import { drivers as driverFactories } from './drivers/index.ts';
 import type { Driver, DriverName } from './drivers/types.ts';
-import { processHandleData } from './drivers/handle-state.ts';
 import { fingerprint } from './fingerprint.ts';
 import { detectIsolation, detectIsolationOnce, type IsolationCapability } from './drivers/exec/isolation.ts';
 import { detectCgroups } from './cgroups/index.ts';
@@ -521,7 +519,9 @@ export class Agent {
       this.logger.error({ err }, 'could not read the agent state: allocations start afresh');
       return;
     }
-    await this.killUnrecorded(saved);
+    const cgroups = (await this.isolation).cgroups;
+    if (cgroups !== undefined)
+      await killUnrecorded(cgroups, saved, allocsRoot(this.cfg.dataDir), this.logger);
     const restored: AllocRunner[] = [];
     for (const p of saved) {
       if (p.alloc.nodeId !== this.nodeId) {
@@ -547,51 +547,6 @@ export class Agent {
         },
         'took over the allocations of the previous agent process',
       );
-  }
-
-  /**
-   * Kills what an earlier agent process started but never recorded: it died between making a
-   * task's cgroup (or spawning its process) and writing the state file that names it. Such a task
-   * would otherwise run on, unknown, beside the one started again for the same allocation. A task
-   * cgroup is this agent's when its allocation has a directory in this agent's data dir (other
-   * agents on the machine share the parent); it is recorded when a state file's handle names it.
-   * Called before anything is started or re-attached. Processes that never joined a cgroup do not
-   * start their task (drivers/launch.ts, the sandbox's entry), so the cgroups hold all there is.
-   */
-  private async killUnrecorded(saved: readonly PersistedAlloc[]): Promise<void> {
-    const cgroups = (await this.isolation).cgroups;
-    if (cgroups === undefined) return;
-    const recorded = new Set<string>();
-    for (const p of saved)
-      for (const t of Object.values(p.tasks)) {
-        const data = t.handle === undefined ? undefined : processHandleData(t.handle, t.handle.driver);
-        if (data?.cgroup !== undefined) recorded.add(data.cgroup);
-      }
-    const root = allocsRoot(this.cfg.dataDir);
-    let names: string[];
-    try {
-      names = await cgroups.list();
-    } catch (err) {
-      this.logger.warn({ err }, 'could not list the task cgroups to find unrecorded tasks');
-      return;
-    }
-    for (const name of names) {
-      const allocId = name.slice(0, name.indexOf('.'));
-      if (recorded.has(name) || allocId === '' || !existsSync(join(root, allocId))) continue;
-      try {
-        const cgroup = await cgroups.open(name);
-        if (cgroup === undefined) continue;
-        const pids = await cgroup.pids();
-        await cgroup.killAll();
-        await cgroup.destroy();
-        this.logger.warn(
-          { allocId, cgroup: name, pids },
-          'killed a task the previous agent process started but never recorded',
-        );
-      } catch (err) {
-        this.logger.error({ err, allocId, cgroup: name }, 'could not kill an unrecorded task');
-      }
-    }
   }
 
   // --- housekeeping ----------------------------------------------------------------------------
