@@ -80,7 +80,15 @@ export class Agent {
     this.cfg = cfg;
     this.nodeId = cfg.nodeId;
     this.logger = cfg.logger.child({ nodeId: cfg.nodeId });
-    this.clients = cfg.servers.map((addr) => new UnumClient({ addr, token: () => cfg.credential.bearer }));
+    const tls = cfg.tls;
+    this.clients = cfg.servers.map(
+      (addr) =>
+        new UnumClient({
+          addr,
+          token: () => cfg.credential.bearer,
+          ...(tls !== undefined ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {}),
+        }),
+    );
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =
       cfg.taskIsolation === 'off' ||
@@ -241,6 +249,7 @@ export class Agent {
     this.reporter.close();
     await Promise.all(this.loops);
     await this.closeHttp();
+    for (const c of this.clients) c.close();
     await this.network.close(killTasks);
     await this.state.flush();
     this.logger.info({ tasksLeftRunning: !killTasks }, 'agent stopped');
@@ -268,9 +277,14 @@ export class Agent {
     };
     if (this.cfg.logPollMs !== undefined) ctx.logPollMs = this.cfg.logPollMs;
     const { host, port } = this.cfg.http;
+    const tls = this.cfg.tls;
     this.listener = await listen(agentRouter(ctx).handle, {
       host,
       port,
+      // Its node certificate (then the CA's); callers must present a server certificate of that CA.
+      ...(tls !== undefined
+        ? { tls: { cert: `${tls.cert.trim()}\n${tls.ca.trim()}\n`, key: tls.key, ca: tls.ca } }
+        : {}),
       inUse: () =>
         `the agent's HTTP address ${host}:${port} is already in use: choose another httpAddr (port 0 picks a free one)`,
     });
@@ -469,6 +483,10 @@ export class Agent {
         void this.state.durable(update.allocId).then(() => this.reporter.enqueue(update)),
     };
     opts.taskApiServers = () => this.cfg.servers;
+    if (this.cfg.tls !== undefined) {
+      const ca = this.cfg.tls.ca;
+      opts.taskApiCa = () => ca;
+    }
     const networks = this.network.forAllocs;
     if (networks !== undefined) opts.networks = networks;
     if (restored !== undefined) opts.restored = restored;
