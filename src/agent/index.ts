@@ -8,6 +8,11 @@ import os from 'node:os';
 import { resolve } from 'node:path';
 import { InvalidError, UnauthenticatedError, type FieldProblem } from '../core/errors.ts';
 import type { NodeTls } from './join.ts';
+import { existsSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+
+/** Where join.ts keeps the node certificate. */
+const nodeCertificateFile = (dataDir: string) => joinPath(dataDir, 'agent', 'tls', 'node.pem');
 import { createLogger, type Logger } from '../core/log.ts';
 import { Agent, type StopOptions } from './agent.ts';
 import { allocsRoot } from './runner/alloc-dir.ts';
@@ -164,7 +169,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const dataDir = resolve(options.dataDir);
   await mkdir(allocsRoot(dataDir), { recursive: true });
   const nodeId = await loadNodeId(dataDir);
-  const tls = await nodeCertificates(dataDir, nodeId, servers, options.join);
+  const logger = options.logger ?? createLogger('agent');
+  const tls = await nodeCertificates(dataDir, nodeId, servers, options.join, logger);
   const credential =
     tls !== undefined
       ? AgentCredential.certificate()
@@ -177,7 +183,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(tls !== undefined ? { tls } : {}),
     name: options.name ?? os.hostname(),
     http,
-    logger: options.logger ?? createLogger('agent'),
+    logger,
     enableRawExec: options.enableRawExec ?? false,
     reserved: { cpu: reserved.cpu, memory: reserved.memory },
     portRange: { min: portRange.min, max: portRange.max },
@@ -218,7 +224,11 @@ async function nodeCertificates(
   nodeId: string,
   servers: readonly string[],
   join: AgentOptions['join'],
+  logger: Logger,
 ): Promise<NodeTls | undefined> {
+  const https = servers.some((s) => s.startsWith('https:'));
+  // The certificate builder is slow to load: plain agents (unum up's) never load it.
+  if (join === undefined && !https && !existsSync(nodeCertificateFile(dataDir))) return undefined;
   const { joinCluster, loadNodeTls, needsRenewal, renewNodeCertificate } = await import('./join.ts');
   const { parseCaHash } = await import('../transport/pki.ts');
   let tls = await loadNodeTls(dataDir, nodeId);
@@ -227,7 +237,7 @@ async function nodeCertificates(
   if (join !== undefined && (tls === undefined || tls.caHash !== wantedCa || tls.expiresAt <= now))
     return joinCluster(dataDir, nodeId, join);
   if (tls === undefined) {
-    if (servers.some((s) => s.startsWith('https:')))
+    if (https)
       throw new UnauthenticatedError(
         `node ${nodeId} has not joined the cluster at ${servers.join(', ')}: start it once with "unum agent --join URL --token T --ca-hash H" (unum token create prints them)`,
       );
@@ -241,9 +251,11 @@ async function nodeCertificates(
     for (const server of servers)
       try {
         tls = await renewNodeCertificate(dataDir, nodeId, server, tls);
+        logger.info({ expiresAt: new Date(tls.expiresAt).toISOString() }, 'node certificate renewed');
         break;
-      } catch {
-        // the next server; an unrenewed certificate still serves until it expires
+      } catch (err) {
+        // The next server; a certificate not renewed still serves until it expires.
+        logger.warn({ err, server }, 'could not renew the node certificate');
       }
   }
   return tls;
