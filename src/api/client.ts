@@ -4,7 +4,7 @@
  * UnavailableError whose message says what to do.
  */
 import type { AclPolicy, AclToken, PolicyRule } from '../core/acl.ts';
-import { TlsFetcher, isCertificateError } from './https.ts';
+import { isCertificateError, sharedTlsFetcher, type TlsFetcher } from './https.ts';
 import { UnavailableError, errorFromWire, type ErrorDetails } from '../core/errors.ts';
 import type { Allocation, ClusterEvent, Evaluation, Node } from '../core/types.ts';
 import type {
@@ -70,22 +70,29 @@ export class UnumClient {
   private readonly timeoutMs: number;
   /** Requests to an https:// server with the cluster's CA go through it; others through fetch. */
   private readonly tls: TlsFetcher | undefined;
+  private readonly releaseTls: () => void = () => undefined;
 
   constructor(options: ClientOptions = {}) {
     this.addr = resolveAddr(options.addr);
     this.token = options.token ?? process.env['UNUM_TOKEN'];
     this.timeoutMs = options.timeoutMs ?? 30_000;
-    if (options.ca !== undefined && this.addr.startsWith('https:'))
-      this.tls = new TlsFetcher({
+    if (options.ca !== undefined && this.addr.startsWith('https:')) {
+      const pool = sharedTlsFetcher({
         ca: options.ca,
         ...(options.cert !== undefined ? { cert: options.cert } : {}),
         ...(options.key !== undefined ? { key: options.key } : {}),
       });
+      this.tls = pool.fetcher;
+      this.releaseTls = pool.release;
+    }
   }
 
-  /** Closes kept-alive TLS connections (plain ones are fetch's to keep). */
+  /**
+   * Lets go of the kept-alive TLS connections (shared with other clients of the same certificates,
+   * closed with the last of them; plain ones are fetch's to keep).
+   */
   close(): void {
-    this.tls?.close();
+    this.releaseTls();
   }
 
   // --- joining (agents) and join tokens -------------------------------------------------------

@@ -97,3 +97,33 @@ export function isCertificateError(err: unknown): boolean {
     /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS_CERT_ALTNAME/.test(code)
   );
 }
+
+/** Pools shared by every client with the same certificates, as fetch shares its own. */
+const shared = new Map<string, { fetcher: TlsFetcher; users: number }>();
+
+/**
+ * The pool for these certificates, shared (a program that makes a client per call must not open a
+ * connection per client: servers limit connections per source). `release` when done; the pool
+ * closes when its last user releases it.
+ */
+export function sharedTlsFetcher(tls: ClientTls): { fetcher: TlsFetcher; release(): void } {
+  const key = `${tls.ca}\0${tls.cert ?? ''}\0${tls.key ?? ''}`;
+  let entry = shared.get(key);
+  if (entry === undefined) {
+    entry = { fetcher: new TlsFetcher(tls), users: 0 };
+    shared.set(key, entry);
+  }
+  entry.users++;
+  const held = entry;
+  let released = false;
+  return {
+    fetcher: held.fetcher,
+    release() {
+      if (released) return;
+      released = true;
+      if (--held.users > 0) return;
+      held.fetcher.close();
+      if (shared.get(key) === held) shared.delete(key);
+    },
+  };
+}
