@@ -127,7 +127,7 @@ describe('joining a cluster with TLS', { skip, timeout: 300_000 }, () => {
     assert.ok(!anonymous.text.includes('hello') && !asNode.text.includes('hello'), 'no log line leaked');
   });
 
-  test('the CLI reaches the server with UNUM_CACERT, and says what to do without it', async () => {
+  test('the CLI reaches the server with UNUM_CACERT (nodes, join tokens), and says what to do without it', async () => {
     const env = {
       ...process.env,
       UNUM_ADDR: c.addr,
@@ -140,6 +140,27 @@ describe('joining a cluster with TLS', { skip, timeout: 300_000 }, () => {
     });
     const names = (JSON.parse(ok.stdout) as { items: { name: string }[] }).items.map((n) => n.name).sort();
     assert.deepEqual(names, ['h1', 'h2']);
+    // unum token: made with the join command to run on a new machine, listed, revoked.
+    const made = await run(process.execPath, [BIN, 'token', 'create', '--ttl', '10m'], {
+      env: { ...env, UNUM_CACERT: c.caFile },
+    });
+    const command = /unum agent --join (\S+) --token (unum-join-([0-9a-f]{8})\.\S+) --ca-hash (\S+)/.exec(
+      made.stdout,
+    );
+    assert.ok(command, made.stdout);
+    assert.deepEqual([command[1], command[4]], [c.addr, c.caHash]);
+    const listed = await run(process.execPath, [BIN, 'token', 'list'], {
+      env: { ...env, UNUM_CACERT: c.caFile },
+    });
+    assert.match(listed.stdout, new RegExp(`^${command[3]}\\s`, 'm'));
+    assert.ok(!listed.stdout.includes(command[2]!), 'no secret listed');
+    await run(process.execPath, [BIN, 'token', 'revoke', command[3]!], {
+      env: { ...env, UNUM_CACERT: c.caFile },
+    });
+    assert.equal(
+      (await c.client().joinTokens()).items.find((t) => t.id === command[3]),
+      undefined,
+    );
     const refused = await run(process.execPath, [BIN, 'nodes'], { env }).then(
       () => assert.fail('the CLI trusted a server whose CA it was not given'),
       (err: { code: number; stderr: string }) => err,

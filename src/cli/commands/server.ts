@@ -102,7 +102,7 @@ Examples:
         ['data dir', dataDir],
       ];
       if (pki) pairs.push(['CA certificate', `${pki.caFile} (${pki.caHash})`]);
-      let text = `unum server listening on ${server.addr}\n\n${keyValues(pairs)}\n`;
+      let text = `unum server listening on ${server.addr}\n\n${keyValues(pairs)}`;
       if (pki) {
         text += `\nClients: export UNUM_ADDR=${url} UNUM_CACERT=${pki.caFile}\n`;
         text += first

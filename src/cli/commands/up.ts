@@ -112,6 +112,8 @@ Examples:
       ];
       let text = `${c.green('unum is up.')}\n\n${indent(keyValues(pairs))}\n`;
       if (server.addr !== DEFAULT_ADDR) text += `Clients: export UNUM_ADDR=${server.addr}\n`;
+      if (!isLoopback(new URL(server.addr).hostname))
+        text += `\n${c.yellow('Plain HTTP on a non-loopback address:')} tokens cross the network unencrypted. For several machines run "unum server" (TLS) and join agents to it.\n`;
       if (agent.warnings.length > 0)
         text += `\n${c.yellow('Not enforced on this machine:')}\n${agent.warnings.map((w) => `  - ${w}\n`).join('')}\n`;
       text += `try: unum run examples/web.yaml\nCtrl-C stops unum.\n`;
@@ -133,4 +135,8 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => (l ? `  ${l}` : l))
     .join('\n');
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }
