@@ -8,11 +8,7 @@ import os from 'node:os';
 import { resolve } from 'node:path';
 import { InvalidError, UnauthenticatedError, type FieldProblem } from '../core/errors.ts';
 import type { NodeTls } from './join.ts';
-import { existsSync } from 'node:fs';
-import { join as joinPath } from 'node:path';
 
-/** Where join.ts keeps the node certificate. */
-const nodeCertificateFile = (dataDir: string) => joinPath(dataDir, 'agent', 'tls', 'node.pem');
 import { createLogger, type Logger } from '../core/log.ts';
 import { Agent, type StopOptions } from './agent.ts';
 import { allocsRoot } from './runner/alloc-dir.ts';
@@ -211,12 +207,59 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   await agent.start();
   // The agent logs them once itself; callers (unum up, unum agent) show them to the operator.
   const warnings = await agent.isolationWarnings();
-  return { nodeId, address: agent.address, warnings, stop: (opts) => agent.stop(opts) };
+  const renewal = tls !== undefined ? renewWhenDue(dataDir, nodeId, servers, tls, agent, logger) : undefined;
+  return {
+    nodeId,
+    address: agent.address,
+    warnings,
+    stop: (opts) => {
+      clearInterval(renewal);
+      return agent.stop(opts);
+    },
+  };
+}
+
+/** How often a running agent looks whether its certificate is due for renewal. */
+const RENEWAL_CHECK_MS = 6 * 3_600_000;
+
+/** Renews the node certificate of a running agent once past two thirds of its life. */
+function renewWhenDue(
+  dataDir: string,
+  nodeId: string,
+  servers: readonly string[],
+  first: NodeTls,
+  agent: Agent,
+  logger: Logger,
+): NodeJS.Timeout {
+  let current = first;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      const { needsRenewal, renewNodeCertificate } = await import('./join.ts');
+      if (!needsRenewal(current, Date.now())) return;
+      for (const server of servers)
+        try {
+          current = await renewNodeCertificate(dataDir, nodeId, server, current);
+          agent.useCertificate(current);
+          logger.info({ expiresAt: new Date(current.expiresAt).toISOString() }, 'node certificate renewed');
+          return;
+        } catch (err) {
+          logger.warn({ err, server }, 'could not renew the node certificate; will try again');
+        }
+    })().finally(() => {
+      busy = false;
+    });
+  }, RENEWAL_CHECK_MS);
+  timer.unref();
+  return timer;
 }
 
 /**
  * The node's certificates for https:// servers: those kept from an earlier join (renewed when past
- * two thirds of their life), else a new join. None for plain http:// servers (`unum up`).
+ * two thirds of their life), else a new join. None for plain http:// servers (`unum up`), even
+ * where the data dir keeps certificates.
  * UnauthenticatedError when the node has not joined and no join was asked for.
  */
 async function nodeCertificates(
@@ -227,8 +270,9 @@ async function nodeCertificates(
   logger: Logger,
 ): Promise<NodeTls | undefined> {
   const https = servers.some((s) => s.startsWith('https:'));
-  // The certificate builder is slow to load: plain agents (unum up's) never load it.
-  if (join === undefined && !https && !existsSync(nodeCertificateFile(dataDir))) return undefined;
+  // Plain servers (unum up's) take node secrets, whatever certificate the data dir keeps from a
+  // join; and the certificate builder is slow to load.
+  if (join === undefined && !https) return undefined;
   const { joinCluster, loadNodeTls, needsRenewal, renewNodeCertificate } = await import('./join.ts');
   const { parseCaHash } = await import('../transport/pki.ts');
   let tls = await loadNodeTls(dataDir, nodeId);
