@@ -200,6 +200,15 @@ export class UnumCluster {
     return p;
   }
 
+  /** The end of a daemon's log, for the message of a failed wait. */
+  logOf(host: string, role: string): string {
+    try {
+      return readFileSync(join(this.dir, host, `${role}.log`), 'utf8').slice(-2000);
+    } catch {
+      return '(no log)';
+    }
+  }
+
   /** kill -9 of a host's agent alone (its tasks go on). */
   killAgent(host: string): void {
     const p = this.procs.get(`${host}/agent`);

@@ -181,30 +181,37 @@ describe('joining a cluster with TLS', { skip, timeout: 300_000 }, () => {
       },
     );
 
+    const registrations = async () =>
+      (await c.client().events({ limit: 10_000 })).events.filter(
+        (e) => e.type === 'node-reregistered' && e.nodeId === joined.id,
+      ).length;
+
     // Its certificate lost: it joins again with another token, as the same node.
     c.killAgent('h3');
     rmSync(c.nodeTlsDir('h3'), { recursive: true, force: true });
     await c.client().revokeJoinToken(first.token.id);
     const second = await c.client().createJoinToken({ ttl: '1h' });
     c.joinToken = second.secret;
+    const beforeJoin = await registrations();
     c.startAgent('h3');
+    // Joined again, and registered since: its new certificate is on its disk.
     await waitFor(
       async () =>
-        (await joinedEvents()).some((e) => e.nodeId === joined.id && /joined again/.test(e.message)),
-      { timeoutMs: 60_000, description: 'h3 joined again' },
+        (await joinedEvents()).some((e) => e.nodeId === joined.id && /joined again/.test(e.message)) &&
+        (await registrations()) > beforeJoin,
+      { timeoutMs: 60_000, description: 'h3 joined again and registered' },
     );
+
     // Restarted with the same command after its token was revoked: it has its certificate, it does not join.
     await c.client().revokeJoinToken(second.token.id);
-    const registrations = async () =>
-      (await c.client().events({ limit: 1000 })).events.filter(
-        (e) => e.type === 'node-reregistered' && e.nodeId === joined.id,
-      ).length;
     const before = await registrations();
     c.killAgent('h3');
     c.startAgent('h3');
     await waitFor(async () => (await registrations()) > before, {
       timeoutMs: 60_000,
       description: 'h3 registered again after its restart',
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; its log:\n${c.logOf('h3', 'agent')}`);
     });
     const h3 = (await c.client().listNodes()).items.filter((n) => n.name === 'h3');
     assert.deepEqual(
