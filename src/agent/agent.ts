@@ -38,6 +38,8 @@ import { StatusReporter } from './reporter.ts';
 import { Sleeper } from './sleeper.ts';
 import { UsageSampler } from './usage-sampler.ts';
 import type { AgentConfig, StopOptions } from './config.ts';
+import type { NodeTls } from './join.ts';
+import type { Server as TlsServer } from 'node:tls';
 import { AgentStateStore, stateDir, type PersistedAlloc } from './state.ts';
 
 export class Agent {
@@ -81,7 +83,7 @@ export class Agent {
     this.cfg = cfg;
     this.nodeId = cfg.nodeId;
     this.logger = cfg.logger.child({ nodeId: cfg.nodeId });
-    this.clients = cfg.servers.map((addr) => new UnumClient({ addr, token: () => cfg.credential.bearer }));
+    this.clients = this.serverClients();
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =
       cfg.taskIsolation === 'off' ||
@@ -252,6 +254,7 @@ export class Agent {
     this.reporter.close();
     await Promise.all(this.loops);
     await this.closeHttp();
+    for (const c of this.clients) c.close();
     await this.network.close(killTasks);
     await this.state.flush();
     this.logger.info({ tasksLeftRunning: !killTasks }, 'agent stopped');
@@ -279,9 +282,12 @@ export class Agent {
     };
     if (this.cfg.logPollMs !== undefined) ctx.logPollMs = this.cfg.logPollMs;
     const { host, port } = this.cfg.http;
+    const tls = this.cfg.tls;
     this.listener = await listen(agentRouter(ctx).handle, {
       host,
       port,
+      // Its node certificate; callers must present a server certificate of that CA.
+      ...(tls !== undefined ? { tls: listenerTls(tls) } : {}),
       inUse: () =>
         `the agent's HTTP address ${host}:${port} is already in use: choose another httpAddr (port 0 picks a free one)`,
     });
@@ -296,6 +302,22 @@ export class Agent {
   }
 
   // --- servers ---------------------------------------------------------------------------------
+
+  /** A client per server, with the node certificate when the node joined a TLS server. */
+  private serverClients(): UnumClient[] {
+    const tls = this.cfg.tls;
+    const certs = tls !== undefined ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {};
+    return this.cfg.servers.map(
+      (addr) => new UnumClient({ addr, token: () => this.cfg.credential.bearer, ...certs }),
+    );
+  }
+
+  /** Takes a renewed node certificate: new connections, to the servers and to this agent, use it. */
+  useCertificate(tls: NodeTls): void {
+    this.cfg.tls = tls;
+    for (const c of this.clients.splice(0, this.clients.length, ...this.serverClients())) c.close();
+    (this.listener?.server as unknown as TlsServer | undefined)?.setSecureContext(listenerTls(tls));
+  }
 
   /** Calls the current server; when it can not be reached, the next call goes to the next one. */
   private async call<T>(fn: (client: UnumClient) => Promise<T>): Promise<T> {
@@ -482,6 +504,10 @@ export class Agent {
         void this.state.durable(update.allocId).then(() => this.reporter.enqueue(update)),
     };
     opts.taskApiServers = () => this.cfg.servers;
+    if (this.cfg.tls !== undefined) {
+      const ca = this.cfg.tls.ca;
+      opts.taskApiCa = () => ca;
+    }
     const networks = this.network.forAllocs;
     if (networks !== undefined) opts.networks = networks;
     if (restored !== undefined) opts.restored = restored;
@@ -605,4 +631,9 @@ export class Agent {
       };
     return driver;
   }
+}
+
+/** What the agent's listener serves: its node certificate, then the CA's. */
+function listenerTls(tls: NodeTls): { cert: string; key: string; ca: string } {
+  return { cert: `${tls.cert.trim()}\n${tls.ca.trim()}\n`, key: tls.key, ca: tls.ca };
 }

@@ -1,5 +1,6 @@
 /** What an Agent is built from (index.ts fills it from the options and their defaults). */
 import type { AgentCredential } from './credential.ts';
+import type { NodeTls } from './join.ts';
 import type { Logger } from '../core/log.ts';
 import type { LogLimits } from './logs.ts';
 import type { NetworkOptions } from './network/index.ts';
@@ -11,6 +12,11 @@ export interface AgentConfig {
   nodeId: string;
   /** The node's credential (and the join token used before it has one). */
   credential: AgentCredential;
+  /**
+   * The node's certificates (it joined a TLS server): every call to the servers presents them, and
+   * the agent's own API serves TLS with them.
+   */
+  tls?: NodeTls;
   name: string;
   http: { host: string; port: number };
   logger: Logger;

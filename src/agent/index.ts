@@ -6,7 +6,9 @@ import { AgentCredential } from './credential.ts';
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import { resolve } from 'node:path';
-import { InvalidError, type FieldProblem } from '../core/errors.ts';
+import { InvalidError, UnauthenticatedError, type FieldProblem } from '../core/errors.ts';
+import type { NodeTls } from './join.ts';
+
 import { createLogger, type Logger } from '../core/log.ts';
 import { Agent, type StopOptions } from './agent.ts';
 import { allocsRoot } from './runner/alloc-dir.ts';
@@ -33,6 +35,12 @@ export interface AgentOptions {
   name?: string;
   /** Sent at the node's first registration (default: $UNUM_TOKEN); afterwards the node's own credential is. */
   token?: string;
+  /**
+   * Join a TLS server (join.ts): with the join token, trusting the CA of that hash. Skipped when the
+   * node already holds a certificate of that CA that is still valid. `servers` may then be empty:
+   * the join address is the server.
+   */
+  join?: { server: string; token: string; caHash: string };
   logger?: Logger;
   /** raw_exec driver off unless enabled. */
   enableRawExec?: boolean;
@@ -119,7 +127,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       path: 'httpAddr',
       message: `expected host:port, got ${JSON.stringify(options.httpAddr)}`,
     });
-  if (options.servers.length === 0)
+  const servers =
+    options.servers.length > 0 || options.join === undefined ? options.servers : [options.join.server];
+  if (servers.length === 0)
     problems.push({ path: 'servers', message: 'expected at least one server address' });
   const portRange = options.portRange ?? DEFAULT_PORT_RANGE;
   if (
@@ -158,15 +168,21 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const dataDir = resolve(options.dataDir);
   await mkdir(allocsRoot(dataDir), { recursive: true });
   const nodeId = await loadNodeId(dataDir);
-  const credential = await AgentCredential.load(dataDir, nodeId, options.token ?? process.env['UNUM_TOKEN']);
+  const logger = options.logger ?? createLogger('agent');
+  const tls = await nodeCertificates(dataDir, nodeId, servers, options.join, logger);
+  const credential =
+    tls !== undefined
+      ? AgentCredential.certificate()
+      : await AgentCredential.load(dataDir, nodeId, options.token ?? process.env['UNUM_TOKEN']);
   const agent = new Agent({
     dataDir,
-    servers: options.servers,
+    servers,
     nodeId,
     credential,
+    ...(tls !== undefined ? { tls } : {}),
     name: options.name ?? os.hostname(),
     http,
-    logger: options.logger ?? createLogger('agent'),
+    logger,
     enableRawExec: options.enableRawExec ?? false,
     reserved: { cpu: reserved.cpu, memory: reserved.memory },
     portRange: { min: portRange.min, max: portRange.max },
@@ -195,5 +211,100 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   await agent.start();
   // The agent logs them once itself; callers (unum up, unum agent) show them to the operator.
   const warnings = await agent.isolationWarnings();
-  return { nodeId, address: agent.address, warnings, stop: (opts) => agent.stop(opts) };
+  const renewal = tls !== undefined ? renewWhenDue(dataDir, nodeId, servers, tls, agent, logger) : undefined;
+  return {
+    nodeId,
+    address: agent.address,
+    warnings,
+    stop: (opts) => {
+      clearInterval(renewal);
+      return agent.stop(opts);
+    },
+  };
+}
+
+/** How often a running agent looks whether its certificate is due for renewal. */
+const RENEWAL_CHECK_MS = 6 * 3_600_000;
+
+/** Renews the node certificate of a running agent once past two thirds of its life. */
+function renewWhenDue(
+  dataDir: string,
+  nodeId: string,
+  servers: readonly string[],
+  first: NodeTls,
+  agent: Agent,
+  logger: Logger,
+): NodeJS.Timeout {
+  let current = first;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      const { needsRenewal, renewNodeCertificate } = await import('./join.ts');
+      if (!needsRenewal(current, Date.now())) return;
+      for (const server of servers)
+        try {
+          current = await renewNodeCertificate(dataDir, nodeId, server, current);
+          agent.useCertificate(current);
+          logger.info({ expiresAt: new Date(current.expiresAt).toISOString() }, 'node certificate renewed');
+          return;
+        } catch (err) {
+          logger.warn({ err, server }, 'could not renew the node certificate; will try again');
+        }
+    })().finally(() => {
+      busy = false;
+    });
+  }, RENEWAL_CHECK_MS);
+  timer.unref();
+  return timer;
+}
+
+/**
+ * The node's certificates for https:// servers: those kept from an earlier join (renewed when past
+ * two thirds of their life), else a new join. None for plain http:// servers (`unum up`), even
+ * where the data dir keeps certificates.
+ * UnauthenticatedError when the node has not joined and no join was asked for.
+ */
+async function nodeCertificates(
+  dataDir: string,
+  nodeId: string,
+  servers: readonly string[],
+  join: AgentOptions['join'],
+  logger: Logger,
+): Promise<NodeTls | undefined> {
+  const https = servers.some((s) => s.startsWith('https:'));
+  // Plain servers (unum up's) take node secrets, whatever certificate the data dir keeps from a
+  // join; and the certificate builder is slow to load.
+  if (join === undefined && !https) return undefined;
+  const { joinCluster, loadNodeTls, needsRenewal, renewNodeCertificate } = await import('./join.ts');
+  const { parseCaHash } = await import('../transport/pki.ts');
+  let tls = await loadNodeTls(dataDir, nodeId);
+  const now = Date.now();
+  const wantedCa = join !== undefined ? parseCaHash(join.caHash) : undefined;
+  if (join !== undefined && (tls === undefined || tls.caHash !== wantedCa || tls.expiresAt <= now))
+    return joinCluster(dataDir, nodeId, join);
+  if (tls === undefined) {
+    if (https)
+      throw new UnauthenticatedError(
+        `node ${nodeId} has not joined the cluster at ${servers.join(', ')}: start it once with "unum agent --join URL --token T --ca-hash H" (unum token create prints them)`,
+      );
+    return undefined;
+  }
+  if (tls.expiresAt <= now)
+    throw new UnauthenticatedError(
+      `the certificate of node ${nodeId} expired at ${new Date(tls.expiresAt).toISOString()}: join again with a new token (unum agent --join URL --token T --ca-hash ${tls.caHash})`,
+    );
+  if (needsRenewal(tls, now)) {
+    for (const server of servers)
+      try {
+        tls = await renewNodeCertificate(dataDir, nodeId, server, tls);
+        logger.info({ expiresAt: new Date(tls.expiresAt).toISOString() }, 'node certificate renewed');
+        break;
+      } catch (err) {
+        // The next server; a certificate not renewed still serves until it expires.
+        logger.warn({ err, server }, 'could not renew the node certificate');
+      }
+  }
+  return tls;
 }

@@ -61,6 +61,8 @@ export class TaskApiSocket {
     logger: Logger,
     shortDir: string,
     limits: TaskApiLimits = DEFAULT_TASK_API_LIMITS,
+    /** The cluster CA of https:// servers; the node's own certificate is never presented for a task. */
+    ca?: () => string | undefined,
   ): Promise<TaskApiSocket> {
     await rm(path, { force: true });
     const bindAt =
@@ -72,7 +74,7 @@ export class TaskApiSocket {
     const server = createServer(
       { maxHeaderSize: 16 * 1024, requestTimeout: limits.timeoutMs },
       (req, res) => {
-        void relay(counter, req, res, servers(), limits, logger);
+        void relay(counter, req, res, servers(), limits, logger, ca?.());
       },
     );
     server.maxConnections = limits.concurrent * 2;
@@ -106,6 +108,7 @@ async function relay(
   servers: readonly string[],
   limits: TaskApiLimits,
   logger: Logger,
+  ca: string | undefined,
 ): Promise<void> {
   const url = req.url ?? '/';
   if (!url.startsWith('/v1/') && !url.startsWith('/.well-known/')) {
@@ -132,7 +135,7 @@ async function relay(
     }
     if (body.length > 0) headers['content-length'] = String(body.length);
     for (const base of servers) {
-      const sent = await forward(base, url, req.method ?? 'GET', headers, body, res, limits.timeoutMs);
+      const sent = await forward(base, url, req.method ?? 'GET', headers, body, res, limits.timeoutMs, ca);
       if (sent) return;
     }
     answer(res, 503, 'unavailable', 'no server reachable from this node');
@@ -179,11 +182,16 @@ function forward(
   body: Buffer,
   res: ServerResponse,
   timeoutMs: number,
+  ca: string | undefined,
 ): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const target = new URL(path, base);
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const up = send(target, { method, headers, timeout: timeoutMs }, (answer) => {
+    const https = target.protocol === 'https:';
+    const send = https ? httpsRequest : httpRequest;
+    // Over TLS the task's request goes with the cluster CA only: it carries the task's own token,
+    // never the node's certificate (which would make the task the node).
+    const options = { method, headers, timeout: timeoutMs, ...(https && ca !== undefined ? { ca } : {}) };
+    const up = send(target, options, (answer) => {
       const out: Record<string, string> = {};
       for (const h of ['content-type', 'x-unum-index', 'cache-control']) {
         const v = answer.headers[h];
@@ -217,6 +225,7 @@ export function taskApiHook(
   servers: () => readonly string[],
   logger: Logger,
   shortDir: string,
+  ca?: () => string | undefined,
 ): AllocHook {
   let open: TaskApiSocket[] = [];
   const closeAll = (): void => {
@@ -227,7 +236,9 @@ export function taskApiHook(
   return {
     name: 'task-api',
     async prestart() {
-      open = await Promise.all(socketPaths.map((p) => TaskApiSocket.listen(p, servers, logger, shortDir)));
+      open = await Promise.all(
+        socketPaths.map((p) => TaskApiSocket.listen(p, servers, logger, shortDir, undefined, ca)),
+      );
     },
     stop: closeAll,
     finished: closeAll,

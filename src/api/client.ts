@@ -4,10 +4,14 @@
  * UnavailableError whose message says what to do.
  */
 import type { AclPolicy, AclToken, PolicyRule } from '../core/acl.ts';
+import { isCertificateError, sharedTlsFetcher, type TlsFetcher } from './https.ts';
 import { UnavailableError, errorFromWire, type ErrorDetails } from '../core/errors.ts';
 import type { Allocation, ClusterEvent, Evaluation, Node } from '../core/types.ts';
 import type {
   AllocStatusUpdate,
+  JoinResponse,
+  JoinToken,
+  MadeJoinToken,
   BlockingOptions,
   EventsPage,
   JobDetail,
@@ -42,6 +46,14 @@ export interface ClientOptions {
   token?: string | (() => string | undefined);
   /** Per-request timeout for non-streaming calls (blocking queries add their wait). Default 30 s. */
   timeoutMs?: number;
+  /**
+   * PEM: the cluster CA an https:// server's certificate must chain to (the CLI reads it from
+   * UNUM_CACERT). Without it an https:// server is checked against the system's CAs.
+   */
+  ca?: string;
+  /** PEM: a client certificate and its key (an agent's node certificate). Needs `ca`. */
+  cert?: string;
+  key?: string;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -56,11 +68,54 @@ export class UnumClient {
   readonly addr: string;
   private readonly token: string | (() => string | undefined) | undefined;
   private readonly timeoutMs: number;
+  /** Requests to an https:// server with the cluster's CA go through it; others through fetch. */
+  private readonly tls: TlsFetcher | undefined;
+  private readonly releaseTls: () => void = () => undefined;
 
   constructor(options: ClientOptions = {}) {
     this.addr = resolveAddr(options.addr);
     this.token = options.token ?? process.env['UNUM_TOKEN'];
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    if (options.ca !== undefined && this.addr.startsWith('https:')) {
+      const pool = sharedTlsFetcher({
+        ca: options.ca,
+        ...(options.cert !== undefined ? { cert: options.cert } : {}),
+        ...(options.key !== undefined ? { key: options.key } : {}),
+      });
+      this.tls = pool.fetcher;
+      this.releaseTls = pool.release;
+    }
+  }
+
+  /**
+   * Lets go of the kept-alive TLS connections (shared with other clients of the same certificates,
+   * closed with the last of them; plain ones are fetch's to keep).
+   */
+  close(): void {
+    this.releaseTls();
+  }
+
+  // --- joining (agents) and join tokens -------------------------------------------------------
+
+  /**
+   * A new node asks for its certificate: `csr` (PEM) names its id; the join token is its only
+   * credential. UnauthenticatedError for a wrong, expired or revoked token.
+   */
+  join(token: string, csr: string): Promise<JoinResponse> {
+    return this.request('POST', '/v1/join', { body: { token, csr } });
+  }
+  /** A joined node renews its certificate before it expires (its current certificate authenticates it). */
+  renewNodeCertificate(nodeId: string, csr: string): Promise<JoinResponse> {
+    return this.request('POST', `/v1/nodes/${enc(nodeId)}/certificate`, { body: { csr } });
+  }
+  createJoinToken(body: { ttl?: string; description?: string } = {}): Promise<MadeJoinToken> {
+    return this.request('POST', '/v1/join-tokens', { body });
+  }
+  joinTokens(): Promise<{ items: JoinToken[] }> {
+    return this.request('GET', '/v1/join-tokens');
+  }
+  revokeJoinToken(id: string): Promise<unknown> {
+    return this.request('DELETE', `/v1/join-tokens/${enc(id)}`);
   }
 
   // --- workload identity ------------------------------------------------------------------------
@@ -300,7 +355,7 @@ export class UnumClient {
         signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
       };
       if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
-      res = await fetch(url, init);
+      res = await this.fetch(url, init);
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason;
       throw this.unreachable(err);
@@ -315,7 +370,7 @@ export class UnumClient {
     try {
       const init: RequestInit = { headers: this.headers(false) };
       if (signal) init.signal = signal;
-      res = await fetch(this.url(path, query as Query), init);
+      res = await this.fetch(this.url(path, query as Query), init);
     } catch (err) {
       if (signal?.aborted) return;
       throw this.unreachable(err);
@@ -331,11 +386,30 @@ export class UnumClient {
     }
   }
 
+  private fetch(url: string, init: RequestInit): Promise<Response> {
+    if (this.tls === undefined) return fetch(url, init);
+    return this.tls.fetch(url, {
+      ...(init.method !== undefined ? { method: init.method } : {}),
+      headers: init.headers as Record<string, string>,
+      ...(typeof init.body === 'string' ? { body: init.body } : {}),
+      ...(init.signal ? { signal: init.signal } : {}),
+    });
+  }
+
   private unreachable(err: unknown): Error {
-    const cause = err as { name?: string; cause?: { code?: string; message?: string } };
-    if (cause.name === 'TimeoutError')
+    const cause = err as {
+      name?: string;
+      code?: string;
+      cause?: { name?: string; code?: string; message?: string };
+    };
+    if (cause.name === 'TimeoutError' || cause.cause?.name === 'TimeoutError')
       return new UnavailableError(`the unum server at ${this.addr} did not answer in time`, { cause: err });
-    const why = cause.cause?.code ?? cause.cause?.message ?? String(err);
+    if (isCertificateError(err))
+      return new UnavailableError(
+        `the unum server at ${this.addr} presented a certificate this client does not trust (${cause.cause?.code ?? cause.code}): point UNUM_CACERT at the cluster's CA file (ca.pem in the server's data dir, named in its banner)`,
+        { cause: err },
+      );
+    const why = cause.cause?.code ?? cause.code ?? cause.cause?.message ?? String(err);
     return new UnavailableError(
       `cannot reach the unum server at ${this.addr} (${why}). Is it running? Start one with "unum up", or point UNUM_ADDR or --addr at it.`,
       { cause: err },

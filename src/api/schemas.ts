@@ -180,3 +180,22 @@ export const NodeDrainBodySchema = z
 export const NodeEligibilityBodySchema = z.strictObject({
   eligible: z.boolean({ error: 'expected true (new work may be placed there) or false' }),
 });
+
+export const JoinTokenBodySchema = z.strictObject({
+  /** Lifetime, e.g. "24h" (default 24h, at most 30 days). */
+  ttl: z.string().max(32).optional(),
+  description: z.string().max(256).optional(),
+});
+
+/** A certificate request, PEM: a few hundred bytes for a P-256 key. */
+const csrPem = z
+  .string()
+  .max(16_384)
+  .regex(/-----BEGIN CERTIFICATE REQUEST-----/, 'expected a PEM certificate request');
+
+export const JoinBodySchema = z.strictObject({
+  token: z.string().min(1).max(256),
+  csr: csrPem,
+});
+
+export const RenewBodySchema = z.strictObject({ csr: csrPem });

@@ -174,3 +174,33 @@ export interface EventsPage {
 }
 
 export type { Allocation, ClusterEvent, Evaluation, Job, Node, NodeDevice };
+
+/** A join token as it is shown: never its secret, which is given once, when it is made. */
+export interface JoinToken {
+  /** Public id (for listing and revoking); the secret starts with it. */
+  id: string;
+  description?: string;
+  createdAt: number;
+  expiresAt: number;
+  /** Who made it (as events name actors). */
+  createdBy: string;
+  /** Nodes that joined with it. */
+  joins: number;
+}
+
+/** A join token just made: `secret` is what `unum agent --join … --token` takes, shown once. */
+export interface MadeJoinToken {
+  token: JoinToken;
+  secret: string;
+  /** The CA a joining agent pins (`--ca-hash`): sha256 of its DER. */
+  caHash: string;
+}
+
+/** What a node gets when it joins (or renews): its certificate and the CA's, PEM. */
+export interface JoinResponse {
+  nodeId: string;
+  certificate: string;
+  ca: string;
+  /** When the certificate expires (ms since the epoch). */
+  expiresAt: number;
+}

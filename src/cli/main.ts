@@ -3,6 +3,7 @@
  * codes (0 ok, 1 failed, 2 wrong usage, 130 interrupted). Each verb lives in commands/<verb>.ts.
  */
 import { cliToken } from './token.ts';
+import { cliCa } from './ca.ts';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ADDR, UnumClient } from '../api/client.ts';
 import { isValidName } from '../core/ids.ts';
@@ -20,6 +21,7 @@ import { serverCommand } from './commands/server.ts';
 import { statusCommand } from './commands/status.ts';
 import { stopCommand } from './commands/stop.ts';
 import { aclCommand } from './commands/acl.ts';
+import { tokenCommand } from './commands/token.ts';
 import { upCommand } from './commands/up.ts';
 import { versionCommand } from './commands/version.ts';
 import { UsageError, type Args, type Command, type Context, type FlagSpecs } from './context.ts';
@@ -46,6 +48,7 @@ export const COMMANDS: Record<string, Command> = {
   logs: logsCommand,
   stop: stopCommand,
   acl: aclCommand,
+  token: tokenCommand,
   nodes: nodesCommand,
   node: nodeCommand,
   events: eventsCommand,
@@ -68,7 +71,7 @@ ${section('Run unum', ['up', 'server', 'agent'])}
 
 ${section('Jobs', ['run', 'plan', 'status', 'ps', 'logs', 'stop'])}
 
-${section('Cluster', ['nodes', 'node', 'events', 'acl'])}
+${section('Cluster', ['nodes', 'node', 'events', 'acl', 'token'])}
 
 ${section('Other', ['version', 'help'])}
 
@@ -80,6 +83,8 @@ Global flags (before or after the command):
 
 Credentials: $UNUM_TOKEN, else the file $UNUM_TOKEN_FILE, else the management token
 "unum up" keeps in its data dir ($UNUM_DATA_DIR, else ~/.local/share/unum).
+An https:// server is trusted by the CA file $UNUM_CACERT names (else DATA_DIR/ca.pem, which
+"unum server" and joined agents keep).
 
 Quick start:
   unum up                        # a one-machine cluster, in another terminal
@@ -137,9 +142,12 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       colorErr: colors(colorEnabled(stderr, env)),
       client: () => {
         const token = cliToken(env);
+        const addr = flags.addr ?? env['UNUM_ADDR'] ?? DEFAULT_ADDR;
+        const ca = /^https:/i.test(addr) ? cliCa(env) : undefined;
         client ??= new UnumClient({
-          addr: flags.addr ?? env['UNUM_ADDR'] ?? DEFAULT_ADDR,
+          addr,
           ...(token ? { token } : {}),
+          ...(ca !== undefined ? { ca } : {}),
         });
         return client;
       },

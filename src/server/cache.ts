@@ -12,6 +12,7 @@ import { ROOT, prefixes } from './keys.ts';
 import type { NodeCredential } from './node-credentials.ts';
 import type { AclPolicy } from '../core/acl.ts';
 import type { StoredToken } from './acl/tokens.ts';
+import type { StoredJoinToken } from './state/join-tokens.ts';
 
 export type CacheChange =
   | { kind: 'job'; key: string; job?: Job; prev?: Job }
@@ -43,6 +44,7 @@ export class StateCache implements Snapshot {
   private tokens = new Map<string, StoredToken>();
   private tokenBySecret = new Map<string, string>();
   private policies = new Map<string, AclPolicy>();
+  private joinTokens = new Map<string, StoredJoinToken>();
   /** Recent events, oldest first. */
   readonly events: ClusterEvent[] = [];
   /** Last revision that touched a job, its allocations or its evaluations. */
@@ -88,6 +90,7 @@ export class StateCache implements Snapshot {
     this.tokens.clear();
     this.tokenBySecret.clear();
     this.policies.clear();
+    this.joinTokens.clear();
     this.events.length = 0;
     this.revisions.clear();
     let after: string | undefined;
@@ -180,6 +183,9 @@ export class StateCache implements Snapshot {
     } else if (key.startsWith(prefixes.aclPolicies)) {
       const policy = JSON.parse(kv.value) as AclPolicy;
       this.policies.set(policy.name, policy);
+    } else if (key.startsWith(prefixes.joinTokens)) {
+      const token = JSON.parse(kv.value) as StoredJoinToken;
+      this.joinTokens.set(token.id, token);
     } else if (key.startsWith(prefixes.nodeCredentials)) {
       const cred = JSON.parse(kv.value) as NodeCredential;
       const prev = this.credentials.get(cred.nodeId);
@@ -242,6 +248,8 @@ export class StateCache implements Snapshot {
       }
     } else if (key.startsWith(prefixes.aclPolicies)) {
       this.policies.delete(key.slice(prefixes.aclPolicies.length));
+    } else if (key.startsWith(prefixes.joinTokens)) {
+      this.joinTokens.delete(key.slice(prefixes.joinTokens.length));
     } else if (key.startsWith(prefixes.nodeCredentials)) {
       const id = key.slice(prefixes.nodeCredentials.length);
       const prev = this.credentials.get(id);
@@ -325,6 +333,14 @@ export class StateCache implements Snapshot {
   }
   listAclPolicies(): AclPolicy[] {
     return [...this.policies.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** A join token by id (with its secret's hash: server-side only). */
+  joinToken(id: string): StoredJoinToken | undefined {
+    return this.joinTokens.get(id);
+  }
+  listJoinTokens(): StoredJoinToken[] {
+    return [...this.joinTokens.values()].sort((a, b) => a.createdAt - b.createdAt);
   }
 
   /** A node's credential (server-side only: never served). */

@@ -25,7 +25,12 @@ import { StateCache } from './cache.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { WorkloadIdentity, withWorkloadIdentity } from './identity.ts';
 import { aclAuthorizer } from './acl/tokens.ts';
-import { hashSecret, withNodeCredentials } from './node-credentials.ts';
+import { hashSecret, withNodeCertificates, withNodeCredentials } from './node-credentials.ts';
+import type { ServerPki } from './pki.ts';
+import { agentCaller } from './api/agents.ts';
+import { DEFAULT_JOIN_TOKEN_TTL_MS } from './api/join.ts';
+import { createJoinToken } from './state/join-tokens.ts';
+import type { MadeJoinToken } from '../api/types.ts';
 import { createToken } from './state/acl.ts';
 import { keys } from './keys.ts';
 import { commit } from './state/write.ts';
@@ -66,11 +71,22 @@ export interface ServerOptions {
    * decided at submission, kept in the job version, so the scheduler and the agents agree on it.
    */
   allocDiskMiB?: number;
+  /**
+   * Serve TLS with a cluster CA kept in the data dir (made at the first start; see pki.ts): nodes
+   * join with join tokens and prove themselves by their certificates. `names`: more DNS names or
+   * addresses for the server certificate than the listen address (and, for a wildcard, every
+   * address of the machine). Default: plain HTTP, node secrets (`unum up` on loopback).
+   */
+  tls?: { names?: string[] };
 }
 
 export interface RunningServer {
-  /** Base URL, e.g. http://127.0.0.1:8686. */
+  /** Base URL, e.g. http://127.0.0.1:8686, or https://10.0.0.1:4646 with TLS. */
   addr: string;
+  /** With TLS: the public CA file (clients' UNUM_CACERT), its hash (agents' --ca-hash), and whether this start made it. */
+  pki?: { caFile: string; caHash: string; created: boolean; names: string[] };
+  /** A join token made by the server itself (the banner's first one); with TLS only. */
+  createJoinToken(o?: { ttlMs?: number; description?: string }): Promise<MadeJoinToken>;
   /**
    * The secret of a management token kept in `file` (mode 0600) for the CLI on this machine: the
    * one in the file while the cluster still knows it, else a new one written there. For `unum up`.
@@ -107,14 +123,31 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(options.retention ? { retention: options.retention } : {}),
   });
   const identity = new WorkloadIdentity(store);
-  const authorizer = withNodeCredentials(
-    withWorkloadIdentity(
-      options.authorizer ?? (options.acl === false ? allowAll : aclAuthorizer(cache, () => clock.now())),
-      identity,
-    ),
-    (id) => cache.nodeCredential(id),
-    (hash) => cache.nodeOfSecret(hash),
+  const { host, port } = splitAddr(options.addr ?? '127.0.0.1:8686');
+  let pki: ServerPki | undefined;
+  if (options.tls !== undefined) {
+    // Loaded only for TLS: the certificate builder is the slowest module to load.
+    const { ServerPki: Pki, serverNames } = await import('./pki.ts');
+    pki = await Pki.load({
+      dataDir: options.dataDir,
+      serverId,
+      names: serverNames(host, options.tls.names),
+      now: clock.now(),
+    });
+  }
+  const tokens = withWorkloadIdentity(
+    options.authorizer ?? (options.acl === false ? allowAll : aclAuthorizer(cache, () => clock.now())),
+    identity,
   );
+  const authorizer =
+    pki !== undefined
+      ? withNodeCertificates(tokens)
+      : withNodeCredentials(
+          tokens,
+          (id) => cache.nodeCredential(id),
+          (hash) => cache.nodeOfSecret(hash),
+        );
+  const agents = agentCaller(cache, pki?.clientTls());
   const router = new Router(authorizer, log, { browser: { allowedHosts: options.allowedHosts ?? [] } });
   let addr = '';
   const version = unumVersion();
@@ -132,6 +165,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       version,
       addr: () => addr,
       allocDiskMiB: options.allocDiskMiB ?? DEFAULT_ALLOC_DISK_MIB,
+      agents,
+      ...(pki !== undefined ? { pki } : {}),
     }),
   );
   router.add({
@@ -141,7 +176,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     summary: 'This document.',
     handler: () => openApiDocument(router.routes, version),
   });
-  const { host, port } = splitAddr(options.addr ?? '127.0.0.1:8686');
   const listener = await listen(
     (req, res) => {
       if (req.method === 'GET' && (req.url === '/' || req.url === '/ui' || req.url?.startsWith('/ui/'))) {
@@ -155,6 +189,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     {
       host,
       port,
+      ...(pki !== undefined ? { tls: pki.listenerTls() } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
       inUse: (h, p) =>
         `cannot listen on ${h}:${p}: the address is in use (is another unum running? pick another with --addr)`,
@@ -166,11 +201,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const http = listener.server;
   http.keepAliveTimeout = 65_000;
   const a = http.address() as AddressInfo;
-  addr = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  addr = `${pki ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   leadership.start();
-  log.info({ addr, serverId, store: store.backend }, 'server started');
+  log.info({ addr, serverId, store: store.backend, tls: pki !== undefined }, 'server started');
   return {
     addr,
+    ...(pki !== undefined
+      ? { pki: { caFile: pki.caFile, caHash: pki.caHash, created: pki.created, names: pki.names } }
+      : {}),
+    async createJoinToken(o = {}) {
+      if (pki === undefined) throw new InvalidError('join tokens need a server with TLS (a cluster CA)');
+      const now = clock.now();
+      const made = await commit(store, cache, () =>
+        createJoinToken(
+          cache,
+          {
+            expiresAt: now + (o.ttlMs ?? DEFAULT_JOIN_TOKEN_TTL_MS),
+            ...(o.description !== undefined ? { description: o.description } : {}),
+          },
+          now,
+          'server',
+        ),
+      );
+      return { ...made, caHash: pki.caHash };
+    },
     async ensureManagementToken(file, name) {
       const kept = await readFile(file, 'utf8').then(
         (t) => t.trim(),
@@ -193,6 +247,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await leadership.stop();
       cache.stop();
       await listener.close();
+      agents.close();
       await store.close();
       log.info({ serverId }, 'server stopped');
     },

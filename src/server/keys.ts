@@ -18,6 +18,8 @@ export const keys = {
   aclPolicy: (name: string) => `/unum/acl/policies/${name}`,
   /** Exists once the cluster's first management token was made. */
   aclBootstrap: '/unum/acl/bootstrap',
+  /** Join tokens by id (the secret's hash inside, never the secret). */
+  joinToken: (id: string) => `/unum/join-tokens/${id}`,
 } as const;
 
 export const prefixes = {
@@ -28,6 +30,7 @@ export const prefixes = {
   nodeCredentials: '/unum/node-credentials/',
   aclTokens: '/unum/acl/tokens/',
   aclPolicies: '/unum/acl/policies/',
+  joinTokens: '/unum/join-tokens/',
   evals: '/unum/evals/',
   events: '/unum/events/',
 } as const;

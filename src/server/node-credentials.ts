@@ -1,13 +1,25 @@
 /**
- * Node credentials: each node proves who it is with a secret of its own, issued when it first
- * registers. The Store keeps only the secret's hash, beside the key servers use to call the node's
- * agent (its logs and usage routes answer only that key). A node's credential lets it register
- * again, heartbeat, watch and report its own allocations — never another node's. The node
- * certificates of the multi-host release take its place behind the same identity.
+ * How a node proves who it is, two ways behind one identity (`kind: 'agent'`, name = node id):
+ *
+ *  - over TLS (a server with a cluster CA, `unum server`): its node certificate, issued when it
+ *    joined with a join token (state/join-tokens.ts, pki.ts). Node secrets are refused there.
+ *  - on a plain listener (`unum up`, loopback): a secret of its own, issued when it first registers.
+ *    The Store keeps only the secret's hash, beside the key servers use to call the node's agent
+ *    (its logs and usage routes answer only that key).
+ *
+ * Either lets a node register again, heartbeat, watch and report its own allocations — never
+ * another node's.
  */
 import { hash, randomBytes } from 'node:crypto';
 import { ForbiddenError, UnauthenticatedError } from '../core/errors.ts';
-import { bearer, type Authorizer, type Capability, type Identity } from '../transport/index.ts';
+import {
+  bearer,
+  peerOf,
+  peerProblem,
+  type Authorizer,
+  type Capability,
+  type Identity,
+} from '../transport/index.ts';
 
 export interface NodeCredential {
   nodeId: string;
@@ -46,7 +58,7 @@ export function issueCredential(
 }
 
 /** Capabilities a node identity may use; everything else is an operator's. */
-const NODE_CAPABILITIES: ReadonlySet<Capability> = new Set(['node:read', 'node:write']);
+export const NODE_CAPABILITIES: ReadonlySet<Capability> = new Set(['node:read', 'node:write']);
 
 /**
  * The door with nodes: a bearer that is a node's secret is that node (`kind: 'agent'`, name = node
@@ -83,16 +95,50 @@ export function withNodeCredentials(
 }
 
 /**
- * ForbiddenError unless the caller is node `nodeId` (its credential). A node without a credential
- * yet (a cluster from before credentials) is allowed until it registers and gets one.
+ * The door with node certificates (a TLS server): a verified client certificate of the node role is
+ * that node (`kind: 'agent'`, name = its id), allowed only the node capabilities; a server's or none
+ * goes to `inner` (ACL tokens). A node secret is refused: over TLS nodes prove themselves by their
+ * certificate.
+ */
+export function withNodeCertificates(inner: Authorizer): Authorizer {
+  return {
+    async authenticate(req) {
+      const peer = peerOf(req);
+      if (peer?.role === 'node') return { name: peer.name, kind: 'agent' };
+      if (bearer(req)?.startsWith('unum-node-'))
+        throw new UnauthenticatedError(
+          `this server authenticates nodes by their certificate, and this request came with ${peerProblem(req) ?? 'a certificate of no node'}: join the node with "unum agent --join"`,
+        );
+      return inner.authenticate(req);
+    },
+    async authorize(identity, capability, namespace) {
+      if (identity.kind === 'agent') {
+        if (!NODE_CAPABILITIES.has(capability))
+          throw new ForbiddenError(`a node's certificate does not grant ${capability}`);
+        return;
+      }
+      return inner.authorize(identity, capability, namespace);
+    },
+  };
+}
+
+/**
+ * ForbiddenError unless the caller is node `nodeId`. `byCertificate` (a TLS server): only that
+ * node's certificate will do. Otherwise (node secrets): a node without a credential yet is allowed
+ * until it registers and gets one.
  */
 export function requireNode(
   identity: Identity,
   nodeId: string,
   credential: NodeCredential | undefined,
+  byCertificate = false,
 ): void {
   if (identity.kind === 'agent' && identity.name === nodeId) return;
-  if (credential === undefined) return;
+  if (byCertificate && identity.kind !== 'agent')
+    throw new UnauthenticatedError(
+      `node ${nodeId} routes need that node's certificate: a node joins with "unum agent --join URL --token T --ca-hash H"`,
+    );
+  if (credential === undefined && !byCertificate) return;
   if (identity.kind === 'agent')
     throw new ForbiddenError(`node ${identity.name} may not act for node ${nodeId}`);
   throw new UnauthenticatedError(`node ${nodeId} routes need that node's own credential`);

@@ -4,11 +4,19 @@ import { join } from 'node:path';
 import { UnumClient } from '../api/client.ts';
 import { waitFor } from './wait.ts';
 
-/** Waits for the server to lead, bootstraps its ACLs and returns the management token and a client using it. */
-export async function bootstrapped(addr: string): Promise<{ token: string; client: UnumClient }> {
-  const anonymous = new UnumClient({ addr, token: () => undefined });
+/**
+ * Waits for the server to lead, bootstraps its ACLs and returns the management token and a client
+ * using it. `ca`: the cluster CA of a TLS server.
+ */
+export async function bootstrapped(
+  addr: string,
+  ca?: string,
+): Promise<{ token: string; client: UnumClient }> {
+  const tls = ca !== undefined ? { ca } : {};
+  const anonymous = new UnumClient({ addr, token: () => undefined, ...tls });
   const { secret } = await waitFor(() => anonymous.aclBootstrap(), { description: 'the ACL bootstrap' });
-  const client = new UnumClient({ addr, token: secret });
+  anonymous.close();
+  const client = new UnumClient({ addr, token: secret, ...tls });
   await waitFor(async () => (await client.status()).leader, { description: 'the server to lead' });
   return { token: secret, client };
 }

@@ -12,6 +12,7 @@ export {
   type Listener,
   type TlsOptions,
 } from './listen.ts';
+export { CERT_ORGANIZATION, peerOf, peerProblem, subjectIdentity, type CertRole, type Peer } from './peer.ts';
 export { blockingParams, booleanParam, countParam } from './query.ts';
 export { Router, STREAMED, type RequestContext, type Route, type RouterOptions } from './router.ts';
 export { openSse, type SseStream } from './sse.ts';

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { waitFor } from '../testing/wait.ts';
-import { InvalidError, UnavailableError } from '../core/errors.ts';
+import { UnavailableError } from '../core/errors.ts';
 import { advertisedHost, listen } from './listen.ts';
 
 test('a listener on a free port answers at its advertised url and closes', async () => {
@@ -30,13 +30,6 @@ test('an address in use is UnavailableError, in the caller’s words', async () 
   } finally {
     await first.close();
   }
-});
-
-test('tls is refused until the multi-host release brings it', async () => {
-  await assert.rejects(
-    listen((_req, res) => res.end(), { host: '127.0.0.1', port: 0, tls: { cert: 'x', key: 'y' } }),
-    (err: unknown) => err instanceof InvalidError && /multi-host release/.test(err.message),
-  );
 });
 
 test('advertised host: a wildcard is loopback, IPv6 is bracketed', () => {

@@ -1,24 +1,29 @@
 /**
- * Where a listener is made, server's and agent's alike: plain HTTP today. TLS goes here, and only
- * here, with the multi-host release (agents and servers verify each other against the cluster CA);
- * loopback-only `unum up` may keep a plain listener.
+ * Where a listener is made, server's and agent's alike: plain HTTP, or TLS with the cluster's
+ * certificates (a server with a CA, every joined agent). Over TLS the listener asks every client for
+ * a certificate and verifies it against the cluster CA; whether one is required is the door's
+ * decision (auth.ts, peer.ts), so that a refused caller gets a JSON error that says why instead of a
+ * failed handshake. Loopback-only `unum up` keeps a plain listener.
  */
 import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { InvalidError, UnavailableError } from '../core/errors.ts';
 import { encodeError } from './errors.ts';
 
-/**
- * The certificates of a TLS listener. Not implemented yet: it comes with the multi-host release
- * (node certificates issued by the cluster CA, clients verified); a listener asked for TLS now
- * refuses to start rather than serve plain text.
- */
+/** The certificates of a TLS listener. */
 export interface TlsOptions {
-  /** PEM: the listener's certificate chain and private key. */
+  /**
+   * PEM: the listener's certificate, followed by the CA's (sent too: a joining agent checks the CA
+   * it pinned by hash against it), and its private key.
+   */
   cert: string;
   key: string;
-  /** PEM: the CA callers' certificates must chain to (both sides verified). */
-  ca?: string;
+  /**
+   * PEM: the CA client certificates are verified against. Clients are asked for one; a client
+   * without one still connects (the door decides what it may do).
+   */
+  ca: string;
 }
 
 /**
@@ -64,7 +69,7 @@ export interface ListenOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  /** Coming with the multi-host release: see TlsOptions. */
+  /** Serve TLS (https://) with these certificates; default plain HTTP. */
   tls?: TlsOptions;
   /** Said when the address is taken (default: "… is already in use"). */
   inUse?: (host: string, port: number) => string;
@@ -74,7 +79,7 @@ export interface ListenOptions {
 
 export interface Listener {
   readonly server: Server;
-  /** The address others use to reach it: `http://127.0.0.1:8687` (a wildcard host is advertised as loopback). */
+  /** The address others use to reach it: `http://127.0.0.1:8687`, `https://…` over TLS (a wildcard host is advertised as loopback). */
   readonly url: string;
   readonly port: number;
   /** Stops accepting and closes every open connection (streams included). Idempotent. */
@@ -83,23 +88,43 @@ export interface Listener {
 
 /**
  * Starts listening. Rejects with UnavailableError when the address is in use, the system's error
- * (with its errno `code`) when it can not be bound otherwise, InvalidError when `tls` is asked for
- * (not yet available).
+ * (with its errno `code`) when it can not be bound otherwise, InvalidError when `tls` holds no
+ * usable certificate or key.
  */
 export async function listen(handler: RequestListener, options: ListenOptions): Promise<Listener> {
-  if (options.tls !== undefined)
-    throw new InvalidError('tls: TLS listeners come with the multi-host release; leave tls unset');
-  const { host, port: wanted } = options;
+  const { host, port: wanted, tls } = options;
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
-  const server = createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      connectionsCheckingInterval: limits.timeoutCheckMs,
-    },
-    handler,
-  );
-  const gate = connectionGate(server, limits);
+  const httpOptions = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: limits.timeoutCheckMs,
+  };
+  let server: Server;
+  if (tls === undefined) server = createServer(httpOptions, handler);
+  else {
+    try {
+      server = createTlsServer(
+        {
+          ...httpOptions,
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.ca,
+          requestCert: true,
+          // The door refuses what needs a certificate; the handshake lets a CLI without one in.
+          rejectUnauthorized: false,
+          minVersion: 'TLSv1.2',
+          // A handshake that does not finish is bounded like a request's headers.
+          handshakeTimeout: limits.headersTimeoutMs,
+        },
+        handler,
+      ) as unknown as Server;
+    } catch (err) {
+      throw new InvalidError(`tls: cannot use the certificate and key given: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+  const gate = connectionGate(server, limits, tls !== undefined);
   await new Promise<void>((resolve, reject) => {
     // Other errors (EACCES, EADDRNOTAVAIL) go as they are: callers word them by their errno.
     const onError = (err: NodeJS.ErrnoException): void =>
@@ -121,7 +146,7 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
   return {
     server,
     port,
-    url: `http://${advertisedHost(host)}:${port}`,
+    url: `${tls ? 'https' : 'http'}://${advertisedHost(host)}:${port}`,
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -138,7 +163,8 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
  * node:http parses a byte of them: the gate takes the place of node:http's own `connection`
  * listener and hands it only the connections it admits.
  */
-function connectionGate(server: Server, limits: ConnectionLimits): { closeRefused(): void } {
+function connectionGate(server: Server, limits: ConnectionLimits, tls: boolean): { closeRefused(): void } {
+  // Over TLS this is node:tls's listener: a refused connection never costs a handshake either.
   const [http] = server.listeners('connection') as ((socket: Socket) => void)[];
   if (!http || server.listenerCount('connection') !== 1)
     throw new Error('node:http was expected to listen to its connections once');
@@ -148,7 +174,8 @@ function connectionGate(server: Server, limits: ConnectionLimits): { closeRefuse
   const refusing = new Set<Socket>();
 
   const refuse = (socket: Socket, message: string): void => {
-    if (refusing.size >= MAX_REFUSING) {
+    // A TLS client would read a plain answer as a broken handshake: it is closed without one.
+    if (tls || refusing.size >= MAX_REFUSING) {
       socket.destroy();
       return;
     }

@@ -38,8 +38,11 @@ export interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** `/v1/jobs/:id`: a `:name` segment becomes `params.name` (URL-decoded). */
   path: string;
-  /** What the caller must be allowed in the request's namespace; `anyone`: no authorization (the handler checks). */
-  capability: Capability | 'anyone';
+  /**
+   * What the caller must be allowed in the request's namespace; several: any one of them;
+   * `anyone`: no authorization (the handler checks).
+   */
+  capability: Capability | readonly Capability[] | 'anyone';
   summary: string;
   /** OpenAPI fragments. */
   requestSchema?: Record<string, unknown>;
@@ -128,8 +131,7 @@ export class Router {
     // Who, then whether, then the body: an unauthenticated caller never makes the server read one.
     const identity = await this.authorizer.authenticate(req);
     const namespace = url.searchParams.get('namespace') ?? 'default';
-    if (c.route.capability !== 'anyone')
-      await this.authorizer.authorize(identity, c.route.capability, namespace);
+    if (c.route.capability !== 'anyone') await this.authorizeAny(identity, c.route.capability, namespace);
     const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
     const abort = new AbortController();
     res.on('close', () => abort.abort(CLIENT_GONE));
@@ -145,6 +147,25 @@ export class Router {
     });
     if (result === STREAMED) return;
     sendJson(res, 200, result ?? {});
+  }
+
+  /** Passes when the identity may use the capability, or any one of several (the first refusal is thrown). */
+  private async authorizeAny(
+    identity: Identity,
+    capability: Capability | readonly Capability[],
+    namespace: string,
+  ): Promise<void> {
+    const wanted: readonly Capability[] = typeof capability === 'string' ? [capability] : capability;
+    let refusal: unknown;
+    for (const c of wanted) {
+      try {
+        await this.authorizer.authorize(identity, c, namespace);
+        return;
+      } catch (err) {
+        refusal ??= err;
+      }
+    }
+    throw refusal;
   }
 
   /** Answers with a JSON error (see errors.ts). */

@@ -46,7 +46,10 @@ switch (command) {
     }
     console.log(`starting ${count} hosts…`);
     const c = await UnumCluster.start({ hosts: count });
-    writeFileSync(STATE, JSON.stringify({ ...c.hosts.state(), token: c.token, addr: c.addr }));
+    writeFileSync(
+      STATE,
+      JSON.stringify({ ...c.hosts.state(), token: c.token, addr: c.addr, caFile: c.caFile }),
+    );
     const stop = () => {
       console.log('\nremoving the cluster…');
       c.down();
@@ -57,7 +60,10 @@ switch (command) {
     process.on('SIGTERM', stop);
     console.log(`\n${count} hosts up (cluster ${c.hosts.id}):`);
     for (const h of c.hosts.hosts) console.log(`  ${h.name}  ${h.ip}`);
-    console.log(`\n  export UNUM_ADDR=${c.addr} UNUM_TOKEN=${c.token}\n`);
+    console.log(`\n  export UNUM_ADDR=${c.addr} UNUM_CACERT=${c.caFile} UNUM_TOKEN=${c.token}\n`);
+    console.log(
+      `Join another machine: unum agent --join ${c.addr} --token ${c.joinToken} --ca-hash ${c.caHash}\n`,
+    );
     console.log(
       'In another terminal: npm run cluster -- kill h2 | pause h2 | resume h2 | partition h3 | heal | status',
     );

@@ -1,10 +1,20 @@
 /**
  * A unum cluster on test hosts (./hosts.ts): `unum server` on some hosts, `unum agent` on others,
  * each with a data dir, a cgroup parent, a task uid range and a /run of its own, as on separate
- * machines. For tests and for `npm run cluster`.
+ * machines. As in production: the servers serve TLS with the cluster CA the first one makes, and
+ * agents join with a join token and the CA's hash. For tests and for `npm run cluster`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UnumClient } from '../../src/api/client.ts';
@@ -31,6 +41,11 @@ export class UnumCluster {
   readonly dir: string;
   /** The management token (bootstrapped on the first server). */
   token = '';
+  /** The cluster CA (PEM), its file (clients' UNUM_CACERT) and hash (agents' --ca-hash). */
+  ca = '';
+  caHash = '';
+  /** The join token agents started by start() and startAgent() join with. */
+  joinToken = '';
   private readonly procs = new Map<string, ChildProcess>();
   private readonly opts: ClusterOptions;
 
@@ -52,21 +67,23 @@ export class UnumCluster {
     process.once('SIGINT', c.onSignal);
     process.once('SIGTERM', c.onSignal);
     try {
+      // The first server makes the CA; the others would share it (HA comes later).
       for (const h of opts.servers ?? ['h1']) c.startServer(h);
-      const client = new UnumClient({ addr: c.addr });
-      // Answering at all (401 before the bootstrap is an answer).
-      await waitFor(
-        () =>
-          fetch(`${c.addr}/v1/jobs`).then(
-            () => true,
-            () => false,
-          ),
-        {
+      c.ca = await waitFor(() => (existsSync(c.caFile) ? readFileSync(c.caFile, 'utf8') : undefined), {
+        timeoutMs: 30_000,
+        description: `the cluster CA at ${c.caFile}`,
+      });
+      const anonymous = new UnumClient({ addr: c.addr, ca: c.ca, token: () => undefined });
+      c.token = (
+        await waitFor(() => anonymous.aclBootstrap(), {
           timeoutMs: 30_000,
           description: 'the server answering',
-        },
-      );
-      c.token = (await client.aclBootstrap()).secret;
+        })
+      ).secret;
+      anonymous.close();
+      const made = await c.client().createJoinToken({ ttl: '2h', description: 'test cluster' });
+      c.joinToken = made.secret;
+      c.caHash = made.caHash;
       for (const h of opts.agents ?? hosts.hosts.map((x) => x.name)) c.startAgent(h);
       const want = (opts.agents ?? hosts.hosts).length;
       await waitFor(
@@ -82,15 +99,29 @@ export class UnumCluster {
 
   /** The first server's API address. */
   get addr(): string {
-    const first = this.opts.servers?.[0] ?? 'h1';
-    return `http://${this.hosts.host(first).ip}:${SERVER_PORT}`;
+    return this.serverUrl(this.opts.servers?.[0] ?? 'h1');
   }
 
+  serverUrl(host: string): string {
+    return `https://${this.hosts.host(host).ip}:${SERVER_PORT}`;
+  }
+
+  /** The CA file the first server keeps for clients (UNUM_CACERT). */
+  get caFile(): string {
+    return join(this.dir, this.opts.servers?.[0] ?? 'h1', 'server', 'ca.pem');
+  }
+
+  /** A client of the first server that trusts the cluster CA, with the management token (or `token`). */
   client(token?: string): UnumClient {
-    return new UnumClient({ addr: this.addr, token: token ?? this.token });
+    return new UnumClient({ addr: this.addr, ca: this.ca, token: token ?? this.token });
   }
 
-  private dataDir(host: string, role: string): string {
+  /** Where a host's agent keeps its node certificate and key (join.ts). */
+  nodeTlsDir(host: string): string {
+    return join(this.dir, host, 'agent', 'agent', 'tls');
+  }
+
+  dataDir(host: string, role: string): string {
     const d = join(this.dir, host, role);
     mkdirSync(d, { recursive: true });
     return d;
@@ -127,40 +158,63 @@ export class UnumCluster {
     return p;
   }
 
-  startAgent(host: string): ChildProcess {
+  /** The command line of a host's agent: it joins with `join` (default: the cluster's join token and CA hash). */
+  agentArgv(host: string, join: { token?: string; caHash?: string } = {}): string[] {
     const h = this.hosts.host(host);
     const index = Number(host.slice(1));
     const uidBase = 300_000 + index * 10_000;
-    const p = this.hosts.spawn(
+    return [
+      process.execPath,
+      BIN,
+      'agent',
+      '--join',
+      this.addr,
+      '--token',
+      join.token ?? this.joinToken,
+      '--ca-hash',
+      join.caHash ?? this.caHash,
+      '--servers',
+      (this.opts.servers ?? ['h1']).map((s) => this.serverUrl(s)).join(','),
+      '--data-dir',
+      this.dataDir(host, 'agent'),
+      '--http-addr',
+      `${h.ip}:0`,
+      '--name',
       host,
-      [
-        process.execPath,
-        BIN,
-        'agent',
-        '--servers',
-        (this.opts.servers ?? ['h1']).map((s) => `http://${this.hosts.host(s).ip}:${SERVER_PORT}`).join(','),
-        '--data-dir',
-        this.dataDir(host, 'agent'),
-        '--http-addr',
-        `${h.ip}:0`,
-        '--name',
-        host,
-        '--cgroup-parent',
-        `${h.cgroup}/agent`,
-        '--task-uid-range',
-        `${uidBase}-${uidBase + 9_999}`,
-        '--log-level',
-        'warn',
-        ...(this.opts.agentArgs ?? []),
-        ...(this.opts.agentArgsFor?.[host] ?? []),
-      ],
-      {
-        stdio: ['ignore', 'ignore', this.logFile(host, 'agent')],
-        env: { ...process.env, NO_COLOR: '1', UNUM_TOKEN: this.token },
-      },
-    );
+      '--cgroup-parent',
+      `${h.cgroup}/agent`,
+      '--task-uid-range',
+      `${uidBase}-${uidBase + 9_999}`,
+      '--log-level',
+      'warn',
+      ...(this.opts.agentArgs ?? []),
+      ...(this.opts.agentArgsFor?.[host] ?? []),
+    ];
+  }
+
+  startAgent(host: string): ChildProcess {
+    const p = this.hosts.spawn(host, this.agentArgv(host), {
+      stdio: ['ignore', 'ignore', this.logFile(host, 'agent')],
+      // No token of the operator's: the agent joins with the join token alone.
+      env: { ...process.env, NO_COLOR: '1', UNUM_TOKEN: '' },
+    });
     this.procs.set(`${host}/agent`, p);
     return p;
+  }
+
+  /** The end of a daemon's log, for the message of a failed wait. */
+  logOf(host: string, role: string): string {
+    try {
+      return readFileSync(join(this.dir, host, `${role}.log`), 'utf8').slice(-2000);
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** kill -9 of a host's agent alone (its tasks go on). */
+  killAgent(host: string): void {
+    const p = this.procs.get(`${host}/agent`);
+    if (p?.pid !== undefined) process.kill(p.pid, 'SIGKILL');
   }
 
   /** kill -9 of a host's server process alone (its agent and tasks go on). */

@@ -76,6 +76,8 @@ export interface AllocRunnerOptions {
   networks?: AllocNetworks;
   /** The servers a task's API socket relays to (../task-api.ts; absent: no socket). */
   taskApiServers?: () => readonly string[];
+  /** The cluster CA for https:// servers of the task API. */
+  taskApiCa?: () => string | undefined;
 }
 
 export class AllocRunner {
@@ -176,6 +178,7 @@ export class AllocRunner {
             opts.taskApiServers,
             this.logger,
             join(dirname(opts.allocsDir), 'sockets'),
+            opts.taskApiCa,
           )
         : undefined;
     this.disk = diskHook({

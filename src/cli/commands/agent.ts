@@ -17,22 +17,52 @@ import {
 } from '../daemon.ts';
 import { json } from '../output.ts';
 import { shortId } from '../../core/ids.ts';
+import type { Args } from '../context.ts';
+
+/** `--join URL --token T --ca-hash H`: all three, or none. */
+function joinFlags(args: Args): { server: string; token: string; caHash: string } | undefined {
+  const server = stringFlag(args, 'join');
+  const token = stringFlag(args, 'token');
+  const caHash = stringFlag(args, 'ca-hash');
+  if (server === undefined && token === undefined && caHash === undefined) return undefined;
+  if (server === undefined || token === undefined || caHash === undefined)
+    throw new UsageError(
+      'joining takes --join URL, --token T and --ca-hash sha256:HEX together (unum token create prints them)',
+    );
+  if (!/^https:\/\//.test(server))
+    throw new UsageError(`--join expects the server's https:// address, got "${server}"`);
+  return { server: resolveAddr(server), token, caHash };
+}
 
 export const agentCommand: Command = {
   name: 'agent',
   summary: "Run an agent: offer this machine's resources and run its tasks",
-  usage: `Usage: unum agent [--servers URL[,URL...]] [--data-dir DIR] [--http-addr HOST:PORT]
-                  [--name NAME] [task flags] [--log-level LEVEL]
+  usage: `Usage: unum agent --join URL --token T --ca-hash sha256:HEX [--servers URL[,URL...]]
+                  [--data-dir DIR] [--http-addr HOST:PORT] [--name NAME] [task flags]
+       unum agent [--servers URL[,URL...]] ...
 
 Registers this machine as a node with the servers, keeps it alive, and runs the
-allocations placed on it. Its first registration needs a token that may node:write
-($UNUM_TOKEN or $UNUM_TOKEN_FILE); the node then gets a credential of its own, kept in
-DATA_DIR/agent/credential.json, and uses it from then on. Tasks keep running while the servers are unreachable,
-and a restarted agent picks up its running tasks again. Runs until Ctrl-C or SIGTERM,
-which stop the agent but leave its tasks running for the next agent to take over.
+allocations placed on it. Tasks keep running while the servers are unreachable, and a
+restarted agent picks up its running tasks again. Runs until Ctrl-C or SIGTERM, which
+stop the agent but leave its tasks running for the next agent to take over.
+
+Joining a server ("unum server" prints the command, "unum token create" too): the agent
+checks that the server holds the CA of that hash (it refuses otherwise), sends the join
+token and a request for its node id, and keeps the node certificate it gets in
+DATA_DIR/agent/tls/ (its key 0600, never sent). From then on it calls the servers over
+TLS with that certificate, and its own API (logs, stats) answers only the servers. The
+same command restarts it: a node that joined keeps its id and certificate, and joins
+again only for another CA or an expired certificate.
+
+A plain http:// server (unum up's) takes instead a token that may node:write at the first
+registration ($UNUM_TOKEN or $UNUM_TOKEN_FILE); the node then gets a credential of its
+own, kept in DATA_DIR/agent/credential.json.
 
 Flags:
-  --servers URLS        the servers, comma-separated (default: --addr, $UNUM_ADDR,
+  --join URL            the https:// server to join (with --token and --ca-hash)
+  --token T             a join token (unum token create)
+  --ca-hash sha256:HEX  the hash of the cluster CA (the server's banner, unum token create)
+  --servers URLS        the servers, comma-separated (default: --join, --addr, $UNUM_ADDR,
                         else ${DEFAULT_ADDR})
   --data-dir DIR        state directory (default: $UNUM_DATA_DIR, else
                         \${XDG_DATA_HOME:-~/.local/share}/unum)
@@ -44,7 +74,8 @@ ${TASK_FLAGS_HELP}
   --json                print the node id and address as JSON once started
 
 Examples:
-  UNUM_TOKEN=unum-token-… unum agent --servers http://10.0.0.1:8686
+  unum agent --join https://10.0.0.1:4646 --token unum-join-… --ca-hash sha256:… --http-addr 10.0.0.2:8687
+  UNUM_TOKEN=unum-token-… unum agent --servers http://127.0.0.1:8686
   unum agent --servers http://10.0.0.1:8686,http://10.0.0.2:8686 --name rack1-a --http-addr 0.0.0.0:8687
 `,
   flags: {
@@ -52,11 +83,21 @@ Examples:
     servers: { type: 'string' },
     'http-addr': { type: 'string' },
     name: { type: 'string' },
+    join: { type: 'string' },
+    token: { type: 'string' },
+    'ca-hash': { type: 'string' },
     ...TASK_FLAGS,
   },
   async run(args, ctx) {
     positionals(args, 0, 0, '');
-    const servers = (stringFlag(args, 'servers') ?? ctx.addr ?? ctx.env['UNUM_ADDR'] ?? DEFAULT_ADDR)
+    const join = joinFlags(args);
+    const servers = (
+      stringFlag(args, 'servers') ??
+      join?.server ??
+      ctx.addr ??
+      ctx.env['UNUM_ADDR'] ??
+      DEFAULT_ADDR
+    )
       .split(',')
       .map((s) => s.trim())
       .filter((s) => s !== '')
@@ -73,8 +114,9 @@ Examples:
     const { startAgent } = await import('../../agent/index.ts');
     let agent;
     try {
-      const joinToken = cliToken({ ...ctx.env, UNUM_DATA_DIR: dataDir });
+      const joinToken = join === undefined ? cliToken({ ...ctx.env, UNUM_DATA_DIR: dataDir }) : undefined;
       agent = await startAgent({
+        ...(join !== undefined ? { join } : {}),
         dataDir,
         servers,
         httpAddr,

@@ -28,7 +28,8 @@ export const upCommand: Command = {
   usage: `Usage: unum up [--addr HOST:PORT] [--data-dir DIR] [--allow-host NAME] [task flags] [--log-level LEVEL]
 
 Starts the control plane and an agent for this machine in one process, on the
-embedded store: the zero-config way to run unum. Runs until Ctrl-C or SIGTERM,
+embedded store: the zero-config way to run unum. It serves plain HTTP, meant for
+loopback; for several machines run "unum server" (TLS, join tokens) and "unum agent --join". Runs until Ctrl-C or SIGTERM,
 then stops the tasks, the agent and the server cleanly (nothing is left running;
 the next "unum up" starts the jobs again). If unum crashes instead, the tasks
 keep running and the next "unum up" takes them over.
@@ -104,13 +105,15 @@ Examples:
     else {
       const c = ctx.color;
       const pairs: [string, string][] = [
-        ['API and UI', c.bold(server.addr)],
+        ['API and UI', `${c.bold(server.addr)} (plain HTTP for this machine; many machines: unum server)`],
         ['data dir', dataDir],
         ['token', `${tokenFile} (the CLI on this machine uses it; others: UNUM_TOKEN)`],
         ['node', `${shortId(agent.nodeId)} (agent at ${agent.address})`],
       ];
       let text = `${c.green('unum is up.')}\n\n${indent(keyValues(pairs))}\n`;
       if (server.addr !== DEFAULT_ADDR) text += `Clients: export UNUM_ADDR=${server.addr}\n`;
+      if (!isLoopback(new URL(server.addr).hostname))
+        text += `\n${c.yellow('Plain HTTP on a non-loopback address:')} tokens cross the network unencrypted. For several machines run "unum server" (TLS) and join agents to it.\n`;
       if (agent.warnings.length > 0)
         text += `\n${c.yellow('Not enforced on this machine:')}\n${agent.warnings.map((w) => `  - ${w}\n`).join('')}\n`;
       text += `try: unum run examples/web.yaml\nCtrl-C stops unum.\n`;
@@ -132,4 +135,8 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => (l ? `  ${l}` : l))
     .join('\n');
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }

@@ -1,14 +1,59 @@
 /**
  * Calls the server makes to a node's agent on a user's behalf (logs, usage figures): one place that
  * finds the node, refuses early when it is silent, and turns network failures into errors that say
- * which agent could not be reached. Mutual TLS between server and agent will go here.
+ * which agent could not be reached.
+ *
+ * Two ways to the agent, as the node proves itself to the server: over mutual TLS (a server with a
+ * CA: the server presents its server certificate, and the agent's certificate must be the node's
+ * own, by id and role, whatever address answers), or with the agent key issued with a node secret
+ * (`unum up`'s plain loopback).
  */
+import type { PeerCertificate } from 'node:tls';
 import { NotFoundError, UnavailableError } from '../../core/errors.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation, Node } from '../../core/types.ts';
+import { TlsFetcher, isCertificateError, type ClientTls } from '../../api/https.ts';
 import type { NodeStats } from '../../api/types.ts';
 import type { StateCache } from '../cache.ts';
-import { STREAMED, type RequestContext } from '../../transport/index.ts';
+import { STREAMED, subjectIdentity, type RequestContext } from '../../transport/index.ts';
+
+/** How the server calls agents (made once per server: it keeps TLS connections alive). */
+export interface AgentCaller {
+  fetch(node: Node, path: string, signal: AbortSignal): Promise<Response>;
+  close(): void;
+}
+
+/** Calls agents with their agent key (plain HTTP), or over mutual TLS when `tls` is given. */
+export function agentCaller(cache: StateCache, tls?: ClientTls): AgentCaller {
+  const fetcher = tls !== undefined ? new TlsFetcher(tls) : undefined;
+  return {
+    async fetch(node, path, signal) {
+      if (fetcher === undefined || !node.address.startsWith('https:')) {
+        // The agent answers only the key the cluster gave it at registration.
+        const key = cache.nodeCredential(node.id)?.agentKey;
+        return fetch(`${node.address}${path}`, {
+          signal,
+          ...(key !== undefined ? { headers: { authorization: `Bearer ${key}` } } : {}),
+        });
+      }
+      return fetcher.fetch(`${node.address}${path}`, {
+        signal,
+        expectName: node.id,
+        checkPeer: (cert) => nodeCertificateProblem(cert, node),
+      });
+    },
+    close: () => fetcher?.close(),
+  };
+}
+
+/** Whatever answers at a node's address must hold that node's certificate. */
+function nodeCertificateProblem(cert: PeerCertificate, node: Node): Error | undefined {
+  const who = subjectIdentity(cert.subject);
+  if (who?.role === 'node' && who.name === node.id) return undefined;
+  return new Error(
+    `the agent at ${node.address} presented the certificate of ${who ? `${who.role} ${who.name}` : 'no member of the cluster'}, not of node ${node.id}`,
+  );
+}
 
 /** How long the stats call waits for a node's agent. */
 export const STATS_TIMEOUT_MS = 5_000;
@@ -22,16 +67,15 @@ export function agentOfAlloc(cache: StateCache, a: Allocation): Node {
   return node;
 }
 
-async function call(cache: StateCache, node: Node, path: string, signal: AbortSignal): Promise<Response> {
-  // The agent answers only the key the cluster gave it at registration.
-  const key = cache.nodeCredential(node.id)?.agentKey;
+async function call(agents: AgentCaller, node: Node, path: string, signal: AbortSignal): Promise<Response> {
   try {
-    return await fetch(`${node.address}${path}`, {
-      signal,
-      ...(key !== undefined ? { headers: { authorization: `Bearer ${key}` } } : {}),
-    });
+    return await agents.fetch(node, path, signal);
   } catch (err) {
-    throw new UnavailableError(`cannot reach the agent of node ${node.name} at ${node.address}`, {
+    const why =
+      isCertificateError(err) || (err as Error).message.includes('presented the certificate')
+        ? `: ${(err as Error).message}`
+        : '';
+    throw new UnavailableError(`cannot reach the agent of node ${node.name} at ${node.address}${why}`, {
       cause: err,
     });
   }
@@ -39,13 +83,13 @@ async function call(cache: StateCache, node: Node, path: string, signal: AbortSi
 
 /** Streams a task's log from its node's agent to the client, as the agent sends it. */
 export async function proxyLogs(
-  cache: StateCache,
+  agents: AgentCaller,
   node: Node,
   a: Allocation,
   ctx: RequestContext,
 ): Promise<typeof STREAMED> {
   const upstream = await call(
-    cache,
+    agents,
     node,
     `/v1/agent/allocations/${encodeURIComponent(a.id)}/logs?${ctx.query.toString()}`,
     ctx.signal,
@@ -68,11 +112,15 @@ export async function proxyLogs(
 }
 
 /** The usage figures of a node's running tasks, asked of its agent. */
-export async function agentStats(cache: StateCache, node: Node, signal: AbortSignal): Promise<NodeStats> {
-  if (!cache.isAlive(node.id))
+export async function agentStats(
+  d: { cache: StateCache; agents: AgentCaller },
+  node: Node,
+  signal: AbortSignal,
+): Promise<NodeStats> {
+  if (!d.cache.isAlive(node.id))
     throw new UnavailableError(`node ${node.name} is not heartbeating: no usage figures from it`);
   const upstream = await call(
-    cache,
+    d.agents,
     node,
     '/v1/agent/stats',
     AbortSignal.any([signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]),

@@ -61,7 +61,7 @@ export function allocRoutes(d: ApiDeps): Route[] {
       async handler(ctx) {
         const a = findAlloc(d, ctx.params['id'] ?? '');
         await authorizeIn(d, ctx, 'logs:read', a.namespace);
-        return proxyLogs(cache, agentOfAlloc(cache, a), a, ctx);
+        return proxyLogs(d.agents, agentOfAlloc(cache, a), a, ctx);
       },
     },
   ];

@@ -15,6 +15,8 @@ import type { Store } from '../../store/types.ts';
 import type { Authorizer, Capability } from '../../transport/index.ts';
 import type { StateCache } from '../cache.ts';
 import type { Heartbeats } from '../heartbeats.ts';
+import type { ServerPki } from '../pki.ts';
+import type { AgentCaller } from './agents.ts';
 import type { WorkloadIdentity } from '../identity.ts';
 import { blockingParams, type RequestContext } from '../../transport/index.ts';
 import type { Leadership } from '../leadership/leadership.ts';
@@ -33,6 +35,10 @@ export interface ApiDeps {
   addr: () => string;
   /** `ephemeral.sizeMiB` of a submitted group that sets none (`--alloc-disk-mib`). */
   allocDiskMiB: number;
+  /** The cluster CA of a TLS server (nodes join and prove themselves by certificate); none on plain `unum up`. */
+  pki?: ServerPki;
+  /** How the server calls agents (logs, stats). */
+  agents: AgentCaller;
 }
 
 /** Who made a change, as events record it (the audit trail). */

@@ -36,7 +36,7 @@ export function identityRoutes(d: ApiDeps): Route[] {
       summary: 'A node fetches the workload tokens of the tasks of one of its own running allocations.',
       async handler(ctx) {
         const nodeId = ctx.params['id'] ?? '';
-        requireNode(ctx.identity, nodeId, cache.nodeCredential(nodeId));
+        requireNode(ctx.identity, nodeId, cache.nodeCredential(nodeId), d.pki !== undefined);
         const alloc = cache.alloc(ctx.params['allocId'] ?? '');
         if (!alloc) throw new NotFoundError(`no allocation ${ctx.params['allocId']}`);
         if (alloc.nodeId !== nodeId)

@@ -12,6 +12,7 @@ import { evalRoutes } from './evals.ts';
 import { eventRoutes } from './events.ts';
 import { identityRoutes } from './identity.ts';
 import { jobRoutes } from './jobs.ts';
+import { joinRoutes } from './join.ts';
 import { nodeRoutes } from './nodes.ts';
 
 export type { ApiDeps };
@@ -42,5 +43,6 @@ export function apiRoutes(d: ApiDeps): Route[] {
     ...eventRoutes(d),
     ...aclRoutes(d),
     ...identityRoutes(d),
+    ...joinRoutes(d),
   ];
 }

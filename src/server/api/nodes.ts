@@ -73,7 +73,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       summary:
         "CPU, memory and process count of the running tasks on a node (by node id, id prefix or name). Asked of the node's agent.",
       handler(ctx): Promise<NodeStats> {
-        return agentStats(cache, findNode(d, ctx.params['id'] ?? ''), ctx.signal);
+        return agentStats(d, findNode(d, ctx.params['id'] ?? ''), ctx.signal);
       },
     },
     {
@@ -122,7 +122,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
         const reg = parseBody(NodeRegistrationSchema, ctx.body, 'node registration');
         if (ctx.identity.kind === 'agent' && ctx.identity.name !== reg.id)
           throw new ForbiddenError(`node ${ctx.identity.name} may not register node ${reg.id}`);
-        requireNode(ctx.identity, reg.id, cache.nodeCredential(reg.id));
+        requireNode(ctx.identity, reg.id, cache.nodeCredential(reg.id), d.pki !== undefined);
         const lease = await d.heartbeats.grant();
         // A refused registration leaves no lease behind.
         const revoke = (err: unknown) =>
@@ -138,7 +138,8 @@ export function nodeRoutes(d: ApiDeps): Route[] {
           // A registration that raced another one for a new node id: only the winner is that node.
           if (existing !== undefined && made !== undefined && existing.secretHash !== made.stored.secretHash)
             throw new ForbiddenError(`node ${reg.id} was registered by someone else just now`);
-          if (existing === undefined) made ??= issueCredential(reg.id, now);
+          // Over TLS the node's certificate is its credential: no secret is made.
+          if (existing === undefined && d.pki === undefined) made ??= issueCredential(reg.id, now);
           issued = existing === undefined ? made?.issued : undefined;
           return registerNode(
             cache,
@@ -163,7 +164,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       summary: "An agent's heartbeat. 404 not_found when the node must register again.",
       async handler(ctx) {
         const id = ctx.params['id'] ?? '';
-        requireNode(ctx.identity, id, cache.nodeCredential(id));
+        requireNode(ctx.identity, id, cache.nodeCredential(id), d.pki !== undefined);
         await d.heartbeats.renew(id);
         return { ttlSeconds: d.heartbeats.ttlSeconds };
       },
@@ -175,7 +176,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       summary: 'Allocations assigned to a node that it must run or stop. Blocking query (used by agents).',
       async handler(ctx) {
         const id = ctx.params['id'] ?? '';
-        requireNode(ctx.identity, id, cache.nodeCredential(id));
+        requireNode(ctx.identity, id, cache.nodeCredential(id), d.pki !== undefined);
         const index = await waitIndex(d, ctx, () => cache.indexOfNodeAllocs(id));
         // Finished allocations are the agent's past, not its work: leaving them out keeps this
         // answer the size of what runs on the node, not of everything that ever ran there.
@@ -191,7 +192,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       requestSchema: bodyJsonSchema(AllocStatusUpdatesSchema),
       async handler(ctx) {
         const nodeId = ctx.params['id'] ?? '';
-        requireNode(ctx.identity, nodeId, cache.nodeCredential(nodeId));
+        requireNode(ctx.identity, nodeId, cache.nodeCredential(nodeId), d.pki !== undefined);
         const { updates } = parseBody(AllocStatusUpdatesSchema, ctx.body, 'allocation status');
         await write(d, () => reportAllocs(cache, nodeId, updates, d.clock.now()));
         return { index: cache.index };
