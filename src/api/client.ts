@@ -10,6 +10,7 @@ import type {
   AllocStatusUpdate,
   BlockingOptions,
   EventsPage,
+  HeartbeatAnswer,
   JobDetail,
   JobListItem,
   Listed,
@@ -42,6 +43,8 @@ export interface ClientOptions {
   token?: string | (() => string | undefined);
   /** Per-request timeout for non-streaming calls (blocking queries add their wait). Default 30 s. */
   timeoutMs?: number;
+  /** Sent with every request (a server handing a call on to the leader marks it so). */
+  headers?: Record<string, string>;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -56,11 +59,13 @@ export class UnumClient {
   readonly addr: string;
   private readonly token: string | (() => string | undefined) | undefined;
   private readonly timeoutMs: number;
+  private readonly extraHeaders: Record<string, string>;
 
   constructor(options: ClientOptions = {}) {
     this.addr = resolveAddr(options.addr);
     this.token = options.token ?? process.env['UNUM_TOKEN'];
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.extraHeaders = options.headers ?? {};
   }
 
   // --- workload identity ------------------------------------------------------------------------
@@ -185,8 +190,8 @@ export class UnumClient {
   registerNode(node: NodeRegistration): Promise<RegisterNodeResponse> {
     return this.request('POST', '/v1/nodes/register', { body: node });
   }
-  /** NotFoundError when the server no longer knows the node (its lease expired): register again. */
-  heartbeat(nodeId: string): Promise<{ ttlSeconds: number }> {
+  /** NotFoundError when the server does not know the node (any more), or marked it down: register again. */
+  heartbeat(nodeId: string): Promise<HeartbeatAnswer> {
     return this.request('POST', `/v1/nodes/${enc(nodeId)}/heartbeat`, { body: {} });
   }
   /** `signal` cancels the blocking query early, e.g. when the agent shuts down. */
@@ -262,7 +267,7 @@ export class UnumClient {
   }
 
   private headers(json: boolean): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json' };
+    const h: Record<string, string> = { ...this.extraHeaders, accept: 'application/json' };
     if (json) h['content-type'] = 'application/json';
     const token = typeof this.token === 'function' ? this.token() : this.token;
     if (token) h['authorization'] = `Bearer ${token}`;

@@ -10,11 +10,12 @@ import {
   bodyJsonSchema,
   parseBody,
 } from '../../api/schemas.ts';
-import type { NodeStats, RegisterNodeResponse } from '../../api/types.ts';
+import type { HeartbeatAnswer, NodeStats, RegisterNodeResponse } from '../../api/types.ts';
 import { ForbiddenError } from '../../core/errors.ts';
 import { issueCredential, requireNode, type IssuedCredential } from '../node-credentials.ts';
 import { sortAllocs } from '../../api/views.ts';
 import type { Route } from '../../transport/index.ts';
+import { FORWARDED_HEADER } from '../leadership/leader-link.ts';
 import { reportAllocs } from '../state/allocs.ts';
 import { registerNode } from '../state/nodes.ts';
 import { agentStats } from './agents.ts';
@@ -23,11 +24,11 @@ import { actorOf, findNode, waitIndex, write, type ApiDeps } from './context.ts'
 export function nodeRoutes(d: ApiDeps): Route[] {
   const { cache } = d;
 
-  /** A node as users see it: down as soon as its heartbeat key is gone, with its last heartbeat. */
-  const nodeView = (n: Node, lastSeen: Map<string, number>): Node => ({
+  /** A node as users see it: down as soon as its liveness key is gone, with its last heartbeat. */
+  const nodeView = (n: Node): Node => ({
     ...n,
     status: n.status === 'ready' && !cache.isAlive(n.id) ? 'down' : n.status,
-    lastHeartbeat: lastSeen.get(n.id) ?? n.lastHeartbeat,
+    lastHeartbeat: d.heartbeats.lastSeen(n.id) ?? n.lastHeartbeat,
   });
 
   return [
@@ -38,8 +39,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       summary: 'Nodes with their resources and status. Blocking query.',
       async handler(ctx) {
         const index = await waitIndex(d, ctx, () => cache.indexOf('nodes'));
-        const lastSeen = await d.heartbeats.lastSeen();
-        return { items: cache.listNodes().map((n) => nodeView(n, lastSeen)), index };
+        return { items: cache.listNodes().map(nodeView), index };
       },
     },
     {
@@ -47,9 +47,8 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       path: '/v1/nodes/:id',
       capability: 'node:read',
       summary: 'One node, by id, id prefix or name.',
-      async handler(ctx) {
-        const n = findNode(d, ctx.params['id'] ?? '');
-        return nodeView(n, await d.heartbeats.lastSeen());
+      handler(ctx) {
+        return nodeView(findNode(d, ctx.params['id'] ?? ''));
       },
     },
     {
@@ -66,20 +65,14 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       method: 'POST',
       path: '/v1/nodes/register',
       capability: 'node:write',
-      summary: 'An agent registers its node (again after a restart); returns the heartbeat TTL.',
+      summary:
+        'An agent registers its node (again after a restart, or after it was marked down); returns how often to heartbeat and the grace.',
       requestSchema: bodyJsonSchema(NodeRegistrationSchema),
       async handler(ctx): Promise<RegisterNodeResponse> {
         const reg = parseBody(NodeRegistrationSchema, ctx.body, 'node registration');
         if (ctx.identity.kind === 'agent' && ctx.identity.name !== reg.id)
           throw new ForbiddenError(`node ${ctx.identity.name} may not register node ${reg.id}`);
         requireNode(ctx.identity, reg.id, cache.nodeCredential(reg.id));
-        const lease = await d.heartbeats.grant();
-        // A refused registration leaves no lease behind.
-        const revoke = (err: unknown) =>
-          d.store.revokeLease(lease.id).then(
-            () => Promise.reject(err),
-            () => Promise.reject(err),
-          );
         let made: ReturnType<typeof issueCredential> | undefined;
         let issued: IssuedCredential | undefined;
         const node = await write(d, () => {
@@ -93,15 +86,17 @@ export function nodeRoutes(d: ApiDeps): Route[] {
           return registerNode(
             cache,
             reg,
-            lease.id,
             now,
             actorOf(ctx),
             existing === undefined ? made?.stored : undefined,
           );
-        }).catch(revoke);
+        });
+        const { intervalMs, graceMs, ttlSeconds } = d.heartbeats.answer;
         return {
           node,
-          heartbeatTtlSeconds: d.heartbeats.ttlSeconds,
+          heartbeatTtlSeconds: ttlSeconds,
+          heartbeatIntervalMs: intervalMs,
+          heartbeatGraceMs: graceMs,
           ...(issued !== undefined ? { credential: issued } : {}),
         };
       },
@@ -110,12 +105,15 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       method: 'POST',
       path: '/v1/nodes/:id/heartbeat',
       capability: 'node:write',
-      summary: "An agent's heartbeat. 404 not_found when the node must register again.",
-      async handler(ctx) {
+      summary:
+        "An agent's heartbeat: kept in the leader's memory, never written (a follower hands it to the leader). Answers how often to beat and the grace; 404 not_found when the node must register again.",
+      handler(ctx): Promise<HeartbeatAnswer> {
         const id = ctx.params['id'] ?? '';
         requireNode(ctx.identity, id, cache.nodeCredential(id));
-        await d.heartbeats.renew(id);
-        return { ttlSeconds: d.heartbeats.ttlSeconds };
+        return d.heartbeats.beat(id, {
+          authorization: ctx.req.headers.authorization,
+          forwarded: ctx.req.headers[FORWARDED_HEADER] !== undefined,
+        });
       },
     },
     {
