@@ -5,7 +5,15 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
-const benches = ['store.ts', 'latency.ts', 'isolation.ts', 'network.ts', 'api-auth.ts', 'node-loss.ts'];
+const benches = [
+  'store.ts',
+  'latency.ts',
+  'isolation.ts',
+  'network.ts',
+  'api-auth.ts',
+  'heartbeats.ts',
+  'node-loss.ts',
+];
 let failed = 0;
 for (const b of benches) {
   console.log(`\n=== bench/${b} ===`);

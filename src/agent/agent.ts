@@ -2,8 +2,9 @@
  * The agent's control loops:
  *
  *  - register: the node (id kept in the data dir) with its fingerprint;
- *  - heartbeat: every ttl/3; NotFoundError (the server forgot the node) → register again;
- *    UnavailableError → retry with backoff, tasks keep running meanwhile;
+ *  - heartbeat: at the interval the server gives, jittered (heartbeat-schedule.ts); NotFoundError
+ *    (the server forgot the node, or marked it down) → register again; UnavailableError → retry with
+ *    backoff no longer than the interval, tasks keep running meanwhile;
  *  - watch: a blocking query on the node's allocations; each answer is diffed against the local
  *    runners (start what should run, stop what should not, never start an allocation twice);
  *  - report: status changes go back through the coalescing StatusReporter;
@@ -36,6 +37,7 @@ import { gcAllocDirs, markAllocDirEnded } from './logs.ts';
 import { defaultTasksPidsMax } from './options.ts';
 import { StatusReporter } from './reporter.ts';
 import { Sleeper } from './sleeper.ts';
+import { FALLBACK_INTERVAL_MS, heartbeatInterval, nextBeatIn } from './heartbeat-schedule.ts';
 import { UsageSampler } from './usage-sampler.ts';
 import type { AgentConfig, StopOptions } from './config.ts';
 import type { NodeTls } from './join.ts';
@@ -63,7 +65,7 @@ export class Agent {
   private registered = false;
   private everRegistered = false;
   private onRegistered: (() => void) | undefined;
-  private ttlMs = 15_000;
+  private heartbeatIntervalMs = FALLBACK_INTERVAL_MS;
   private listener: Listener | undefined;
   private addressUrl = '';
   private loops: Promise<void>[] = [];
@@ -340,11 +342,17 @@ export class Agent {
     if (registration === undefined) throw new InternalError('register before fingerprint');
     const res = await this.call((c) => c.registerNode(registration));
     if (res.credential !== undefined) await this.cfg.credential.save(this.nodeId, res.credential);
-    this.ttlMs = Math.max(1_000, res.heartbeatTtlSeconds * 1000);
+    this.heartbeatIntervalMs = heartbeatInterval({
+      intervalMs: res.heartbeatIntervalMs,
+      ttlSeconds: res.heartbeatTtlSeconds,
+    });
     const again = this.everRegistered;
     this.everRegistered = true;
     this.registered = true;
-    this.logger.info({ ttlSeconds: res.heartbeatTtlSeconds }, 'node registered');
+    this.logger.info(
+      { heartbeatIntervalMs: this.heartbeatIntervalMs, heartbeatGraceMs: res.heartbeatGraceMs },
+      'node registered',
+    );
     const waiter = this.onRegistered;
     this.onRegistered = undefined;
     waiter?.();
@@ -384,15 +392,26 @@ export class Agent {
 
   private async heartbeatLoop(): Promise<void> {
     let failures = 0;
+    let lastStart = -Infinity;
     while (!this.isStopping) {
-      const wait = failures > 0 ? this.backoff(failures) : this.registered ? this.ttlMs / 3 : 0;
+      // A heartbeat's retry never waits past the interval: the grace is a few intervals, and a
+      // server that answers again must hear from this node before it runs out.
+      const wait =
+        failures > 0
+          ? this.registered
+            ? Math.min(this.backoff(failures), this.heartbeatIntervalMs)
+            : this.backoff(failures)
+          : this.registered
+            ? nextBeatIn(this.heartbeatIntervalMs, performance.now() - lastStart)
+            : 0;
       if (wait > 0) await this.heartbeatSleeper.sleep(wait);
       if (this.isStopping) break;
+      lastStart = performance.now();
       try {
         if (!this.registered) await this.register();
         else {
           const res = await this.call((c) => c.heartbeat(this.nodeId));
-          this.ttlMs = Math.max(1_000, res.ttlSeconds * 1000);
+          this.heartbeatIntervalMs = heartbeatInterval(res);
         }
         failures = 0;
       } catch (err) {

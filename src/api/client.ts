@@ -14,6 +14,7 @@ import type {
   MadeJoinToken,
   BlockingOptions,
   EventsPage,
+  HeartbeatAnswer,
   JobDetail,
   JobListItem,
   Listed,
@@ -54,6 +55,8 @@ export interface ClientOptions {
   /** PEM: a client certificate and its key (an agent's node certificate). Needs `ca`. */
   cert?: string;
   key?: string;
+  /** Sent with every request (a server handing a call on to the leader marks it so). */
+  headers?: Record<string, string>;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -71,11 +74,13 @@ export class UnumClient {
   /** Requests to an https:// server with the cluster's CA go through it; others through fetch. */
   private readonly tls: TlsFetcher | undefined;
   private readonly releaseTls: () => void = () => undefined;
+  private readonly extraHeaders: Record<string, string>;
 
   constructor(options: ClientOptions = {}) {
     this.addr = resolveAddr(options.addr);
     this.token = options.token ?? process.env['UNUM_TOKEN'];
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.extraHeaders = options.headers ?? {};
     if (options.ca !== undefined && this.addr.startsWith('https:')) {
       const pool = sharedTlsFetcher({
         ca: options.ca,
@@ -251,8 +256,8 @@ export class UnumClient {
   registerNode(node: NodeRegistration): Promise<RegisterNodeResponse> {
     return this.request('POST', '/v1/nodes/register', { body: node });
   }
-  /** NotFoundError when the server no longer knows the node (its lease expired): register again. */
-  heartbeat(nodeId: string): Promise<{ ttlSeconds: number }> {
+  /** NotFoundError when the server does not know the node (any more), or marked it down: register again. */
+  heartbeat(nodeId: string): Promise<HeartbeatAnswer> {
     return this.request('POST', `/v1/nodes/${enc(nodeId)}/heartbeat`, { body: {} });
   }
   /** `signal` cancels the blocking query early, e.g. when the agent shuts down. */
@@ -328,7 +333,7 @@ export class UnumClient {
   }
 
   private headers(json: boolean): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json' };
+    const h: Record<string, string> = { ...this.extraHeaders, accept: 'application/json' };
     if (json) h['content-type'] = 'application/json';
     const token = typeof this.token === 'function' ? this.token() : this.token;
     if (token) h['authorization'] = `Bearer ${token}`;

@@ -102,13 +102,31 @@ export interface NodeRegistration {
 
 export interface RegisterNodeResponse {
   node: Node;
+  /** The heartbeat grace in seconds (what agents that predate `heartbeatIntervalMs` beat on: a third of it). */
   heartbeatTtlSeconds: number;
+  /** How often the agent beats. */
+  heartbeatIntervalMs: number;
+  /** The silence after which the leader marks the node down. */
+  heartbeatGraceMs: number;
   /**
    * Given once, when the node first registers: `secret` is the node's credential for every node
    * route from now on (keep it: it is not shown again), `agentKey` what servers will call the
    * node's agent with.
    */
   credential?: { secret: string; agentKey: string };
+}
+
+/**
+ * The answer to a heartbeat: the settings, which the agent follows from then on (so that an
+ * operator's change reaches every agent at its next beat).
+ */
+export interface HeartbeatAnswer {
+  /** How often to beat. */
+  intervalMs: number;
+  /** The silence after which the leader marks the node down. */
+  graceMs: number;
+  /** `graceMs` in seconds, for agents that predate `intervalMs` (they beat every third of it). */
+  ttlSeconds: number;
 }
 
 /** What an agent reports of one allocation. */

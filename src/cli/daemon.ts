@@ -115,6 +115,9 @@ export const SERVER_FLAGS = {
   'max-connections': { type: 'string' },
   'max-connections-per-source': { type: 'string' },
   'alloc-disk-mib': { type: 'string' },
+  'heartbeat-interval': { type: 'string' },
+  'heartbeat-grace': { type: 'string' },
+  'heartbeat-max-rate': { type: 'string' },
 } as const;
 
 export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests for this host name (repeatable). By default only IP
@@ -124,13 +127,25 @@ export const SERVER_FLAGS_HELP = `  --allow-host NAME    also answer requests fo
   --max-connections-per-source N
                        connections one address may hold open to the API (default 512)
   --alloc-disk-mib N   disk of an allocation whose group sets no ephemeral.sizeMiB, in MiB
-                       (default 1024), given at submission`;
+                       (default 1024), given at submission
+  --heartbeat-interval D
+                       how often agents heartbeat (default 1s; agents are told at registration
+                       and in every heartbeat answer)
+  --heartbeat-grace D  silence after which the leader marks a node down and replaces its
+                       allocations (default 4s, or 4 intervals if longer; at least 2 intervals).
+                       Shorter: quicker replacement; longer: a paused or starved agent survives
+                       longer without being taken for dead
+  --heartbeat-max-rate N
+                       heartbeats per second the leader asks of all agents together (default
+                       5000; 0: no limit). Past N × interval nodes, the interval and the grace
+                       grow in proportion (10 000 nodes at the defaults: 2s and 8s)`;
 
 /** The server options the server flags set. */
 export function serverOptions(args: Args): {
   allowedHosts?: string[];
   limits?: { maxConnections?: number; maxConnectionsPerSource?: number };
   allocDiskMiB?: number;
+  heartbeat?: { intervalMs?: number; graceMs?: number; maxRate?: number };
 } {
   const out: ReturnType<typeof serverOptions> = {};
   const hosts = args.flags['allow-host'];
@@ -144,7 +159,38 @@ export function serverOptions(args: Args): {
     };
   const disk = intFlag(args, 'alloc-disk-mib', 1);
   if (disk !== undefined) out.allocDiskMiB = disk;
+  const heartbeat = heartbeatFlags(args);
+  if (heartbeat) out.heartbeat = heartbeat;
   return out;
+}
+
+/** `--heartbeat-interval`, `--heartbeat-grace`, `--heartbeat-max-rate` (the server's rules, in the flags' words). */
+function heartbeatFlags(args: Args): { intervalMs?: number; graceMs?: number; maxRate?: number } | undefined {
+  const duration = (flag: string): number | undefined => {
+    const text = stringFlag(args, flag);
+    if (text === undefined) return undefined;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms <= 0)
+      throw new UsageError(`--${flag} expects a duration like 2s, got "${text}"`);
+    return ms;
+  };
+  const intervalMs = duration('heartbeat-interval');
+  const graceMs = duration('heartbeat-grace');
+  const maxRate = intFlag(args, 'heartbeat-max-rate', 0);
+  if (intervalMs === undefined && graceMs === undefined && maxRate === undefined) return undefined;
+  // As src/server/heartbeats.ts checks them (MIN_HEARTBEAT_INTERVAL_MS, twice the interval).
+  if (intervalMs !== undefined && intervalMs < 100)
+    throw new UsageError(`--heartbeat-interval must be at least 100ms, got ${intervalMs}ms`);
+  const interval = intervalMs ?? 1000;
+  if (graceMs !== undefined && graceMs < 2 * interval)
+    throw new UsageError(
+      `--heartbeat-grace must be at least twice the heartbeat interval (${2 * interval}ms): one late beat must not take a node down`,
+    );
+  return {
+    ...(intervalMs !== undefined ? { intervalMs } : {}),
+    ...(graceMs !== undefined ? { graceMs } : {}),
+    ...(maxRate !== undefined ? { maxRate } : {}),
+  };
 }
 
 export const TASK_FLAGS_HELP = `  --raw-exec           allow the raw_exec driver (tasks run without isolation)

@@ -93,6 +93,15 @@ export class FakeClock implements Clock {
     }
     this.time = end;
   }
+
+  /**
+   * Moves time forward by `ms` as a paused process sees it (SIGSTOP, a blocked event loop): nothing
+   * runs meanwhile, then every timer that fell due fires, in order, with `now()` at the end.
+   */
+  stall(ms: number): void {
+    this.time += ms;
+    this.advance(0);
+  }
 }
 
 function sleepWith(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {

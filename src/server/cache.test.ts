@@ -12,7 +12,7 @@ describe('state cache', () => {
   });
   afterEach(() => core.close());
 
-  test('follows the store: objects, indexes per job and node, liveness from heartbeat keys', async () => {
+  test('follows the store: objects, indexes per job and node, liveness from liveness keys', async () => {
     const node = mock.node();
     const job = mock.job();
     const a = mock.alloc(job, node);
@@ -29,11 +29,10 @@ describe('state cache', () => {
     assert.equal(core.cache.revisionOf(keys.alloc(a.id)), rev);
     assert.equal(core.cache.isAlive(node.id), false);
     assert.equal(core.cache.readyNodes().length, 0, 'a node without a heartbeat takes no work');
-    const lease = await core.heartbeat(node);
+    await core.heartbeat(node);
     assert.equal(core.cache.isAlive(node.id), true);
     assert.equal(core.cache.readyNodes().length, 1);
-    await core.store.revokeLease(lease);
-    await core.settle();
+    await core.silence(node);
     assert.equal(core.cache.isAlive(node.id), false);
   });
 

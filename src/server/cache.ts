@@ -168,12 +168,11 @@ export class StateCache implements Snapshot {
       this.tableIndex.nodes = rev;
       changes.push(prev ? { kind: 'node', node, prev } : { kind: 'node', node });
     } else if (key.startsWith(prefixes.heartbeats)) {
+      // Written only when the node registers: each put is news (a beat, for the failure detector).
       const nodeId = key.slice(prefixes.heartbeats.length);
-      if (!this.alive.has(nodeId)) {
-        this.alive.add(nodeId);
-        this.tableIndex.nodes = rev;
-        changes.push({ kind: 'heartbeat', nodeId, alive: true });
-      }
+      this.alive.add(nodeId);
+      this.tableIndex.nodes = rev;
+      changes.push({ kind: 'heartbeat', nodeId, alive: true });
     } else if (key.startsWith(prefixes.aclTokens)) {
       const token = JSON.parse(kv.value) as StoredToken;
       const prev = this.tokens.get(token.accessor);
@@ -313,6 +312,10 @@ export class StateCache implements Snapshot {
   }
   isAlive(nodeId: string): boolean {
     return this.alive.has(nodeId);
+  }
+  /** Nodes up (registered and not marked down). */
+  aliveCount(): number {
+    return this.alive.size;
   }
   readyNodes(): readonly Node[] {
     return this.listNodes().filter((n) => nodeTakesWork(this, n));

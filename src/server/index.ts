@@ -13,6 +13,8 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { unumVersion } from '../core/version.ts';
 import { createStore } from '../store/index.ts';
+import { monotonicClock } from '../store/core/lessor.ts';
+import type { Store } from '../store/types.ts';
 import {
   Router,
   allowAll,
@@ -22,7 +24,7 @@ import {
   type ConnectionLimits,
 } from '../transport/index.ts';
 import { StateCache } from './cache.ts';
-import { Heartbeats } from './heartbeats.ts';
+import { Heartbeats, detachLivenessLeases, heartbeatSettings, type HeartbeatSettings } from './heartbeats.ts';
 import { WorkloadIdentity, withWorkloadIdentity } from './identity.ts';
 import { aclAuthorizer } from './acl/tokens.ts';
 import { hashSecret, withNodeCertificates, withNodeCredentials } from './node-credentials.ts';
@@ -35,6 +37,7 @@ import { createToken } from './state/acl.ts';
 import { keys } from './keys.ts';
 import { commit } from './state/write.ts';
 import { Leadership, type Retention } from './leadership/leadership.ts';
+import { LeaderLink } from './leadership/leader-link.ts';
 import { openApiDocument } from './openapi.ts';
 import { apiRoutes } from './api/index.ts';
 import { uiPage } from './ui.ts';
@@ -46,6 +49,16 @@ export interface ServerOptions {
   addr?: string;
   /** Store URL: `sqlite:PATH` (default `sqlite:<dataDir>/server/state.db`) or `memory:`. */
   store?: string;
+  /**
+   * A Store opened by the caller, instead of `store`: several servers over one Store in one process
+   * (tests of leadership, until the etcd backend). The server does not close it.
+   */
+  sharedStore?: Store;
+  /**
+   * How often agents heartbeat and the silence after which the leader marks a node down (defaults
+   * in heartbeats.ts). Agents are told both at registration and in every heartbeat answer.
+   */
+  heartbeat?: Partial<HeartbeatSettings>;
   logger?: Logger;
   authorizer?: Authorizer;
   /** Scheduler workers on the leader (default 1). */
@@ -107,18 +120,34 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // The store and the server's secrets: nobody else's to read.
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+  const heartbeatOptions = heartbeatSettings(options.heartbeat);
   const serverId = persistentId(join(dir, 'server-id'));
-  const store = await createStore(options.store ?? `sqlite:${join(dir, 'state.db')}`);
-  if (options.store === undefined) chmodSync(join(dir, 'state.db'), 0o600);
+  const store =
+    options.sharedStore ?? (await createStore(options.store ?? `sqlite:${join(dir, 'state.db')}`));
+  if (options.store === undefined && options.sharedStore === undefined)
+    chmodSync(join(dir, 'state.db'), 0o600);
+  // Before the leases of an older version's liveness keys can run out (a full TTL from the reopen).
+  const detached = await detachLivenessLeases(store);
+  if (detached > 0) log.info({ nodes: detached }, 'liveness keys detached from their old leases');
   const cache = new StateCache(store, log);
   await cache.start();
   const clock = options.clock ?? systemClock;
-  const leadership = new Leadership({
+  const link = new LeaderLink({ store, serverId, isLeader: () => leadership.isLeader, log });
+  // Silence is measured on a monotonic clock: a step of the wall clock must not take nodes down.
+  const heartbeats = new Heartbeats({
+    clock: options.clock ?? monotonicClock,
+    cache,
+    relay: link,
+    log,
+    settings: heartbeatOptions,
+  });
+  const leadership: Leadership = new Leadership({
     store,
     cache,
     log,
     clock,
     serverId,
+    heartbeats,
     workers: options.workers ?? 1,
     ...(options.retention ? { retention: options.retention } : {}),
   });
@@ -151,7 +180,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = new Router(authorizer, log, { browser: { allowedHosts: options.allowedHosts ?? [] } });
   let addr = '';
   const version = unumVersion();
-  const heartbeats = new Heartbeats(store, clock);
   router.add(
     ...apiRoutes({
       store,
@@ -202,6 +230,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   http.keepAliveTimeout = 65_000;
   const a = http.address() as AddressInfo;
   addr = `${pki ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  await link.announce(addr, clock.now());
   leadership.start();
   log.info({ addr, serverId, store: store.backend, tls: pki !== undefined }, 'server started');
   return {
@@ -245,10 +274,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     async stop() {
       await leadership.stop();
+      heartbeats.close();
       cache.stop();
       await listener.close();
       agents.close();
-      await store.close();
+      if (options.sharedStore === undefined) await store.close();
       log.info({ serverId }, 'server stopped');
     },
   };

@@ -5,7 +5,10 @@ export const keys = {
   job: (namespace: string, id: string) => `/unum/jobs/${namespace}/${id}`,
   alloc: (id: string) => `/unum/allocs/${id}`,
   node: (id: string) => `/unum/nodes/${id}`,
-  /** Exists while the node's agent heartbeats: attached to the node's lease. */
+  /**
+   * The node's liveness: put when it registers, deleted when the leader marks it down. Beats are
+   * kept in the leader's memory and never written here (src/server/heartbeats.ts).
+   */
   heartbeat: (id: string) => `/unum/heartbeats/${id}`,
   /** The node's credential: the hash of its secret, and the key servers call its agent with. Never served. */
   nodeCredential: (id: string) => `/unum/node-credentials/${id}`,
@@ -13,6 +16,8 @@ export const keys = {
   /** Sorted by time; the store revision of the write is the event's index. */
   event: (time: number, suffix: string) => `/unum/events/${String(time).padStart(15, '0')}-${suffix}`,
   leader: '/unum/leader',
+  /** A server's address, written at its start: where the others reach it when it leads. */
+  server: (id: string) => `/unum/servers/${id}`,
   /** ACL tokens by accessor (the secret's hash inside, never the secret). */
   aclToken: (accessor: string) => `/unum/acl/tokens/${accessor}`,
   aclPolicy: (name: string) => `/unum/acl/policies/${name}`,

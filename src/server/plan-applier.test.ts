@@ -54,11 +54,9 @@ describe('plan applier', () => {
   });
 
   test('a plan for a node that went silent after the scheduler ran is refused', async () => {
-    const { evaluation, term, applier } = await setup(1);
+    const { node, evaluation, term, applier } = await setup(1);
     const plan = planFor(evaluation);
-    const [hb] = (await core.store.range({ prefix: '/unum/heartbeats/' })).kvs;
-    await core.store.revokeLease(hb!.lease);
-    await core.settle();
+    await core.silence(node);
     const result = await applier.apply(plan, evaluation, term);
     assert.equal(result.ok, false);
     assert.match(result.reason ?? '', /no longer ready/);

@@ -13,11 +13,12 @@ import {
   bodyJsonSchema,
   parseBody,
 } from '../../api/schemas.ts';
-import type { NodeStats, RegisterNodeResponse } from '../../api/types.ts';
+import type { HeartbeatAnswer, NodeStats, RegisterNodeResponse } from '../../api/types.ts';
 import { ForbiddenError } from '../../core/errors.ts';
 import { issueCredential, requireNode, type IssuedCredential } from '../node-credentials.ts';
 import { sortAllocs } from '../../api/views.ts';
 import type { RequestContext, Route } from '../../transport/index.ts';
+import { FORWARDED_HEADER } from '../leadership/leader-link.ts';
 import { reportAllocs } from '../state/allocs.ts';
 import { markEligible, markIneligible, startDrain } from '../state/drain.ts';
 import { registerNode } from '../state/nodes.ts';
@@ -27,13 +28,13 @@ import { actorOf, findNode, waitIndex, write, type ApiDeps } from './context.ts'
 export function nodeRoutes(d: ApiDeps): Route[] {
   const { cache } = d;
 
-  /** A node as users see it: down as soon as its heartbeat key is gone, with its last heartbeat. */
-  const nodeView = (n: Node, lastSeen: Map<string, number>): Node => ({
+  /** A node as users see it: down as soon as its liveness key is gone, with its last heartbeat. */
+  const nodeView = (n: Node): Node => ({
     ...n,
     // A node stored before eligibility existed has none: it was eligible.
     eligibility: n.eligibility === 'ineligible' ? 'ineligible' : 'eligible',
     status: n.status === 'ready' && !cache.isAlive(n.id) ? 'down' : n.status,
-    lastHeartbeat: lastSeen.get(n.id) ?? n.lastHeartbeat,
+    lastHeartbeat: d.heartbeats.lastSeen(n.id) ?? n.lastHeartbeat,
   });
 
   /** Draining and eligibility are an operator's: a node's credential (which has node:write) may not. */
@@ -52,8 +53,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       summary: 'Nodes with their resources and status. Blocking query.',
       async handler(ctx) {
         const index = await waitIndex(d, ctx, () => cache.indexOf('nodes'));
-        const lastSeen = await d.heartbeats.lastSeen();
-        return { items: cache.listNodes().map((n) => nodeView(n, lastSeen)), index };
+        return { items: cache.listNodes().map(nodeView), index };
       },
     },
     {
@@ -61,9 +61,8 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       path: '/v1/nodes/:id',
       capability: 'node:read',
       summary: 'One node, by id, id prefix or name.',
-      async handler(ctx) {
-        const n = findNode(d, ctx.params['id'] ?? '');
-        return nodeView(n, await d.heartbeats.lastSeen());
+      handler(ctx) {
+        return nodeView(findNode(d, ctx.params['id'] ?? ''));
       },
     },
     {
@@ -92,7 +91,7 @@ export function nodeRoutes(d: ApiDeps): Route[] {
             ? markEligible(cache, id, d.clock.now(), actorOf(ctx))
             : startDrain(cache, id, body.deadline ?? DEFAULT_DRAIN_DEADLINE_MS, d.clock.now(), actorOf(ctx)),
         );
-        return nodeView(node, await d.heartbeats.lastSeen());
+        return nodeView(node);
       },
     },
     {
@@ -109,27 +108,21 @@ export function nodeRoutes(d: ApiDeps): Route[] {
         const node = await write(d, () =>
           (eligible ? markEligible : markIneligible)(cache, id, d.clock.now(), actorOf(ctx)),
         );
-        return nodeView(node, await d.heartbeats.lastSeen());
+        return nodeView(node);
       },
     },
     {
       method: 'POST',
       path: '/v1/nodes/register',
       capability: 'node:write',
-      summary: 'An agent registers its node (again after a restart); returns the heartbeat TTL.',
+      summary:
+        'An agent registers its node (again after a restart, or after it was marked down); returns how often to heartbeat and the grace.',
       requestSchema: bodyJsonSchema(NodeRegistrationSchema),
       async handler(ctx): Promise<RegisterNodeResponse> {
         const reg = parseBody(NodeRegistrationSchema, ctx.body, 'node registration');
         if (ctx.identity.kind === 'agent' && ctx.identity.name !== reg.id)
           throw new ForbiddenError(`node ${ctx.identity.name} may not register node ${reg.id}`);
         requireNode(ctx.identity, reg.id, cache.nodeCredential(reg.id), d.pki !== undefined);
-        const lease = await d.heartbeats.grant();
-        // A refused registration leaves no lease behind.
-        const revoke = (err: unknown) =>
-          d.store.revokeLease(lease.id).then(
-            () => Promise.reject(err),
-            () => Promise.reject(err),
-          );
         let made: ReturnType<typeof issueCredential> | undefined;
         let issued: IssuedCredential | undefined;
         const node = await write(d, () => {
@@ -144,15 +137,17 @@ export function nodeRoutes(d: ApiDeps): Route[] {
           return registerNode(
             cache,
             reg,
-            lease.id,
             now,
             actorOf(ctx),
             existing === undefined ? made?.stored : undefined,
           );
-        }).catch(revoke);
+        });
+        const { intervalMs, graceMs, ttlSeconds } = d.heartbeats.answer;
         return {
           node,
-          heartbeatTtlSeconds: d.heartbeats.ttlSeconds,
+          heartbeatTtlSeconds: ttlSeconds,
+          heartbeatIntervalMs: intervalMs,
+          heartbeatGraceMs: graceMs,
           ...(issued !== undefined ? { credential: issued } : {}),
         };
       },
@@ -161,12 +156,15 @@ export function nodeRoutes(d: ApiDeps): Route[] {
       method: 'POST',
       path: '/v1/nodes/:id/heartbeat',
       capability: 'node:write',
-      summary: "An agent's heartbeat. 404 not_found when the node must register again.",
-      async handler(ctx) {
+      summary:
+        "An agent's heartbeat: kept in the leader's memory, never written (a follower hands it to the leader). Answers how often to beat and the grace; 404 not_found when the node must register again.",
+      handler(ctx): Promise<HeartbeatAnswer> {
         const id = ctx.params['id'] ?? '';
         requireNode(ctx.identity, id, cache.nodeCredential(id), d.pki !== undefined);
-        await d.heartbeats.renew(id);
-        return { ttlSeconds: d.heartbeats.ttlSeconds };
+        return d.heartbeats.beat(id, {
+          authorization: ctx.req.headers.authorization,
+          forwarded: ctx.req.headers[FORWARDED_HEADER] !== undefined,
+        });
       },
     },
     {

@@ -21,19 +21,22 @@ describe('controllers', () => {
   const manager = (...controllers: Controller[]) =>
     new ControllerManager({ controllers, changes: core.cache, clock: core.clock, log: core.log });
 
-  test('node-down: a node whose heartbeat expires is marked down, its work lost, its jobs evaluated', async () => {
+  test('node-down: a node silent for the grace is marked down, its work lost, its jobs evaluated', async () => {
     const node = mock.node();
     const job = mock.job({ count: 2 });
     const running = mock.alloc(job, node, { clientStatus: 'running' });
     const done = mock.alloc(job, node, { index: 1, clientStatus: 'complete' });
     await core.seed({ nodes: [node], jobs: [job], allocs: [running, done] });
-    const lease = await core.heartbeat(node);
+    await core.heartbeat(node); // registered, and never heard from again
     const { term } = await core.elect();
+    core.heartbeats.lead(term);
     const run = manager(nodeDownController(core)).run(term);
 
-    await core.store.revokeLease(lease); // the agent went silent
+    core.clock.advance(core.heartbeats.settings.graceMs);
     await waitFor(() => core.cache.node(node.id)?.status === 'down', { description: 'node down' });
     await core.settle();
+    assert.equal(core.cache.isAlive(node.id), false, 'its liveness key went with it');
+    assert.match(core.cache.node(node.id)?.statusDescription ?? '', /missed heartbeats \(none for 4\.0 s\)/);
     assert.equal(core.cache.alloc(running.id)?.clientStatus, 'lost');
     assert.match(core.cache.alloc(running.id)?.clientDescription ?? '', /is down/);
     assert.equal(core.cache.alloc(done.id)?.clientStatus, 'complete', 'finished work is left as it was');
@@ -59,14 +62,17 @@ describe('controllers', () => {
     await run;
   });
 
-  test('a node that heartbeats again before the reconcile is left ready', async () => {
+  test('a node within its grace is left ready and looked at again when the grace would run out', async () => {
     const node = mock.node();
     await core.seed({ nodes: [node] });
     await core.heartbeat(node);
     const { term } = await core.elect();
-    await nodeDownController(core).reconcile(node.id, term);
+    core.heartbeats.lead(term);
+    core.clock.advance(1000);
+    const result = await nodeDownController(core).reconcile(node.id, term);
     await core.settle();
     assert.equal(core.cache.node(node.id)?.status, 'ready');
+    assert.deepEqual(result, { requeueAfterMs: core.heartbeats.settings.graceMs - 1000 });
   });
 
   test('a controller of an ended term writes nothing', async () => {

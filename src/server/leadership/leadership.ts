@@ -5,6 +5,7 @@
  *
  *   Election.campaign ─► Term ─┬─► broker enabled ◄── pending evaluations from the cache
  *                              ├─► workers: broker ─► schedule ─► PlanApplier.apply(plan, term)
+ *                              ├─► Heartbeats.lead: every node's silence counted from now at the earliest
  *                              ├─► ControllerManager: node-down, blocked evaluations, drain, collector
  *                              └─► renew the lease every ttl/3; lost ─► term.end()
  */
@@ -26,6 +27,7 @@ import {
 import { ControllerManager } from '../controllers/controller.ts';
 import { drainController } from '../controllers/drain.ts';
 import { nodeDownController } from '../controllers/node-down.ts';
+import type { Heartbeats } from '../heartbeats.ts';
 import { keys } from '../keys.ts';
 import { PlanApplier } from '../plan-applier.ts';
 import { Election, type Elected } from './election.ts';
@@ -44,6 +46,8 @@ export interface LeaderOptions {
   clock?: Clock;
   /** Seconds the leader lease lives without renewal (default 10). */
   ttlSeconds?: number;
+  /** The failure detector the node-down controller asks (without one no node-down controller runs). */
+  heartbeats?: Pick<Heartbeats, 'lead' | 'overdueIn' | 'silenceOf'>;
 }
 
 export class Leadership {
@@ -58,6 +62,7 @@ export class Leadership {
   private readonly workerCount: number;
   private readonly retention: Retention;
   private readonly controllers: ControllerManager;
+  private readonly heartbeats: LeaderOptions['heartbeats'];
   private readonly abort = new AbortController();
   private current: Term | undefined;
   private running: Promise<void> | undefined;
@@ -69,6 +74,7 @@ export class Leadership {
     this.clock = o.clock ?? systemClock;
     this.serverId = o.serverId;
     this.workerCount = o.workers ?? 1;
+    this.heartbeats = o.heartbeats;
     this.retention = { ...DEFAULT_RETENTION, ...o.retention };
     this.broker = new EvalBroker(this.clock);
     this.applier = new PlanApplier(o.cache, o.log, this.clock);
@@ -84,7 +90,9 @@ export class Leadership {
       clock: this.clock,
       log: o.log,
       controllers: [
-        nodeDownController({ cache: o.cache, clock: this.clock, log: o.log }),
+        ...(o.heartbeats
+          ? [nodeDownController({ cache: o.cache, clock: this.clock, log: o.log, heartbeats: o.heartbeats })]
+          : []),
         blockedEvalsController({ broker: this.broker }),
         drainController({ cache: o.cache, clock: this.clock, log: o.log }),
         collectorController(this.collectorDeps()),
@@ -146,6 +154,8 @@ export class Leadership {
   private async lead(elected: Elected): Promise<void> {
     const term = new Term(this.store, keys.leader, this.serverId, elected.revision);
     this.current = term;
+    // From this instant: a beat this server records now counts, and no node is overdue before a grace.
+    this.heartbeats?.lead(term);
     if (this.abort.signal.aborted) term.end('the server is stopping');
     this.log.info({ serverId: this.serverId, term: term.revision }, 'this server is now the leader');
     const work: Promise<void>[] = [];

@@ -58,12 +58,12 @@ describe('eligibility', () => {
     const node = draining(mock.node());
     const { id, name, address, resources, reserved, attributes, drivers, portRange } = node;
     const reg = { id, name, address, resources, reserved, attributes, drivers, portRange };
-    const again = written(registerNode(view({ nodes: [node] }), reg, 1, 5, 'node:x'));
+    const again = written(registerNode(view({ nodes: [node] }), reg, 5, 'node:x'));
     assert.deepEqual(
       [again.result.eligibility, again.result.drain, again.result.drainStrategy],
       ['ineligible', true, node.drainStrategy],
     );
-    const fresh = written(registerNode(view({}), reg, 1, 5, 'node:x'));
+    const fresh = written(registerNode(view({}), reg, 5, 'node:x'));
     assert.deepEqual([fresh.result.eligibility, fresh.result.drain], ['eligible', false]);
   });
 

@@ -11,13 +11,13 @@ import { unchanged, type StateView } from './view.ts';
 import type { Transition } from './write.ts';
 
 /**
- * An agent registers its node (again after a restart): the node document, and its heartbeat key on
- * `leaseId`, whose expiry is how every server learns the node went silent.
+ * An agent registers its node (again after a restart, or after it was marked down): the node
+ * document, and its liveness key, which says to every server that the node is up until the leader
+ * marks it down. Written at this transition only: heartbeats are not written.
  */
 export function registerNode(
   view: StateView,
   reg: ParsedNodeRegistration,
-  leaseId: number,
   now: number,
   /** Who registers it: the node itself, or the token it joined with. */
   actor: string,
@@ -50,7 +50,7 @@ export function registerNode(
     ops: [
       ...credentialOps.ops,
       putOp(keys.node(reg.id), node),
-      { type: 'put', key: keys.heartbeat(reg.id), value: String(now), lease: leaseId },
+      { type: 'put', key: keys.heartbeat(reg.id), value: String(now) },
       eventOp(
         {
           topic: 'node',
@@ -68,28 +68,41 @@ export function registerNode(
 
 /**
  * A node stopped heartbeating: mark it down, its pending and running allocations lost, and ask for
- * an evaluation of each job that lost one. Nothing to do when the node heartbeats again or is gone.
+ * an evaluation of each job that lost one. With `missed`, the leader found the node silent for
+ * `silentMs` while its liveness key is still there: the key goes in the same transaction (a compare
+ * on it lets a registration that raced this write win). Without, nothing to do while the key is
+ * there (the node is up) or when the node is gone.
  */
 export function markNodeDown(
   view: StateView,
   nodeId: string,
   now: number,
   actor: string,
+  missed?: { silentMs: number },
 ): Transition<{ lost: number }> {
   const node = view.node(nodeId);
-  if (!node || view.isAlive(nodeId)) return { done: { lost: 0 } };
+  const alive = view.isAlive(nodeId);
+  if (!node || (alive && missed === undefined)) return { done: { lost: 0 } };
   const compare: Compare[] = [];
   const ops: TxnOp[] = [];
+  if (alive) {
+    compare.push(unchanged(view, keys.heartbeat(nodeId)));
+    ops.push({ type: 'delete', key: keys.heartbeat(nodeId) });
+  }
+  const why =
+    missed === undefined
+      ? 'missed heartbeats'
+      : `missed heartbeats (none for ${(missed.silentMs / 1000).toFixed(1)} s)`;
   if (node.status !== 'down') {
     compare.push(unchanged(view, keys.node(nodeId)));
     ops.push(
-      putOp(keys.node(nodeId), { ...node, status: 'down', statusDescription: 'missed heartbeats' }),
+      putOp(keys.node(nodeId), { ...node, status: 'down', statusDescription: why }),
       eventOp(
         {
           topic: 'node',
           type: 'node-down',
           nodeId,
-          message: `node ${node.name} is down: missed heartbeats`,
+          message: `node ${node.name} is down: ${why}`,
           actor,
         },
         now,

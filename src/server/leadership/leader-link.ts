@@ -1,0 +1,115 @@
+/**
+ * The way from a follower to the leader, for the few calls only the leader can answer (heartbeats:
+ * the failure detector lives in its memory). Each server writes its address under
+ * `/unum/servers/<id>` when it starts; the leader key holds the leader's server id. A follower
+ * reads both when it first needs the leader and keeps the address until a call to it fails or is
+ * refused with `not_leader` (then it reads them again, once per call).
+ *
+ *   agent ─► follower: LeaderLink.forwardHeartbeat ─► POST <leader>/v1/nodes/:id/heartbeat
+ *            (the node's own Authorization, and `x-unum-forwarded`: the leader never forwards it on)
+ */
+import { UnumClient } from '../../api/client.ts';
+import type { HeartbeatAnswer } from '../../api/types.ts';
+import { NotLeaderError, UnavailableError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { Store } from '../../store/types.ts';
+import { keys } from '../keys.ts';
+
+/** Marks a call a server hands on to the leader. */
+export const FORWARDED_HEADER = 'x-unum-forwarded';
+
+/** How long a follower waits for the leader's answer to a forwarded call. */
+export const FORWARD_TIMEOUT_MS = 5_000;
+
+export interface ServerRecord {
+  id: string;
+  /** Base URL of its API, e.g. http://10.0.0.2:8686. */
+  addr: string;
+  startedAt: number;
+}
+
+export interface LeaderLinkOptions {
+  store: Store;
+  serverId: string;
+  /** Whether this server leads now. */
+  isLeader: () => boolean;
+  log: Logger;
+}
+
+export class LeaderLink {
+  private readonly o: LeaderLinkOptions;
+  private leader: { id: string; addr: string } | undefined;
+
+  constructor(o: LeaderLinkOptions) {
+    this.o = o;
+  }
+
+  isLeader(): boolean {
+    return this.o.isLeader();
+  }
+
+  /** Writes where this server answers, for the others to reach it when it leads. */
+  async announce(addr: string, now: number): Promise<void> {
+    const record: ServerRecord = { id: this.o.serverId, addr, startedAt: now };
+    await this.o.store.put(keys.server(this.o.serverId), JSON.stringify(record));
+  }
+
+  /**
+   * The leader's address, read from the Store when not known yet. UnavailableError while nobody
+   * leads (an election is under way) or the leader wrote no address.
+   */
+  async leaderAddress(): Promise<{ id: string; addr: string }> {
+    if (this.leader) return this.leader;
+    const id = (await this.o.store.get(keys.leader))?.value;
+    if (id === undefined)
+      throw new UnavailableError('no server leads right now (an election is under way); try again shortly');
+    if (id === this.o.serverId)
+      throw new UnavailableError('this server is taking office or just left it; try again shortly');
+    const kv = await this.o.store.get(keys.server(id));
+    if (!kv) throw new UnavailableError(`the leader (server ${id}) has not written its address yet`);
+    const record = JSON.parse(kv.value) as ServerRecord;
+    this.leader = { id, addr: record.addr };
+    return this.leader;
+  }
+
+  /** Forgets the leader's address: the next call reads it again. */
+  forget(): void {
+    this.leader = undefined;
+  }
+
+  forwardHeartbeat(nodeId: string, authorization: string | undefined): Promise<HeartbeatAnswer> {
+    return this.toLeader((client) => client.heartbeat(nodeId), authorization);
+  }
+
+  /**
+   * Calls the leader with the caller's own credential. A leader that cannot be reached or says it
+   * does not lead is looked up again and called once more.
+   */
+  private async toLeader<T>(
+    call: (c: UnumClient) => Promise<T>,
+    authorization: string | undefined,
+  ): Promise<T> {
+    const token = authorization?.replace(/^Bearer\s+/i, '');
+    for (let attempt = 0; ; attempt++) {
+      const leader = await this.leaderAddress();
+      const client = new UnumClient({
+        addr: leader.addr,
+        token: () => token,
+        timeoutMs: FORWARD_TIMEOUT_MS,
+        headers: { [FORWARDED_HEADER]: this.o.serverId },
+      });
+      try {
+        return await call(client);
+      } catch (err) {
+        if (!(err instanceof UnavailableError || err instanceof NotLeaderError)) throw err;
+        this.forget();
+        if (attempt >= 1)
+          throw new UnavailableError(`the leader could not be reached: ${err.message}`, { cause: err });
+        this.o.log.debug(
+          { err, leader: leader.id },
+          'the leader did not take a forwarded call; looking it up again',
+        );
+      }
+    }
+  }
+}
