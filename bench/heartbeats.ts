@@ -24,7 +24,15 @@
  * Prints a table per server and writes bench/results/heartbeats.json.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,8 +61,16 @@ function nodesWorker(o: HollowNodesOptions): {
     const next = queue.then(
       () =>
         new Promise<T>((res, rej) => {
-          worker.once('message', res);
-          worker.once('error', rej);
+          const answered = (v: T) => {
+            worker.off('error', failed);
+            res(v);
+          };
+          const failed = (err: Error) => {
+            worker.off('message', answered);
+            rej(err);
+          };
+          worker.once('message', answered);
+          worker.once('error', failed);
           worker.postMessage(c);
         }),
     );
@@ -85,8 +101,11 @@ async function startServer(root: string, extra: string[]): Promise<Server> {
   const child: ChildProcess = spawn(
     process.execPath,
     [
-      join(root, 'bin/unum.js'),
-      'server',
+      // This code's `unum server` serves TLS; its simulated nodes register with node secrets on a
+      // plain listener, as under `unum up` (bench/plain-server.ts). Older commits served plain.
+      ...(existsSync(join(root, 'bench/plain-server.ts'))
+        ? [join(root, 'bench/plain-server.ts')]
+        : [join(root, 'bin/unum.js'), 'server']),
       ...['--addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn'],
       ...['--max-connections', '30000', '--max-connections-per-source', '30000'],
       ...extra,

@@ -13,6 +13,7 @@ const benches = [
   'api-auth.ts',
   'heartbeats.ts',
   'node-loss.ts',
+  'false-downs.ts',
 ];
 let failed = 0;
 for (const b of benches) {

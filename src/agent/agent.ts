@@ -1,10 +1,7 @@
 /**
  * The agent's control loops:
  *
- *  - register: the node (id kept in the data dir) with its fingerprint;
- *  - heartbeat: at the interval the server gives, jittered (heartbeat-schedule.ts); NotFoundError
- *    (the server forgot the node, or marked it down) → register again; UnavailableError → retry with
- *    backoff no longer than the interval, tasks keep running meanwhile;
+ *  - register and heartbeat: the link to the servers (server-link.ts);
  *  - watch: a blocking query on the node's allocations; each answer is diffed against the local
  *    runners (start what should run, stop what should not, never start an allocation twice);
  *  - report: status changes go back through the coalescing StatusReporter;
@@ -13,11 +10,10 @@
  *  - housekeeping: garbage collection of old allocation dirs, usage samples (log files are rotated
  *    by each task's log shipper).
  */
-import { UnumClient } from '../api/client.ts';
 import { listen, type Listener } from '../transport/index.ts';
 import type { AllocStatusUpdate, NodeRegistration, NodeStats } from '../api/types.ts';
 import { holdsResources } from '../core/alloc.ts';
-import { InternalError, NotFoundError, UnavailableError } from '../core/errors.ts';
+import { NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Allocation, DriverInfo } from '../core/types.ts';
 import { AllocRunner } from './runner/alloc-runner.ts';
@@ -37,7 +33,7 @@ import { gcAllocDirs, markAllocDirEnded } from './logs.ts';
 import { defaultTasksPidsMax } from './options.ts';
 import { StatusReporter } from './reporter.ts';
 import { Sleeper } from './sleeper.ts';
-import { FALLBACK_INTERVAL_MS, heartbeatInterval, nextBeatIn } from './heartbeat-schedule.ts';
+import { ServerLink } from './server-link.ts';
 import { UsageSampler } from './usage-sampler.ts';
 import type { AgentConfig, StopOptions } from './config.ts';
 import type { NodeTls } from './join.ts';
@@ -48,8 +44,7 @@ export class Agent {
   readonly nodeId: string;
   private readonly cfg: AgentConfig;
   private readonly logger: Logger;
-  private readonly clients: UnumClient[];
-  private clientIndex = 0;
+  private readonly link: ServerLink;
   private readonly drivers: Driver[];
   private driverInfo: Record<string, DriverInfo> = {};
   private readonly runners = new Map<string, AllocRunner>();
@@ -59,13 +54,7 @@ export class Agent {
   private serverKnown = new Set<string>();
   private readonly reporter: StatusReporter;
   private readonly abort = new AbortController();
-  private readonly heartbeatSleeper = new Sleeper();
   private readonly watchSleeper = new Sleeper();
-  private registration: NodeRegistration | undefined;
-  private registered = false;
-  private everRegistered = false;
-  private onRegistered: (() => void) | undefined;
-  private heartbeatIntervalMs = FALLBACK_INTERVAL_MS;
   private listener: Listener | undefined;
   private addressUrl = '';
   private loops: Promise<void>[] = [];
@@ -76,8 +65,6 @@ export class Agent {
   private readonly statsSleeper = new Sleeper();
   private readonly usage: UsageSampler;
   private readonly network: AgentNetwork;
-  /** When a server last answered (for --max-disconnect). */
-  private lastContact = Date.now();
   /** Aborts the watch under way when the node registers again. */
   private rewatch: AbortController | undefined;
 
@@ -85,7 +72,17 @@ export class Agent {
     this.cfg = cfg;
     this.nodeId = cfg.nodeId;
     this.logger = cfg.logger.child({ nodeId: cfg.nodeId });
-    this.clients = this.serverClients();
+    this.link = new ServerLink({
+      nodeId: cfg.nodeId,
+      servers: cfg.servers,
+      credential: cfg.credential,
+      tls: cfg.tls,
+      logger: this.logger,
+      retryMinMs: cfg.retryMinMs,
+      retryMaxMs: cfg.retryMaxMs,
+      isStopping: () => this.isStopping,
+      onRegistered: (again) => this.registered(again),
+    });
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =
       cfg.taskIsolation === 'off' ||
@@ -119,9 +116,9 @@ export class Agent {
     );
     this.state = new AgentStateStore(stateDir(cfg.dataDir), this.logger);
     const reporterOpts: ConstructorParameters<typeof StatusReporter>[0] = {
-      send: (updates) => this.call((c) => c.updateAllocations(this.nodeId, updates)),
+      send: (updates) => this.link.call((c) => c.updateAllocations(this.nodeId, updates)),
       logger: this.logger,
-      onNotFound: () => this.forgetRegistration(),
+      onNotFound: () => this.link.forgetRegistration(),
       isWanted: (id) => this.serverKnown.has(id) || this.runners.has(id),
     };
     if (cfg.retryMinMs !== undefined) reporterOpts.retryMinMs = cfg.retryMinMs;
@@ -153,7 +150,7 @@ export class Agent {
       await this.closeHttp();
       throw err;
     }
-    this.loops = [this.heartbeatLoop(), this.watchLoop(), this.housekeepingLoop(), this.statsLoop()];
+    this.loops = [this.link.heartbeatLoop(), this.watchLoop(), this.housekeepingLoop(), this.statsLoop()];
     const maxMs = this.cfg.maxDisconnectMs;
     if (maxMs !== undefined) {
       const onExceeded = (reason: string): void => {
@@ -161,7 +158,7 @@ export class Agent {
         for (const r of this.runners.values()) if (!r.finished) void r.stop(reason);
       };
       this.loops.push(
-        watchDisconnect({ maxMs, lastContact: () => this.lastContact, onExceeded }, this.abort.signal),
+        watchDisconnect({ maxMs, lastContact: () => this.link.lastContact, onExceeded }, this.abort.signal),
       );
     }
   }
@@ -196,7 +193,7 @@ export class Agent {
     const fp = await fingerprint(this.cfg.dataDir, this.drivers, { isolation });
     Object.assign(fp.attributes, this.network.attributes());
     this.driverInfo = fp.drivers;
-    this.registration = {
+    const registration: NodeRegistration = {
       id: this.nodeId,
       name: this.cfg.name,
       address: this.addressUrl,
@@ -206,7 +203,8 @@ export class Agent {
       drivers: fp.drivers,
       portRange: this.cfg.portRange,
     };
-    if (fp.devices.length > 0) this.registration.devices = fp.devices;
+    if (fp.devices.length > 0) registration.devices = fp.devices;
+    this.link.setRegistration(registration);
     this.logger.info(
       {
         address: this.addressUrl,
@@ -219,7 +217,7 @@ export class Agent {
     // Before the first look at the server: what runs here is taken over, never started twice.
     await this.restore();
     try {
-      await this.register();
+      await this.link.register();
     } catch (err) {
       if (!(err instanceof UnavailableError)) throw err;
       this.logger.warn({ err }, 'no server reachable yet; will keep trying to register');
@@ -239,11 +237,10 @@ export class Agent {
   private async shutdown(killTasks: boolean): Promise<void> {
     this.logger.info({ allocations: this.runners.size, killTasks }, 'agent stopping');
     this.abort.abort();
-    this.heartbeatSleeper.close();
+    this.link.stopping();
     this.watchSleeper.close();
     this.housekeepingSleeper.close();
     this.statsSleeper.close();
-    this.onRegistered?.();
     const runners = [...this.runners.values()];
     if (killTasks) {
       const live = runners.filter((r) => !r.finished);
@@ -256,7 +253,7 @@ export class Agent {
     this.reporter.close();
     await Promise.all(this.loops);
     await this.closeHttp();
-    for (const c of this.clients) c.close();
+    this.link.close();
     await this.network.close(killTasks);
     await this.state.flush();
     this.logger.info({ tasksLeftRunning: !killTasks }, 'agent stopped');
@@ -305,57 +302,15 @@ export class Agent {
 
   // --- servers ---------------------------------------------------------------------------------
 
-  /** A client per server, with the node certificate when the node joined a TLS server. */
-  private serverClients(): UnumClient[] {
-    const tls = this.cfg.tls;
-    const certs = tls !== undefined ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {};
-    return this.cfg.servers.map(
-      (addr) => new UnumClient({ addr, token: () => this.cfg.credential.bearer, ...certs }),
-    );
-  }
-
   /** Takes a renewed node certificate: new connections, to the servers and to this agent, use it. */
   useCertificate(tls: NodeTls): void {
     this.cfg.tls = tls;
-    for (const c of this.clients.splice(0, this.clients.length, ...this.serverClients())) c.close();
+    this.link.useCertificate(tls);
     (this.listener?.server as unknown as TlsServer | undefined)?.setSecureContext(listenerTls(tls));
   }
 
-  /** Calls the current server; when it can not be reached, the next call goes to the next one. */
-  private async call<T>(fn: (client: UnumClient) => Promise<T>): Promise<T> {
-    const index = this.clientIndex;
-    const client = this.clients[index % this.clients.length];
-    if (client === undefined) throw new UnavailableError('no servers configured');
-    try {
-      const result = await fn(client);
-      this.lastContact = Date.now();
-      return result;
-    } catch (err) {
-      if (err instanceof UnavailableError && this.clients.length > 1 && this.clientIndex === index)
-        this.clientIndex = (index + 1) % this.clients.length;
-      throw err;
-    }
-  }
-
-  private async register(): Promise<void> {
-    const registration = this.registration;
-    if (registration === undefined) throw new InternalError('register before fingerprint');
-    const res = await this.call((c) => c.registerNode(registration));
-    if (res.credential !== undefined) await this.cfg.credential.save(this.nodeId, res.credential);
-    this.heartbeatIntervalMs = heartbeatInterval({
-      intervalMs: res.heartbeatIntervalMs,
-      ttlSeconds: res.heartbeatTtlSeconds,
-    });
-    const again = this.everRegistered;
-    this.everRegistered = true;
-    this.registered = true;
-    this.logger.info(
-      { heartbeatIntervalMs: this.heartbeatIntervalMs, heartbeatGraceMs: res.heartbeatGraceMs },
-      'node registered',
-    );
-    const waiter = this.onRegistered;
-    this.onRegistered = undefined;
-    waiter?.();
+  /** The node registered (`again`: not for the first time in this process). */
+  private registered(again: boolean): void {
     // A watch begun before (it may hang on a connection that a network split cut without a word)
     // starts over at once: the server may have replaced allocations meanwhile.
     if (again) this.rewatch?.abort();
@@ -366,81 +321,16 @@ export class Agent {
     if (again) this.logger.info({ allocations: this.runners.size }, 're-sent the status of every allocation');
   }
 
-  private forgetRegistration(): void {
-    if (!this.registered) return;
-    this.logger.warn('the server does not know this node (any more): registering again');
-    this.registered = false;
-    this.heartbeatSleeper.wake();
-  }
-
-  private whenRegistered(): Promise<void> {
-    if (this.registered || this.isStopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const prev = this.onRegistered;
-      this.onRegistered = () => {
-        prev?.();
-        resolve();
-      };
-    });
-  }
-
-  private backoff(failures: number): number {
-    const min = this.cfg.retryMinMs ?? 250;
-    const max = this.cfg.retryMaxMs ?? 10_000;
-    return Math.min(min * 2 ** Math.max(0, failures - 1), max);
-  }
-
-  private async heartbeatLoop(): Promise<void> {
-    let failures = 0;
-    let lastStart = -Infinity;
-    while (!this.isStopping) {
-      // A heartbeat's retry never waits past the interval: the grace is a few intervals, and a
-      // server that answers again must hear from this node before it runs out.
-      const wait =
-        failures > 0
-          ? this.registered
-            ? Math.min(this.backoff(failures), this.heartbeatIntervalMs)
-            : this.backoff(failures)
-          : this.registered
-            ? nextBeatIn(this.heartbeatIntervalMs, performance.now() - lastStart)
-            : 0;
-      if (wait > 0) await this.heartbeatSleeper.sleep(wait);
-      if (this.isStopping) break;
-      lastStart = performance.now();
-      try {
-        if (!this.registered) await this.register();
-        else {
-          const res = await this.call((c) => c.heartbeat(this.nodeId));
-          this.heartbeatIntervalMs = heartbeatInterval(res);
-        }
-        failures = 0;
-      } catch (err) {
-        if (this.isStopping) break;
-        if (err instanceof NotFoundError && this.registered) {
-          this.forgetRegistration();
-          failures = 0;
-          continue;
-        }
-        failures += 1;
-        const level = err instanceof UnavailableError ? 'warn' : 'error';
-        this.logger[level](
-          { err, failures, registered: this.registered },
-          this.registered ? 'heartbeat failed; tasks keep running' : 'registration failed',
-        );
-      }
-    }
-  }
-
   private async watchLoop(): Promise<void> {
     let index = 0;
     let failures = 0;
     while (!this.isStopping) {
-      await this.whenRegistered();
+      await this.link.whenRegistered();
       if (this.isStopping) break;
       const rewatch = new AbortController();
       this.rewatch = rewatch;
       try {
-        const res = await this.call((c) =>
+        const res = await this.link.call((c) =>
           c.nodeAllocations(
             this.nodeId,
             { index, waitMs: this.cfg.watchWaitMs ?? 30_000 },
@@ -463,10 +353,10 @@ export class Agent {
           continue;
         }
         failures += 1;
-        if (err instanceof NotFoundError) this.forgetRegistration();
+        if (err instanceof NotFoundError) this.link.forgetRegistration();
         const level = err instanceof UnavailableError || err instanceof NotFoundError ? 'warn' : 'error';
         this.logger[level]({ err, failures }, 'watching allocations failed; retrying');
-        await this.watchSleeper.sleep(this.backoff(failures));
+        await this.watchSleeper.sleep(this.link.backoff(failures));
       }
     }
   }
@@ -514,7 +404,7 @@ export class Agent {
       logLimits: this.cfg.logLimits,
       disk: this.cfg.disk,
       driverFor: (name) => this.driverFor(name),
-      fetchIdentity: (allocId) => this.call((c) => c.allocIdentity(this.nodeId, allocId)),
+      fetchIdentity: (allocId) => this.link.call((c) => c.allocIdentity(this.nodeId, allocId)),
       recoverDriverFor: (name) => this.drivers.find((d) => d.name === name),
       logger: this.logger,
       // The runner persists before it reports: a status goes out once its state file is written.

@@ -213,15 +213,25 @@ export class UnumCluster {
 
   /** kill -9 of a host's agent alone (its tasks go on). */
   killAgent(host: string): void {
+    this.signalAgent(host, 'SIGKILL');
+  }
+
+  /** Sends `signal` to a host's agent process alone (SIGSTOP: a stalled agent whose tasks go on). */
+  signalAgent(host: string, signal: NodeJS.Signals): void {
     const p = this.procs.get(`${host}/agent`);
-    if (p?.pid !== undefined) process.kill(p.pid, 'SIGKILL');
+    if (p?.pid !== undefined) process.kill(p.pid, signal);
   }
 
   /** kill -9 of a host's server process alone (its agent and tasks go on). */
   killServer(host: string): void {
-    const p = this.procs.get(`${host}/server`);
+    this.signalServer(host, 'SIGKILL');
+  }
+
+  /** Sends `signal` to a host's server process alone (SIGSTOP: a stalled server; SIGCONT resumes it). */
+  signalServer(host: string, signal: NodeJS.Signals): void {
     // The wrapper execs nsenter, which execs node: the child's pid is the server's.
-    if (p?.pid !== undefined) process.kill(p.pid, 'SIGKILL');
+    const p = this.procs.get(`${host}/server`);
+    if (p?.pid !== undefined) process.kill(p.pid, signal);
   }
 
   /** The node id of a host's agent (by its name). */
