@@ -89,7 +89,9 @@ async function main(): Promise<void> {
       downs = downs.concat(page.events.filter((e) => e.type === 'node-down'));
       index = page.index;
     }
-    lost = (await client.listAllocations()).items.filter((a) => a.clientStatus === 'lost').length;
+    lost = (await client.listAllocations({ all: true })).items.filter(
+      (a) => a.clientStatus === 'lost',
+    ).length;
   } finally {
     spawnSync('pkill', ['-f', 'while :; do :; done']);
     c.down();

@@ -15,7 +15,8 @@ export const keys = {
   evaluation: (id: string) => `/unum/evals/${id}`,
   /** Sorted by time; the store revision of the write is the event's index. */
   event: (time: number, suffix: string) => `/unum/events/${String(time).padStart(15, '0')}-${suffix}`,
-  leader: '/unum/leader',
+  /** Servers wait in line here to lead (src/store/recipes/election.ts): the first in line leads. */
+  leaders: '/unum/leaders/',
   /** A server's address, written at its start: where the others reach it when it leads. */
   server: (id: string) => `/unum/servers/${id}`,
   /** ACL tokens by accessor (the secret's hash inside, never the secret). */

@@ -11,6 +11,7 @@ import { compactionContract } from './contract/compaction.ts';
 import { contractContext } from './contract/harness.ts';
 import { kvContract } from './contract/kv.ts';
 import { leaseContract } from './contract/lease.ts';
+import { recipesContract } from './contract/recipes.ts';
 import { lifecycleContract } from './contract/lifecycle.ts';
 import { txnContract } from './contract/txn.ts';
 import { watchContract } from './contract/watch.ts';
@@ -24,5 +25,6 @@ export function runStoreContract(name: string, newStore: () => Promise<Store>): 
     compactionContract(context);
     leaseContract(context);
     lifecycleContract(context);
+    recipesContract(context);
   });
 }

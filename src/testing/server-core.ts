@@ -65,11 +65,11 @@ export async function startServerCore(
     log,
     heartbeats,
     async elect(candidate = 's1') {
-      const election = new Election({ store, key: keys.leader, candidate, ttlSeconds: 60, log });
+      const election = new Election({ store, prefix: keys.leaders, candidate, ttlSeconds: 60, log });
       const elected = await election.campaign(new AbortController().signal);
       if (!elected) throw new Error(`${candidate} was not elected`);
       await settle();
-      return { term: new Term(store, keys.leader, candidate, elected.revision), leaseId: elected.leaseId };
+      return { term: new Term(store, elected.key, candidate, elected.revision), leaseId: elected.leaseId };
     },
     async seed(o) {
       const ops: TxnOp[] = [

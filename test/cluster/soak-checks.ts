@@ -203,7 +203,7 @@ export class Checks {
    */
   private async batchesOnce(): Promise<void> {
     this.checked('no succeeded batch allocation run again');
-    const allocs = (await this.client.listAllocations()).items.filter((a) =>
+    const allocs = (await this.client.listAllocations({ all: true })).items.filter((a) =>
       a.jobId.startsWith('soak-batch-'),
     );
     const now = Date.now();

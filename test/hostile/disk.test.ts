@@ -94,11 +94,12 @@ describe('a task cannot fill the disk', { timeout: 180_000 }, () => {
     );
 
     const m =
-      /^disk limit exceeded: used ([\d.]+) (MiB|GiB)(?: \+ [\d.]+ KiB)? of 20 MiB \(ephemeral\.sizeMiB\)$/.exec(
+      /^disk limit exceeded: used ([\d.]+) (MiB|GiB)(?: \+ ([\d.]+) KiB)? of 20 MiB \(ephemeral\.sizeMiB\)$/.exec(
         filler.clientDescription ?? '',
       );
     assert.ok(m, filler.clientDescription);
-    const usedMiB = Number(m[1]) * (m[2] === 'GiB' ? 1024 : 1);
+    // "used 20 MiB + 12 KiB": just past the limit.
+    const usedMiB = Number(m[1]) * (m[2] === 'GiB' ? 1024 : 1) + Number(m[3] ?? 0) / 1024;
     assert.ok(usedMiB > 20, `${usedMiB}`);
     assert.ok(
       usedMiB < 100,

@@ -1,7 +1,7 @@
 /**
  * The way from a follower to the leader, for the few calls only the leader can answer (heartbeats:
  * the failure detector lives in its memory). Each server writes its address under
- * `/unum/servers/<id>` when it starts; the leader key holds the leader's server id. A follower
+ * `/unum/servers/<id>` when it starts; the head of the election's line holds the leader's server id. A follower
  * reads both when it first needs the leader and keeps the address until a call to it fails or is
  * refused with `not_leader` (then it reads them again, once per call).
  *
@@ -12,6 +12,7 @@ import { UnumClient } from '../../api/client.ts';
 import type { HeartbeatAnswer } from '../../api/types.ts';
 import { NotLeaderError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
+import { Election } from '../../store/recipes/election.ts';
 import type { Store } from '../../store/types.ts';
 import { keys } from '../keys.ts';
 
@@ -60,7 +61,7 @@ export class LeaderLink {
    */
   async leaderAddress(): Promise<{ id: string; addr: string }> {
     if (this.leader) return this.leader;
-    const id = (await this.o.store.get(keys.leader))?.value;
+    const id = (await new Election(this.o.store, keys.leaders).leader())?.value;
     if (id === undefined)
       throw new UnavailableError('no server leads right now (an election is under way); try again shortly');
     if (id === this.o.serverId)

@@ -48,7 +48,12 @@ describe('leadership', () => {
     other.start();
     try {
       // Give the contender a round trip to lose: the key must still be s1's.
-      await waitFor(async () => (await store.get(keys.leader))?.value === 's1');
+      await waitFor(async () => {
+        const line = (await store.range({ prefix: keys.leaders })).kvs;
+        return (
+          line.length === 2 && line.sort((a, b) => a.createRevision - b.createRevision)[0]?.value === 's1'
+        );
+      });
       assert.equal(other.isLeader, false);
     } finally {
       await other.stop();

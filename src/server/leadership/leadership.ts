@@ -80,7 +80,7 @@ export class Leadership {
     this.applier = new PlanApplier(o.cache, o.log, this.clock);
     this.election = new Election({
       store: o.store,
-      key: keys.leader,
+      prefix: keys.leaders,
       candidate: o.serverId,
       ttlSeconds: o.ttlSeconds ?? LEADER_TTL_SECONDS,
       log: o.log,
@@ -152,7 +152,7 @@ export class Leadership {
   }
 
   private async lead(elected: Elected): Promise<void> {
-    const term = new Term(this.store, keys.leader, this.serverId, elected.revision);
+    const term = new Term(this.store, elected.key, this.serverId, elected.revision);
     this.current = term;
     // From this instant: a beat this server records now counts, and no node is overdue before a grace.
     this.heartbeats?.lead(term);

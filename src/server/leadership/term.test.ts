@@ -23,12 +23,12 @@ describe('leadership terms fence every write', () => {
   const stores: Store[] = [];
 
   const election = (candidate: string) =>
-    new Election({ store, key: keys.leader, candidate, ttlSeconds: 30, log });
+    new Election({ store, prefix: keys.leaders, candidate, ttlSeconds: 30, log });
 
   async function elect(candidate: string): Promise<{ term: Term; leaseId: number }> {
     const elected = await election(candidate).campaign(new AbortController().signal);
     assert.ok(elected, `${candidate} is elected`);
-    return { term: new Term(store, keys.leader, candidate, elected.revision), leaseId: elected.leaseId };
+    return { term: new Term(store, elected.key, candidate, elected.revision), leaseId: elected.leaseId };
   }
 
   /** A ready node heartbeating, a job wanting one instance, and its pending evaluation. */
@@ -74,7 +74,7 @@ describe('leadership terms fence every write', () => {
 
     // s1 steps down (its lease is given up) and s2 is elected.
     first.term.end('stepped down');
-    await election('s1').resign({ leaseId: first.leaseId, revision: first.term.revision });
+    await election('s1').resign({ leaseId: first.leaseId, key: '', revision: first.term.revision });
     const second = await elect('s2');
     assert.ok(second.term.revision > first.term.revision, 'fencing tokens grow');
 

@@ -1,6 +1,7 @@
 /**
- * A leadership term: the span during which this server holds the leader key, from the revision
- * that created it until the lease is lost or given up. Everything the leader runs (scheduler
+ * A leadership term: the span during which this server leads — holds the head of the election's
+ * line (its key, `leaderKey`, the first created of the candidates'; ./election.ts) — from the
+ * revision that created that key until the lease is lost or given up. Everything the leader runs (scheduler
  * workers, the plan applier, controllers) receives the term it was started in and writes only
  * through `term.txn`, which adds the term's fence — a compare on the leader key's create revision
  * — to every transaction. A term never loses its fence: a write after the term ended is refused
@@ -22,6 +23,8 @@ export class Term {
   /** The compares every write of this term carries. */
   readonly fence: readonly Compare[];
   private readonly leaderKey: string;
+  /** Where the candidates wait in line (the leader key's folder). */
+  private readonly linePrefix: string;
   private readonly store: TermTarget;
   private readonly controller = new AbortController();
   private endReason = '';
@@ -29,6 +32,7 @@ export class Term {
   constructor(store: TermTarget, leaderKey: string, serverId: string, revision: number) {
     this.store = store;
     this.leaderKey = leaderKey;
+    this.linePrefix = leaderKey.slice(0, leaderKey.lastIndexOf('/') + 1);
     this.serverId = serverId;
     this.revision = revision;
     this.fence = Object.freeze([{ key: leaderKey, target: 'create', op: '=', value: revision }]);
@@ -70,19 +74,26 @@ export class Term {
     const res = await this.store.txn({
       compare: [...this.fence, ...(request.compare ?? [])],
       success: request.success,
-      // On failure, learn whether it was the fence: read the leader key in the same revision.
-      failure: [...(request.failure ?? []), { type: 'get', key: this.leaderKey }],
+      // On failure, learn whether it was the fence: read this term's place and the line of
+      // candidates in the same revision.
+      failure: [
+        ...(request.failure ?? []),
+        { type: 'get', key: this.leaderKey },
+        { type: 'get', prefix: this.linePrefix },
+      ],
     });
     if (res.succeeded) return res;
-    const read = res.results[res.results.length - 1];
-    const leader = read?.type === 'get' ? read.kvs[0] : undefined;
-    if (leader?.createRevision !== this.revision) {
+    const [own, line] = res.results.slice(-2).map((r) => (r.type === 'get' ? r.kvs : []));
+    if (own?.[0]?.createRevision !== this.revision) {
+      const next = [...(line ?? [])].sort((a, b) => a.createRevision - b.createRevision)[0];
       this.end(
-        leader ? `another leader took over at revision ${leader.createRevision}` : 'the leader key is gone',
+        next
+          ? `another leader took over at revision ${next.createRevision}`
+          : "this leader's place in the election is gone (its lease ended)",
       );
       this.check();
     }
-    return { ...res, results: res.results.slice(0, -1) };
+    return { ...res, results: res.results.slice(0, -2) };
   }
 
   private describeEnd(): string {
