@@ -60,8 +60,21 @@ export interface EtcdCluster {
   readonly endpoints: string[];
   /** `etcd://127.0.0.1:P1,127.0.0.1:P2,…` for `createStore`. */
   readonly url: string;
+  /** A running member that is not the leader (for tests that kill one without an election). */
+  follower(): Promise<EtcdMember>;
   /** Kills every member and removes the data directories. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** Whether the member is the raft leader, from its status (etcd's JSON gateway). */
+async function isLeader(member: EtcdMember): Promise<boolean> {
+  const response = await fetch(`http://${member.endpoint}/v3/maintenance/status`, {
+    method: 'POST',
+    body: '{}',
+    signal: AbortSignal.timeout(2000),
+  });
+  const status = (await response.json()) as { header?: { member_id?: string }; leader?: string };
+  return status.leader !== undefined && status.leader === status.header?.member_id;
 }
 
 const live = new Set<Member>();
@@ -190,7 +203,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
   const timers =
     count === 1
       ? ['--heartbeat-interval=10', '--election-timeout=100']
-      : ['--heartbeat-interval=25', '--election-timeout=300'];
+      : ['--heartbeat-interval=50', '--election-timeout=500'];
   const members = names.map((name, i) => {
     const client = `127.0.0.1:${ports[i]}`;
     const dataDir = join(root, name);
@@ -216,6 +229,17 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
     members,
     endpoints: members.map((m) => m.endpoint),
     url: `etcd://${members.map((m) => m.endpoint).join(',')}`,
+    async follower() {
+      return waitFor(
+        async () => {
+          for (const member of members) {
+            if (member.running && !(await isLeader(member))) return member;
+          }
+          return undefined;
+        },
+        { description: 'a running follower' },
+      );
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
