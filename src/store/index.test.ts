@@ -63,12 +63,12 @@ void describe('createStore', () => {
     }
   });
 
-  void test('etcd:// is refused with a clear "not available yet"', async () => {
-    await assert.rejects(createStore('etcd://127.0.0.1:2379'), (err) => {
-      assert.ok(err instanceof InvalidError);
-      assert.match(err.message, /etcd is not available yet/);
-      return true;
-    });
+  void test('etcd:// opens the etcd backend (connecting lazily); a malformed etcd URL is InvalidError', async () => {
+    const store = await createStore('etcd://127.0.0.1:2379,127.0.0.1:22379');
+    assert.equal(store.backend, 'etcd');
+    await store.close();
+    await assert.rejects(createStore('etcd://'), InvalidError);
+    await assert.rejects(createStore('etcd://host:2379?ca=/ca.pem'), /needs TLS: use etcds/);
   });
 
   void test('bad sqlite options are InvalidError', async () => {

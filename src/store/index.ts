@@ -5,11 +5,14 @@
  *   backend, one file in WAL mode (see sqlite/sqlite-store.ts). `?synchronous=full` after the path
  *   chooses the durability level (an explicit `options.synchronous` wins).
  * - `memory:`: the same engine on an in-memory database; nothing survives `close()`. For tests.
- * - `etcd://host:port,...`: several servers over etcd. Not available yet.
+ * - `etcd://host:port,...` (plain) and `etcds://…?ca=FILE&cert=FILE&key=FILE` (TLS): an etcd cluster
+ *   (3.4 or later), for several servers; a user and password, a deadline and the request size limit
+ *   go in the URL too (see etcd/url.ts).
  */
 import { resolve } from 'node:path';
 import { InvalidError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import { EtcdStore } from './etcd/etcd-store.ts';
 import { SqliteStore, type SynchronousLevel } from './sqlite/sqlite-store.ts';
 import type { Store } from './types.ts';
 
@@ -21,6 +24,7 @@ export {
   type SynchronousLevel,
 } from './sqlite/sqlite-store.ts';
 export { watchEvents, type WatchIterator } from './watch.ts';
+export { EtcdStore, type EtcdStoreOptions } from './etcd/etcd-store.ts';
 
 export interface CreateStoreOptions {
   /** sqlite only: `normal` (default; survives kill -9) or `full` (also survives power loss). */
@@ -35,6 +39,10 @@ function sqliteOptions(options: CreateStoreOptions): { synchronous?: Synchronous
     ...(options.synchronous === undefined ? {} : { synchronous: options.synchronous }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   };
+}
+
+function etcdOptions(options: CreateStoreOptions): { logger?: Logger } {
+  return options.logger === undefined ? {} : { logger: options.logger };
 }
 
 const openers: Record<string, Opener> = {
@@ -60,11 +68,8 @@ const openers: Record<string, Opener> = {
       throw new InvalidError(`store URL memory: takes nothing after the colon, got ${JSON.stringify(rest)}`);
     return new SqliteStore({ path: ':memory:', backend: 'memory', ...sqliteOptions(options) });
   },
-  etcd() {
-    throw new InvalidError(
-      'store backend etcd is not available yet; use sqlite:PATH (one server) or memory:',
-    );
-  },
+  etcd: (rest, options) => new EtcdStore({ url: `etcd:${rest}`, ...etcdOptions(options) }),
+  etcds: (rest, options) => new EtcdStore({ url: `etcds:${rest}`, ...etcdOptions(options) }),
 };
 
 /** The schemes `createStore` understands, for messages and `--help`. */
