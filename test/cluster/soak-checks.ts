@@ -206,14 +206,19 @@ export class Checks {
     const allocs = (await this.client.listAllocations({ all: true })).items.filter((a) =>
       a.jobId.startsWith('soak-batch-'),
     );
+    // When the server knew an instance had succeeded: the first complete allocation's last change
+    // (a success is its last transition), or when this check first saw it, whichever is earlier.
+    // A replacement made before that is no violation: an allocation lost with its node (a
+    // partition, a pause) that finished out of sight and reported it on its return ran at least
+    // once by design; its replacement was placed while its end was unknown.
     const now = Date.now();
     for (const a of allocs)
       if (a.clientStatus === 'complete' && !this.succeeded.has(a.name))
-        this.succeeded.set(a.name, { allocId: a.id, at: now });
+        this.succeeded.set(a.name, { allocId: a.id, at: Math.min(now, a.modifiedAt) });
     for (const a of allocs) {
       const done = this.succeeded.get(a.name);
       if (done === undefined || done.allocId === a.id) continue;
-      if (a.clientStatus === 'complete' || a.createdAt > done.at)
+      if (a.createdAt > done.at)
         this.violation(
           `batch instance ${a.name} succeeded in ${done.allocId} and ran again in ${a.id} (${a.clientStatus})`,
           `rerun ${a.id}`,
