@@ -132,7 +132,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const cache = new StateCache(store, log);
   await cache.start();
   const clock = options.clock ?? systemClock;
-  const link = new LeaderLink({ store, serverId, isLeader: () => leadership.isLeader, log });
+  const link = new LeaderLink({
+    store,
+    serverId,
+    isLeader: () => leadership.isLeader,
+    log,
+    tls: () => pki?.clientTls(),
+  });
   // Silence is measured on a monotonic clock: a step of the wall clock must not take nodes down.
   const heartbeats = new Heartbeats({
     clock: options.clock ?? monotonicClock,
@@ -162,6 +168,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       serverId,
       names: serverNames(host, options.tls.names),
       now: clock.now(),
+      store,
     });
   }
   const tokens = withWorkloadIdentity(
@@ -278,6 +285,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       cache.stop();
       await listener.close();
       agents.close();
+      link.close();
       if (options.sharedStore === undefined) await store.close();
       log.info({ serverId }, 'server stopped');
     },

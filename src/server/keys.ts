@@ -26,6 +26,8 @@ export const keys = {
   aclBootstrap: '/unum/acl/bootstrap',
   /** Join tokens by id (the secret's hash inside, never the secret). */
   joinToken: (id: string) => `/unum/join-tokens/${id}`,
+  /** The cluster CA (certificate and key) that servers sharing the Store share. Never served. */
+  clusterCa: '/unum/pki/ca',
 } as const;
 
 export const prefixes = {

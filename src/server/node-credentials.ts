@@ -94,6 +94,9 @@ export function withNodeCredentials(
   };
 }
 
+/** The node a server acts for when it hands a node's call on to another server (TLS only). */
+export const ON_BEHALF_OF_NODE_HEADER = 'x-unum-on-behalf-of-node';
+
 /**
  * The door with node certificates (a TLS server): a verified client certificate of the node role is
  * that node (`kind: 'agent'`, name = its id), allowed only the node capabilities; a server's or none
@@ -105,6 +108,11 @@ export function withNodeCertificates(inner: Authorizer): Authorizer {
     async authenticate(req) {
       const peer = peerOf(req);
       if (peer?.role === 'node') return { name: peer.name, kind: 'agent' };
+      // A server handing on a node's call (a follower forwarding a beat to the leader): it verified
+      // the node's certificate itself, and only servers hold a certificate of the server role.
+      const onBehalf = req.headers[ON_BEHALF_OF_NODE_HEADER];
+      if (peer?.role === 'server' && typeof onBehalf === 'string' && onBehalf !== '')
+        return { name: onBehalf, kind: 'agent' };
       if (bearer(req)?.startsWith('unum-node-'))
         throw new UnauthenticatedError(
           `this server authenticates nodes by their certificate, and this request came with ${peerProblem(req) ?? 'a certificate of no node'}: join the node with "unum agent --join"`,

@@ -10,6 +10,12 @@
  * Made at the first start: the CA, then a certificate for the server's addresses. At each start the
  * server certificate is made again when it does not name every address, was signed by another CA,
  * or has less than a month left. Nodes get their certificates from `signNode` (join, renewal).
+ *
+ * Several servers on one Store (etcd) share one CA: the CA is also kept in the Store
+ * (`/unum/pki/ca`), put only if absent. A server with no CA of its own adopts the Store's; the first
+ * server of a cluster puts its own there; a server whose CA differs from the Store's refuses to
+ * start (its nodes and the cluster's would not trust each other). The CA key is then as safe as the
+ * Store: on etcd, use TLS client certificates and etcd's auth (docs).
  */
 import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -17,6 +23,8 @@ import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { InvalidError } from '../core/errors.ts';
+import type { Store } from '../store/types.ts';
+import { keys } from './keys.ts';
 import type { ClientTls } from '../api/https.ts';
 import type { TlsOptions } from '../transport/index.ts';
 import {
@@ -81,12 +89,14 @@ export class ServerPki {
     serverId: string;
     names: string[];
     now: number;
+    /** The cluster's Store: where servers sharing it find the cluster's CA. */
+    store?: Store;
   }): Promise<ServerPki> {
     const dir = join(o.dataDir, 'server');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const caKeyFile = join(dir, 'ca-key.pem');
     const caCertFile = join(dir, 'ca.pem');
-    let ca: CertificateAuthority;
+    let ca: CertificateAuthority | undefined;
     let created = false;
     if (existsSync(caKeyFile)) {
       ca = { keyPem: await readFile(caKeyFile, 'utf8'), certPem: await readFile(caCertFile, 'utf8') };
@@ -94,9 +104,17 @@ export class ServerPki {
         throw new InvalidError(
           `${caKeyFile} is not the key of ${caCertFile}: restore both from the same backup (a new CA would lock every joined node out)`,
         );
-    } else {
-      ca = await createCa(o.now);
+    }
+    const shared = o.store === undefined ? undefined : await sharedCa(o.store, ca, () => createCa(o.now));
+    if (shared !== undefined && ca === undefined) {
+      ca = shared.ca;
+      created = shared.created;
       // The certificate first: a crash in between leaves no key without its certificate.
+      await writeAtomic(caCertFile, ca.certPem, 0o644);
+      await writeAtomic(caKeyFile, ca.keyPem, 0o600);
+    }
+    if (ca === undefined) {
+      ca = await createCa(o.now);
       await writeAtomic(caCertFile, ca.certPem, 0o644);
       await writeAtomic(caKeyFile, ca.keyPem, 0o600);
       created = true;
@@ -216,4 +234,48 @@ export function serverNames(host: string, extra: readonly string[] = []): string
   } else names.add(host.replace(/^\[|\]$/g, ''));
   for (const n of extra) names.add(n);
   return [...names];
+}
+
+/**
+ * The cluster's CA as the Store keeps it: `local` (this server's, if it has one) put there if the
+ * Store has none yet, else the Store's (made with `make` when neither exists). `created`: this call
+ * made it. InvalidError when `local` differs from the Store's.
+ */
+async function sharedCa(
+  store: Store,
+  local: CertificateAuthority | undefined,
+  make: () => Promise<CertificateAuthority>,
+): Promise<{ ca: CertificateAuthority; created: boolean }> {
+  const key = keys.clusterCa;
+  const kept = await store.get(key);
+  if (kept === undefined) {
+    const mine = local ?? (await make());
+    const res = await store.txn({
+      compare: [{ key, target: 'create', op: '=', value: 0 }],
+      success: [{ type: 'put', key, value: JSON.stringify(mine) }],
+      failure: [{ type: 'get', key }],
+    });
+    if (res.succeeded) return { ca: mine, created: local === undefined };
+    // Another server of the cluster put one first: that one is the cluster's.
+    const got = res.results[0];
+    const kv = got?.type === 'get' ? got.kvs[0] : undefined;
+    if (kv === undefined) throw new InvalidError(`${key} vanished while this server read it; start it again`);
+    return check(JSON.parse(kv.value) as CertificateAuthority, local);
+  }
+  return check(JSON.parse(kept.value) as CertificateAuthority, local);
+}
+
+function check(
+  cluster: CertificateAuthority,
+  local: CertificateAuthority | undefined,
+): { ca: CertificateAuthority; created: boolean } {
+  if (!keyMatchesCertificate(cluster.keyPem, cluster.certPem))
+    throw new InvalidError(
+      `the cluster CA in the Store (${keys.clusterCa}) does not match its key: restore it from a backup`,
+    );
+  if (local !== undefined && local.certPem.trim() !== cluster.certPem.trim())
+    throw new InvalidError(
+      `this server's CA (${certificateHash(local.certPem)}) is not the cluster's (${certificateHash(cluster.certPem)}, in the Store): its data dir belongs to another cluster; start it with an empty --data-dir to adopt the cluster's CA`,
+    );
+  return { ca: cluster, created: false };
 }

@@ -34,6 +34,8 @@ export interface StartEtcdOptions {
   members?: number;
   /** etcd's --max-request-bytes (default 1.5 MiB). */
   maxRequestBytes?: number;
+  /** The address clients reach the members on (default 127.0.0.1; test hosts reach their bridge's). */
+  host?: string;
 }
 
 export interface EtcdMember {
@@ -205,7 +207,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
       ? ['--heartbeat-interval=10', '--election-timeout=100']
       : ['--heartbeat-interval=50', '--election-timeout=500'];
   const members = names.map((name, i) => {
-    const client = `127.0.0.1:${ports[i]}`;
+    const client = `${options.host ?? '127.0.0.1'}:${ports[i]}`;
     const dataDir = join(root, name);
     return new Member(binary, name, client, dataDir, [
       `--name=${name}`,

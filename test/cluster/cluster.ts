@@ -18,6 +18,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UnumClient } from '../../src/api/client.ts';
+import { startEtcd, type EtcdCluster } from '../../src/testing/etcd.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { TestHosts } from './hosts.ts';
 
@@ -34,6 +35,11 @@ export interface ClusterOptions {
   agentArgs?: string[];
   agentArgsFor?: Record<string, string[]>;
   serverArgs?: string[];
+  /**
+   * The servers' Store: a one-member etcd on the hosts' bridge (every server on it, as an HA control
+   * plane) instead of each server's own sqlite file.
+   */
+  etcd?: boolean;
 }
 
 export class UnumCluster {
@@ -46,6 +52,8 @@ export class UnumCluster {
   caHash = '';
   /** The join token agents started by start() and startAgent() join with. */
   joinToken = '';
+  /** The servers' etcd (with `etcd: true`). */
+  etcd: EtcdCluster | undefined;
   private readonly procs = new Map<string, ChildProcess>();
   private readonly opts: ClusterOptions;
 
@@ -67,7 +75,8 @@ export class UnumCluster {
     process.once('SIGINT', c.onSignal);
     process.once('SIGTERM', c.onSignal);
     try {
-      // The first server makes the CA; the others would share it (HA comes later).
+      if (opts.etcd) c.etcd = await startEtcd({ host: hosts.gateway });
+      // The first server makes the CA; on a shared Store the others adopt it from there.
       for (const h of opts.servers ?? ['h1']) c.startServer(h);
       c.ca = await waitFor(() => (existsSync(c.caFile) ? readFileSync(c.caFile, 'utf8') : undefined), {
         timeoutMs: 30_000,
@@ -150,6 +159,7 @@ export class UnumCluster {
         this.dataDir(host, 'server'),
         '--log-level',
         'warn',
+        ...(this.etcd ? ['--store', this.etcd.url] : []),
         ...(this.opts.serverArgs ?? []),
       ],
       { stdio: ['ignore', 'ignore', this.logFile(host, 'server')], env: { ...process.env, NO_COLOR: '1' } },
@@ -253,6 +263,7 @@ export class UnumCluster {
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
     this.hosts.down();
+    void this.etcd?.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -36,7 +36,9 @@ Flags:
   --addr HOST:PORT     where the API listens (default: $UNUM_ADDR, else 127.0.0.1:8686)
   --data-dir DIR       state directory (default: $UNUM_DATA_DIR, else
                        \${XDG_DATA_HOME:-~/.local/share}/unum)
-  --store URL          sqlite:PATH (default: sqlite:DATA_DIR/server/state.db) or memory:
+  --store URL          sqlite:PATH (default: sqlite:DATA_DIR/server/state.db), memory:, or
+                       etcd://HOST:2379,HOST:2379 (etcds://…?ca=F&cert=F&key=F for TLS): every
+                       server of a cluster on the same etcd, one of them leading at a time
   --tls-name NAME      another DNS name or address the server certificate names (repeatable;
                        it names the listen address, or every address of the machine for
                        0.0.0.0, and localhost and the host name)

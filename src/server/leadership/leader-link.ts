@@ -6,15 +6,19 @@
  * refused with `not_leader` (then it reads them again, once per call).
  *
  *   agent ─► follower: LeaderLink.forwardHeartbeat ─► POST <leader>/v1/nodes/:id/heartbeat
- *            (the node's own Authorization, and `x-unum-forwarded`: the leader never forwards it on)
+ *            (`x-unum-forwarded`: the leader never forwards it on; on a plain listener the node's own
+ *            Authorization, with TLS the follower's server certificate and the node's id in
+ *            `x-unum-on-behalf-of-node`, which the leader takes only from a server certificate)
  */
 import { UnumClient } from '../../api/client.ts';
+import type { ClientTls } from '../../api/https.ts';
 import type { HeartbeatAnswer } from '../../api/types.ts';
 import { NotLeaderError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { Election } from '../../store/recipes/election.ts';
 import type { Store } from '../../store/types.ts';
 import { keys } from '../keys.ts';
+import { ON_BEHALF_OF_NODE_HEADER } from '../node-credentials.ts';
 
 /** Marks a call a server hands on to the leader. */
 export const FORWARDED_HEADER = 'x-unum-forwarded';
@@ -34,12 +38,16 @@ export interface LeaderLinkOptions {
   serverId: string;
   /** Whether this server leads now. */
   isLeader: () => boolean;
+  /** With TLS: the CA and this server's certificate, for calls to the leader. */
+  tls?: () => ClientTls | undefined;
   log: Logger;
 }
 
 export class LeaderLink {
   private readonly o: LeaderLinkOptions;
   private leader: { id: string; addr: string } | undefined;
+  /** Holds the shared pool of TLS connections to the leader open between forwarded calls. */
+  private anchor: UnumClient | undefined;
 
   constructor(o: LeaderLinkOptions) {
     this.o = o;
@@ -73,13 +81,19 @@ export class LeaderLink {
     return this.leader;
   }
 
+  /** Lets go of the connections kept to the leader. */
+  close(): void {
+    this.anchor?.close();
+    this.anchor = undefined;
+  }
+
   /** Forgets the leader's address: the next call reads it again. */
   forget(): void {
     this.leader = undefined;
   }
 
   forwardHeartbeat(nodeId: string, authorization: string | undefined): Promise<HeartbeatAnswer> {
-    return this.toLeader((client) => client.heartbeat(nodeId), authorization);
+    return this.toLeader((client) => client.heartbeat(nodeId), authorization, nodeId);
   }
 
   /**
@@ -89,16 +103,26 @@ export class LeaderLink {
   private async toLeader<T>(
     call: (c: UnumClient) => Promise<T>,
     authorization: string | undefined,
+    nodeId: string,
   ): Promise<T> {
-    const token = authorization?.replace(/^Bearer\s+/i, '');
+    const tls = this.o.tls?.();
+    const token = tls ? undefined : authorization?.replace(/^Bearer\s+/i, '');
     for (let attempt = 0; ; attempt++) {
       const leader = await this.leaderAddress();
       const client = new UnumClient({
         addr: leader.addr,
         token: () => token,
         timeoutMs: FORWARD_TIMEOUT_MS,
-        headers: { [FORWARDED_HEADER]: this.o.serverId },
+        headers: {
+          [FORWARDED_HEADER]: this.o.serverId,
+          ...(tls ? { [ON_BEHALF_OF_NODE_HEADER]: nodeId } : {}),
+        },
+        ...(tls ?? {}),
       });
+      if (tls && this.anchor?.addr !== client.addr) {
+        this.anchor?.close();
+        this.anchor = new UnumClient({ addr: leader.addr, ...tls });
+      }
       try {
         return await call(client);
       } catch (err) {
@@ -110,6 +134,8 @@ export class LeaderLink {
           { err, leader: leader.id },
           'the leader did not take a forwarded call; looking it up again',
         );
+      } finally {
+        client.close();
       }
     }
   }

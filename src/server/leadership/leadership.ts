@@ -34,7 +34,12 @@ import { Election, type Elected } from './election.ts';
 import { Term } from './term.ts';
 import { runWorker } from './workers.ts';
 
-export const LEADER_TTL_SECONDS = 10;
+/**
+ * The leader's lease: a leader that dies (or stalls) this long hands over to the next server in
+ * line, so leadership moves within about this time plus one Store round trip. Renewed every third of
+ * it. Short enough for a quick failover, and at least etcd's minimum lease TTL (1.5 s by default).
+ */
+export const LEADER_TTL_SECONDS = 2;
 
 export interface LeaderOptions {
   store: Store;

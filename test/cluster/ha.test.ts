@@ -1,0 +1,131 @@
+/**
+ * Several servers on one etcd, on test hosts: the leading server killed with `kill -9` → another
+ * leads, jobs keep being scheduled, none lost and none placed twice, and no node is taken for dead
+ * (agents fail over to a live server; a new leader gives every node a full grace). The servers share
+ * the cluster CA through the Store, and a follower hands beats on to the leader over TLS.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { UnumClient } from '../../src/api/client.ts';
+import { missingNetworkTools } from '../../src/testing/network.ts';
+import { findTool, missingCgroups, missingTools } from '../../src/testing/tools.ts';
+import { ETCD_MISSING } from '../../src/testing/etcd.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+import { UnumCluster } from './cluster.ts';
+
+const skip = missingNetworkTools() ?? missingCgroups() ?? missingTools(['unshare', 'bwrap']) ?? false;
+const SERVERS = ['h1', 'h2', 'h3'];
+
+describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
+  let c: UnumCluster;
+  before(async () => {
+    if (findTool('etcd') === undefined) throw new Error(ETCD_MISSING);
+    c = await UnumCluster.start({ hosts: 4, servers: SERVERS, etcd: true });
+  });
+  after(() => c?.down());
+
+  const job = (id: string, count: number) => ({
+    job: id,
+    groups: [
+      {
+        name: 'g',
+        count,
+        tasks: [{ name: 't', command: 'sleep', args: ['3600'], resources: { cpu: 20, memory: 16 } }],
+      },
+    ],
+  });
+  const clientOf = (host: string) => new UnumClient({ addr: c.serverUrl(host), ca: c.ca, token: c.token });
+  const leaderOf = async (hosts: string[]) => {
+    for (const h of hosts) {
+      const client = clientOf(h);
+      try {
+        if ((await client.status()).leader) return h;
+      } catch {
+        // down, or not answering yet
+      } finally {
+        client.close();
+      }
+    }
+    return undefined;
+  };
+  const running = async (client: UnumClient, id: string) =>
+    (await client.jobAllocations(id)).items.filter((a) => a.clientStatus === 'running');
+
+  test('every server shares one CA and answers; one leads; a follower takes writes', async () => {
+    const leader = await waitFor(() => leaderOf(SERVERS), { timeoutMs: 30_000, description: 'a leader' });
+    const follower = SERVERS.find((h) => h !== leader)!;
+    const client = clientOf(follower);
+    try {
+      await client.submitJob(job('before', 3));
+      await waitFor(async () => (await running(client, 'before')).length === 3, {
+        timeoutMs: 60_000,
+        description: 'the job submitted to a follower running',
+      });
+      assert.equal((await client.listNodes()).items.filter((n) => n.status === 'ready').length, 4);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a follower hands a node's beat on to the leader over TLS, with its own server certificate", async () => {
+    const leader = await waitFor(() => leaderOf(SERVERS), { timeoutMs: 30_000, description: 'a leader' });
+    const follower = SERVERS.find((h) => h !== leader)!;
+    const dir = c.nodeTlsDir('h4');
+    const asNode = new UnumClient({
+      addr: c.serverUrl(follower),
+      ca: c.ca,
+      cert: readFileSync(join(dir, 'node.pem'), 'utf8'),
+      key: readFileSync(join(dir, 'node-key.pem'), 'utf8'),
+      token: () => undefined,
+    });
+    try {
+      const answer = await asNode.heartbeat(await c.nodeId('h4'));
+      assert.ok(answer.intervalMs > 0, JSON.stringify(answer));
+      // Another node's beat with h4's certificate is refused, forwarded or not.
+      await assert.rejects(asNode.heartbeat(await c.nodeId('h3')), /may not act for node/);
+    } finally {
+      asNode.close();
+    }
+  });
+
+  test('kill -9 of the leader: another leads, jobs keep being scheduled, nothing lost or placed twice, no node down', async () => {
+    const leader = await waitFor(() => leaderOf(SERVERS), { timeoutMs: 30_000, description: 'a leader' });
+    const others = SERVERS.filter((h) => h !== leader);
+    const client = clientOf(others[0]!);
+    try {
+      const events = (await client.events({ limit: 1 })).index;
+      const allocsBefore = (await client.jobAllocations('before')).items.map((a) => a.id).sort();
+      const t0 = performance.now();
+      c.killServer(leader);
+      const next = await waitFor(() => leaderOf(others), { timeoutMs: 30_000, description: 'a new leader' });
+      console.log(`# leadership moved from ${leader} to ${next} in ${Math.round(performance.now() - t0)} ms`);
+      await client.submitJob(job('after', 2));
+      await waitFor(async () => (await running(client, 'after')).length === 2, {
+        timeoutMs: 60_000,
+        description: 'a job submitted after the failover running',
+      });
+      const jobs = new Set((await client.listJobs()).items.map((j) => j.job.id));
+      assert.ok(jobs.has('before') && jobs.has('after'), `jobs: ${[...jobs].join(', ')}`);
+      assert.deepEqual(
+        (await client.jobAllocations('before')).items.map((a) => a.id).sort(),
+        allocsBefore,
+        'the running job was not placed again',
+      );
+      // The agents keep beating through the servers still up; the new term gave each a full grace.
+      await new Promise((r) => setTimeout(r, 6_000));
+      const downs: string[] = [];
+      for (let index = events; ;) {
+        const page = await client.events({ index, limit: 500 });
+        if (page.events.length === 0) break;
+        downs.push(...page.events.filter((e) => e.type === 'node-down').map((e) => e.message));
+        index = page.index;
+      }
+      assert.deepEqual(downs, [], 'no node was taken for dead');
+      assert.equal((await client.listNodes()).items.filter((n) => n.status === 'ready').length, 4);
+    } finally {
+      client.close();
+    }
+  });
+});
