@@ -128,7 +128,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       message: `expected host:port, got ${JSON.stringify(options.httpAddr)}`,
     });
   const servers =
-    options.servers.length > 0 || options.join === undefined ? options.servers : [options.join.server];
+    options.servers.length > 0 || options.join === undefined
+      ? options.servers
+      : options.join.server.split(',');
   if (servers.length === 0)
     problems.push({ path: 'servers', message: 'expected at least one server address' });
   const portRange = options.portRange ?? DEFAULT_PORT_RANGE;

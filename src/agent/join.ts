@@ -42,7 +42,7 @@ export interface NodeTls {
 }
 
 export interface JoinOptions {
-  /** The server to join: https://host:port. */
+  /** The server to join: https://host:port (or several, comma-separated: the first that answers). */
   server: string;
   /** A join token (`unum token create`). */
   token: string;
@@ -94,6 +94,22 @@ export function needsRenewal(tls: NodeTls, now: number): boolean {
  * UnavailableError when it can not be reached; InvalidError for a malformed hash or address.
  */
 export async function joinCluster(dataDir: string, nodeId: string, o: JoinOptions): Promise<NodeTls> {
+  // Several servers (`--join a,b,c`): the first that can be reached; a refusal is final.
+  const servers = o.server
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const [i, server] of servers.entries()) {
+    try {
+      return await joinOne(dataDir, nodeId, { ...o, server });
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || i === servers.length - 1) throw err;
+    }
+  }
+  throw new InvalidError('--join: expected the https:// address of at least one server');
+}
+
+async function joinOne(dataDir: string, nodeId: string, o: JoinOptions): Promise<NodeTls> {
   const pinned = parseCaHash(o.caHash);
   if (pinned === undefined)
     throw new InvalidError(`--ca-hash: expected sha256:<64 hex digits>, got ${JSON.stringify(o.caHash)}`);

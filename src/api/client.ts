@@ -5,6 +5,7 @@
  */
 import type { AclPolicy, AclToken, PolicyRule } from '../core/acl.ts';
 import { isCertificateError, sharedTlsFetcher, type TlsFetcher } from './https.ts';
+import { randomUUID } from 'node:crypto';
 import { UnavailableError, errorFromWire, type ErrorDetails } from '../core/errors.ts';
 import type { Allocation, ClusterEvent, Evaluation, Node } from '../core/types.ts';
 import type {
@@ -23,6 +24,7 @@ import type {
   PlanJobResponse,
   RegisterNodeResponse,
   ServerStatus,
+  ServersStatus,
   SubmitJobResponse,
 } from './types.ts';
 
@@ -41,7 +43,10 @@ function namespaceOf(job: unknown): { namespace?: string } {
 export const DEFAULT_ADDR = 'http://127.0.0.1:8686';
 
 export interface ClientOptions {
-  /** Server address; default `UNUM_ADDR` or http://127.0.0.1:8686. */
+  /**
+   * Server address, or several separated by commas (the servers of one cluster: a call that can not
+   * reach one goes to the next); default `UNUM_ADDR` or http://127.0.0.1:8686.
+   */
   addr?: string;
   /** The bearer credential: a token, or a function giving the current one (an agent's changes once it registers). */
   token?: string | (() => string | undefined);
@@ -67,8 +72,26 @@ export function resolveAddr(addr?: string): string {
   return withScheme.replace(/\/+$/, '');
 }
 
+/**
+ * Node's codes for a connection that never carried the request: another server may take it.
+ * Anything else (a reset, a timeout) may have reached the server after all.
+ */
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+]);
+
+/** Marks an UnavailableError whose request surely did not reach a server. */
+const notSent = new WeakSet<Error>();
+
 export class UnumClient {
-  readonly addr: string;
+  /** Every server address this client knows, in the order given. */
+  readonly addrs: readonly string[];
+  private current = 0;
   private readonly token: string | (() => string | undefined) | undefined;
   private readonly timeoutMs: number;
   /** Requests to an https:// server with the cluster's CA go through it; others through fetch. */
@@ -77,7 +100,12 @@ export class UnumClient {
   private readonly extraHeaders: Record<string, string>;
 
   constructor(options: ClientOptions = {}) {
-    this.addr = resolveAddr(options.addr);
+    this.addrs = (options.addr ?? process.env['UNUM_ADDR'] ?? DEFAULT_ADDR)
+      .split(',')
+      .map((a) => a.trim())
+      .filter((a) => a !== '')
+      .map((a) => resolveAddr(a));
+    if (this.addrs.length === 0) this.addrs = [resolveAddr(DEFAULT_ADDR)];
     this.token = options.token ?? process.env['UNUM_TOKEN'];
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.extraHeaders = options.headers ?? {};
@@ -90,6 +118,11 @@ export class UnumClient {
       this.tls = pool.fetcher;
       this.releaseTls = pool.release;
     }
+  }
+
+  /** The server address calls go to now (the next one after a server could not be reached). */
+  get addr(): string {
+    return this.addrs[this.current % this.addrs.length]!;
   }
 
   /**
@@ -176,8 +209,16 @@ export class UnumClient {
   // --- jobs -------------------------------------------------------------------------------------
 
   /** The job's namespace goes in the query too: the server authorizes it before it reads the body. */
-  submitJob(job: unknown): Promise<SubmitJobResponse> {
-    return this.request('POST', '/v1/jobs', { body: { job }, query: namespaceOf(job) });
+  /**
+   * Each call carries an idempotency key of its own: if the answer is lost (a server dies, a
+   * timeout), the call is sent again, to the same server or another, and is done once.
+   */
+  submitJob(job: unknown, idempotencyKey: string = randomUUID()): Promise<SubmitJobResponse> {
+    return this.request('POST', '/v1/jobs', {
+      body: { job },
+      query: namespaceOf(job),
+      headers: { 'idempotency-key': idempotencyKey },
+    });
   }
   planJob(job: unknown): Promise<PlanJobResponse> {
     return this.request('POST', '/v1/jobs/plan', { body: { job }, query: namespaceOf(job) });
@@ -319,6 +360,10 @@ export class UnumClient {
   status(): Promise<ServerStatus> {
     return this.request('GET', '/v1/status');
   }
+  /** The servers that answer now, the leader and the Store's state. */
+  servers(): Promise<ServersStatus> {
+    return this.request('GET', '/v1/operator/servers');
+  }
 
   // --- plumbing --------------------------------------------------------------------------------
 
@@ -340,6 +385,12 @@ export class UnumClient {
     return h;
   }
 
+  /**
+   * One call, to the current server; with several, a server that can not be reached or says it is
+   * unavailable gives way to the next one — when that is safe: the request never reached it, or the
+   * server refused it, or repeating it can do no harm (a read, a PUT or DELETE, a call with an
+   * `idempotency-key`). A write that may have landed is not sent again; its UnavailableError says so.
+   */
   async request<T>(
     method: string,
     path: string,
@@ -348,7 +399,47 @@ export class UnumClient {
       query?: Query | object;
       wait?: number | undefined;
       signal?: AbortSignal | undefined;
+      headers?: Record<string, string>;
     } = {},
+  ): Promise<T> {
+    const repeatable =
+      method === 'GET' ||
+      method === 'PUT' ||
+      method === 'DELETE' ||
+      opts.headers?.['idempotency-key'] !== undefined;
+    for (let tried = 1; ; tried++) {
+      try {
+        return await this.requestOnce<T>(method, path, opts);
+      } catch (err) {
+        const another =
+          this.addrs.length > 1 &&
+          tried < this.addrs.length &&
+          err instanceof UnavailableError &&
+          !opts.signal?.aborted &&
+          (repeatable || notSent.has(err));
+        if (!another) {
+          if (err instanceof UnavailableError && this.addrs.length > 1 && !repeatable && !notSent.has(err))
+            throw new UnavailableError(
+              `${err.message} — the ${method} may or may not have been done: look before you repeat it`,
+              { cause: err },
+            );
+          throw err;
+        }
+        this.current = (this.current + 1) % this.addrs.length;
+      }
+    }
+  }
+
+  private async requestOnce<T>(
+    method: string,
+    path: string,
+    opts: {
+      body?: unknown;
+      query?: Query | object;
+      wait?: number | undefined;
+      signal?: AbortSignal | undefined;
+      headers?: Record<string, string>;
+    },
   ): Promise<T> {
     const url = this.url(path, opts.query as Query | undefined);
     const timeout = AbortSignal.timeout(this.timeoutMs + (opts.wait ?? 0));
@@ -356,7 +447,7 @@ export class UnumClient {
     try {
       const init: RequestInit = {
         method,
-        headers: this.headers(opts.body !== undefined),
+        headers: { ...this.headers(opts.body !== undefined), ...opts.headers },
         signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
       };
       if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
@@ -366,7 +457,12 @@ export class UnumClient {
       throw this.unreachable(err);
     }
     const text = await res.text();
-    if (!res.ok) throw this.wireError(res.status, text);
+    if (!res.ok) {
+      const err = this.wireError(res.status, text);
+      // The server answered that it could not do it: nothing was done, another server may.
+      if (err instanceof UnavailableError) notSent.add(err);
+      throw err;
+    }
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
 
@@ -415,10 +511,12 @@ export class UnumClient {
         { cause: err },
       );
     const why = cause.cause?.code ?? cause.code ?? cause.cause?.message ?? String(err);
-    return new UnavailableError(
+    const e = new UnavailableError(
       `cannot reach the unum server at ${this.addr} (${why}). Is it running? Start one with "unum up", or point UNUM_ADDR or --addr at it.`,
       { cause: err },
     );
+    if (NOT_SENT.has(cause.cause?.code ?? cause.code ?? '')) notSent.add(e);
+    return e;
   }
 
   private wireError(status: number, text: string): Error {

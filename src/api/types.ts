@@ -147,6 +147,14 @@ export interface ServerStatus {
   addr: string;
 }
 
+/** GET /v1/operator/servers: the servers that answer now, the leader, and the Store's state. */
+export interface ServersStatus {
+  servers: { id: string; addr: string; startedAt: number; leader: boolean }[];
+  /** The leader's server id; absent while nobody leads (an election is under way). */
+  leader?: string;
+  store: { backend: string; revision: number; compactRevision: number } | { error: string };
+}
+
 /** Resource use of one running task (from its cgroup). */
 export interface TaskUsageStats {
   /** CPU time used since the task (its current run) started, nanoseconds. */

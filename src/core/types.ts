@@ -15,6 +15,11 @@ export interface Job {
   version: number;
   /** Set by `unum stop`: every allocation is to stop. */
   stop: boolean;
+  /**
+   * The idempotency keys of the latest submissions that made a version (at most 16, newest last):
+   * a submission sent again with one of them is answered as done, not done twice.
+   */
+  submissionKeys?: string[];
   status: JobStatus;
   submittedAt: number;
   spec: JobSpec;

@@ -118,8 +118,12 @@ describe('heartbeats over HTTP, two servers', () => {
     const as = await register('counted', follower);
     await waitFor(async () => (await as(leader).getNode('counted')).status === 'ready');
     // The servers' own leases (the leader's, and the follower's place in line) are kept alive.
+    // The servers' own leases (their places in the election, their records) are kept alive.
     const serverLeases = new Set(
-      (await shared.store.range({ prefix: keys.leaders })).kvs.map((kv) => kv.lease),
+      [
+        ...(await shared.store.range({ prefix: keys.leaders })).kvs,
+        ...(await shared.store.range({ prefix: keys.server('') })).kvs,
+      ].map((kv) => kv.lease),
     );
     const from = shared.calls.length;
     for (let i = 0; i < 100; i++) await as(i % 2 === 0 ? leader : follower).heartbeat('counted');

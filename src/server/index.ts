@@ -192,6 +192,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       store,
       cache,
       leadership,
+      link,
       heartbeats,
       identity,
       authorizer,
@@ -285,7 +286,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       cache.stop();
       await listener.close();
       agents.close();
-      link.close();
+      await link.close();
       if (options.sharedStore === undefined) await store.close();
       log.info({ serverId }, 'server stopped');
     },

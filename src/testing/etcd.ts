@@ -13,7 +13,7 @@
  * installed: apt-get install etcd-server`); `UNUM_TEST_MISSING=etcd` pretends it is missing.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './net.ts';
@@ -177,8 +177,13 @@ class Member implements EtcdMember {
     }
   }
 
+  /** SIGSTOP, and returns once every thread of the process has stopped (a request already being handled finishes first). */
   pause(): void {
+    const pid = this.child?.pid;
     this.child?.kill('SIGSTOP');
+    if (pid === undefined) return;
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < 200 && !allThreadsStopped(pid); i++) Atomics.wait(nap, 0, 0, 10);
   }
 
   resume(): void {
@@ -187,6 +192,18 @@ class Member implements EtcdMember {
 
   log(): string {
     return this.stderr.join('').split('\n').slice(-20).join('\n');
+  }
+}
+
+/** Whether every thread of `pid` is stopped (state T in /proc); true when it is gone. */
+function allThreadsStopped(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((t) => {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    });
+  } catch {
+    return true;
   }
 }
 

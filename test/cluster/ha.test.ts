@@ -5,8 +5,10 @@
  * the cluster CA through the Store, and a follower hands beats on to the leader over TLS.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { UnumClient } from '../../src/api/client.ts';
 import { missingNetworkTools } from '../../src/testing/network.ts';
@@ -17,6 +19,8 @@ import { UnumCluster } from './cluster.ts';
 
 const skip = missingNetworkTools() ?? missingCgroups() ?? missingTools(['unshare', 'bwrap']) ?? false;
 const SERVERS = ['h1', 'h2', 'h3'];
+const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'unum.js');
+const run = promisify(execFile);
 
 describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
   let c: UnumCluster;
@@ -90,6 +94,7 @@ describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
     }
   });
 
+  let killed = '';
   test('kill -9 of the leader: another leads, jobs keep being scheduled, nothing lost or placed twice, no node down', async () => {
     const leader = await waitFor(() => leaderOf(SERVERS), { timeoutMs: 30_000, description: 'a leader' });
     const others = SERVERS.filter((h) => h !== leader);
@@ -99,6 +104,7 @@ describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
       const allocsBefore = (await client.jobAllocations('before')).items.map((a) => a.id).sort();
       const t0 = performance.now();
       c.killServer(leader);
+      killed = leader;
       const next = await waitFor(() => leaderOf(others), { timeoutMs: 30_000, description: 'a new leader' });
       console.log(`# leadership moved from ${leader} to ${next} in ${Math.round(performance.now() - t0)} ms`);
       await client.submitJob(job('after', 2));
@@ -124,6 +130,63 @@ describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
       }
       assert.deepEqual(downs, [], 'no node was taken for dead');
       assert.equal((await client.listNodes()).items.filter((n) => n.status === 'ready').length, 4);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('the CLI given every server finds a live one; status --servers lists those that answer and the leader', async () => {
+    assert.ok(killed, 'runs after the failover');
+    const addrs = [killed, ...SERVERS.filter((h) => h !== killed)].map((h) => c.serverUrl(h)).join(',');
+    const env = {
+      ...process.env,
+      UNUM_ADDR: addrs,
+      UNUM_CACERT: c.caFile,
+      UNUM_TOKEN: c.token,
+      NO_COLOR: '1',
+    };
+    const status = await waitFor(
+      async () => {
+        const { stdout } = await run(process.execPath, [BIN, 'status', '--servers', '--json'], { env });
+        const s = JSON.parse(stdout) as {
+          servers: { id: string; leader: boolean }[];
+          leader?: string;
+          store: { backend?: string };
+        };
+        // The killed server drops out once its record's lease ends.
+        return s.servers.length === 2 && s.leader !== undefined ? s : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, description: 'two servers listed, one leading' },
+    );
+    assert.equal(status.store.backend, 'etcd');
+    assert.equal(status.servers.filter((x) => x.leader).length, 1);
+    assert.equal(status.servers.find((x) => x.leader)?.id, status.leader);
+    const { stdout } = await run(process.execPath, [BIN, 'status', '--servers'], { env });
+    assert.match(stdout, /leader/);
+    assert.match(stdout, /Store: etcd, revision \d+/);
+  });
+
+  test('an agent joins through the next server when the first it is given is down', async () => {
+    assert.ok(killed, 'runs after the failover');
+    c.killAgent('h4');
+    rmSync(c.nodeTlsDir('h4'), { recursive: true, force: true });
+    const argv = c.agentArgv('h4');
+    const i = argv.indexOf('--join');
+    argv[i + 1] = [killed, ...SERVERS.filter((h) => h !== killed)].map((h) => c.serverUrl(h)).join(',');
+    c.hosts.spawn('h4', argv, { stdio: 'ignore', env: { ...process.env, UNUM_TOKEN: '' } });
+    await waitFor(() => existsSync(join(c.nodeTlsDir('h4'), 'node.pem')), {
+      timeoutMs: 60_000,
+      description: 'h4 joined again (its new certificate on disk)',
+    });
+    const client = clientOf(SERVERS.find((h) => h !== killed)!);
+    try {
+      await waitFor(
+        async () => (await client.listNodes()).items.find((n) => n.name === 'h4')?.status === 'ready',
+        {
+          timeoutMs: 30_000,
+          description: 'h4 ready',
+        },
+      );
     } finally {
       client.close();
     }

@@ -29,9 +29,15 @@ function joinFlags(args: Args): { server: string; token: string; caHash: string 
     throw new UsageError(
       'joining takes --join URL, --token T and --ca-hash sha256:HEX together (unum token create prints them)',
     );
-  if (!/^https:\/\//.test(server))
-    throw new UsageError(`--join expects the server's https:// address, got "${server}"`);
-  return { server: resolveAddr(server), token, caHash };
+  const servers = server
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const s of servers)
+    if (!/^https:\/\//.test(s))
+      throw new UsageError(`--join expects the servers' https:// addresses, comma-separated, got "${s}"`);
+  if (servers.length === 0) throw new UsageError('--join expects at least one https:// server address');
+  return { server: servers.map((s) => resolveAddr(s)).join(','), token, caHash };
 }
 
 export const agentCommand: Command = {
@@ -59,7 +65,8 @@ registration ($UNUM_TOKEN or $UNUM_TOKEN_FILE); the node then gets a credential 
 own, kept in DATA_DIR/agent/credential.json.
 
 Flags:
-  --join URL            the https:// server to join (with --token and --ca-hash)
+  --join URLS           the https:// server to join (with --token and --ca-hash); several,
+                        comma-separated: the first that answers (and, without --servers, all of them)
   --token T             a join token (unum token create)
   --ca-hash sha256:HEX  the hash of the cluster CA (the server's banner, unum token create)
   --servers URLS        the servers, comma-separated (default: --join, --addr, $UNUM_ADDR,

@@ -1,6 +1,6 @@
 /** `unum status [JOB]`: the jobs of a namespace, or one job in detail (and why it is pending). */
 import { holdsResources } from '../../core/alloc.ts';
-import type { JobDetail, JobListItem } from '../../api/types.ts';
+import type { JobDetail, JobListItem, ServersStatus } from '../../api/types.ts';
 import { shortId } from '../../core/ids.ts';
 import type { Allocation, Job } from '../../core/types.ts';
 import { boolFlag, positionals, type Command } from '../context.ts';
@@ -31,6 +31,7 @@ export const statusCommand: Command = {
   name: 'status',
   summary: "List jobs, or show one job: its instances, why it is pending, its tasks' recent events",
   usage: `Usage: unum status [JOB]
+       unum status --servers
 
 Without JOB: the jobs of the namespace (ID, TYPE, STATUS, RUNNING/DESIRED,
 VERSION, SUBMITTED).
@@ -40,7 +41,12 @@ instances are pending (placement failures), its allocations (where each runs,
 status, ports, restarts), and the latest task events of each allocation, so
 that a restart and its cause are visible.
 
+With --servers: the servers of the cluster that answer now (the leader first),
+their addresses and how long each has run, and the state of the Store (backend,
+revision) as the server asked sees it.
+
 Flags:
+  --servers            the servers, the leader and the Store instead of jobs
   -n, --namespace NS   namespace (default: default)
   --json               without JOB: the job list; with JOB: the job detail
                        (spec with every default applied) plus its allocations
@@ -52,12 +58,18 @@ Examples:
   unum status
   unum status web
   unum status -n prod api --json
+  unum status --servers
 `,
-  flags: { raw: { type: 'boolean' } },
+  flags: { raw: { type: 'boolean' }, servers: { type: 'boolean' } },
   async run(args, ctx) {
     const [jobId] = positionals(args, 0, 1, '');
     const client = ctx.client();
     const now = ctx.now();
+    if (boolFlag(args, 'servers')) {
+      const s = await client.servers();
+      ctx.stdout.write(ctx.json ? json(s) : formatServers(printableDeep(s), now, ctx.color));
+      return 0;
+    }
     // Task events, descriptions and placement reasons carry text a task or a job file chose.
     const raw = boolFlag(args, 'raw');
     const shown = <T>(v: T): T => (raw ? v : printableDeep(v));
@@ -191,4 +203,23 @@ export function recentTaskEvents(allocations: readonly Allocation[], limit = EVE
       for (const e of state.events.slice(-EVENTS_PER_TASK))
         all.push({ time: e.time, allocId: a.id, task, type: e.type, message: e.message });
   return all.sort((x, y) => x.time - y.time).slice(-limit);
+}
+
+function formatServers(s: ServersStatus, now: number, c: Colors): string {
+  const rows = s.servers.map((x) => [
+    shortId(x.id),
+    x.addr,
+    x.leader ? c.green('leader') : 'follower',
+    formatAge(x.startedAt, now),
+  ]);
+  let out =
+    rows.length === 0
+      ? 'No server answers.\n'
+      : table(['ID', 'ADDRESS', 'ROLE', 'UP'], rows, { header: c.bold });
+  if (s.leader === undefined) out += `${c.yellow('No leader right now')} (an election is under way).\n`;
+  out +=
+    'error' in s.store
+      ? `Store: ${c.red('unreachable')}: ${s.store.error}\n`
+      : `Store: ${s.store.backend}, revision ${s.store.revision}${s.store.compactRevision > 0 ? `, history from revision ${s.store.compactRevision}` : ''}\n`;
+  return out;
 }

@@ -19,6 +19,7 @@ import type { ServerPki } from '../pki.ts';
 import type { AgentCaller } from './agents.ts';
 import type { WorkloadIdentity } from '../identity.ts';
 import { blockingParams, type RequestContext } from '../../transport/index.ts';
+import type { LeaderLink } from '../leadership/leader-link.ts';
 import type { Leadership } from '../leadership/leadership.ts';
 import { commit, type Transition } from '../state/write.ts';
 
@@ -26,6 +27,8 @@ export interface ApiDeps {
   store: Store;
   cache: StateCache;
   leadership: Leadership;
+  /** The other servers: where they answer, who leads. */
+  link: Pick<LeaderLink, 'servers'>;
   heartbeats: Heartbeats;
   identity: WorkloadIdentity;
   authorizer: Authorizer;

@@ -3,7 +3,7 @@
  * are pure state transitions (src/server/state/) committed with compare-and-swap, each waiting
  * until the cache has seen it so that a client reads its own writes from any route afterwards.
  */
-import type { ServerStatus } from '../../api/types.ts';
+import type { ServerStatus, ServersStatus } from '../../api/types.ts';
 import type { Route } from '../../transport/index.ts';
 import { aclRoutes } from './acl.ts';
 import { allocRoutes } from './allocs.ts';
@@ -33,6 +33,29 @@ export function apiRoutes(d: ApiDeps): Route[] {
           backend: s.backend,
           nodes: d.cache.listNodes().length,
           addr: d.addr(),
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/operator/servers',
+      capability: 'operator:read',
+      summary:
+        "The servers that answer now (each keeps its record alive on a lease), the leader, and the Store's health.",
+      async handler(): Promise<ServersStatus> {
+        const [{ servers, leader }, store] = await Promise.all([
+          d.link.servers(),
+          d.store.status().then(
+            (s) => ({ backend: s.backend, revision: s.revision, compactRevision: s.compactRevision }),
+            (err: Error) => ({ error: err.message }),
+          ),
+        ]);
+        return {
+          servers: servers
+            .map((s) => ({ ...s, leader: s.id === leader }))
+            .sort((a, b) => Number(b.leader) - Number(a.leader) || a.addr.localeCompare(b.addr)),
+          ...(leader !== undefined ? { leader } : {}),
+          store,
         };
       },
     },

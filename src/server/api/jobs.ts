@@ -1,6 +1,6 @@
 /** Job routes: submit, dry-run, list, read, stop; a job's allocations and evaluations. */
 import { isTerminal } from '../../core/alloc.ts';
-import { NotFoundError } from '../../core/errors.ts';
+import { InvalidError, NotFoundError } from '../../core/errors.ts';
 import { jobSpecJsonSchema } from '../../core/job-spec.ts';
 import type { Job } from '../../core/types.ts';
 import type { JobDetail, PlanJobResponse } from '../../api/types.ts';
@@ -41,7 +41,8 @@ export function jobRoutes(d: ApiDeps): Route[] {
       requestSchema: jobBody,
       async handler(ctx) {
         const spec = await specFromBody(d, ctx);
-        const r = await write(d, () => registerJob(cache, spec, d.clock.now(), actorOf(ctx)));
+        const key = idempotencyKey(ctx.req.headers['idempotency-key']);
+        const r = await write(d, () => registerJob(cache, spec, d.clock.now(), actorOf(ctx), key));
         return r.changed ? r : { job: withStatus(r.job), changed: false };
       },
     },
@@ -164,4 +165,14 @@ export function jobRoutes(d: ApiDeps): Route[] {
       },
     },
   ];
+}
+
+/** The `Idempotency-Key` of a submission: undefined when absent; InvalidError when malformed. */
+function idempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(header))
+    throw new InvalidError(
+      'the Idempotency-Key header must be 1 to 128 letters, digits or ._:- (a UUID will do), sent once',
+    );
+  return header;
 }

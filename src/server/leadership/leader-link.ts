@@ -16,9 +16,14 @@ import type { HeartbeatAnswer } from '../../api/types.ts';
 import { NotLeaderError, UnavailableError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { Election } from '../../store/recipes/election.ts';
+import { Session } from '../../store/recipes/session.ts';
 import type { Store } from '../../store/types.ts';
 import { keys } from '../keys.ts';
 import { ON_BEHALF_OF_NODE_HEADER } from '../node-credentials.ts';
+
+/** A server gone this long drops out of the list of servers. */
+export const PRESENCE_TTL_SECONDS = 10;
+const SERVERS_PREFIX = keys.server('');
 
 /** Marks a call a server hands on to the leader. */
 export const FORWARDED_HEADER = 'x-unum-forwarded';
@@ -46,6 +51,8 @@ export interface LeaderLinkOptions {
 export class LeaderLink {
   private readonly o: LeaderLinkOptions;
   private leader: { id: string; addr: string } | undefined;
+  /** The lease this server's record lives on. */
+  private presence: Session | undefined;
   /** Holds the shared pool of TLS connections to the leader open between forwarded calls. */
   private anchor: UnumClient | undefined;
 
@@ -57,10 +64,43 @@ export class LeaderLink {
     return this.o.isLeader();
   }
 
-  /** Writes where this server answers, for the others to reach it when it leads. */
+  /**
+   * Writes where this server answers, for the others to reach it when it leads, on a lease this
+   * server keeps alive: a server that is gone drops out of the list (`unum status --servers`) once
+   * the lease ends. A lease lost while the server lives (a long stall) is replaced, and the record
+   * written again.
+   */
   async announce(addr: string, now: number): Promise<void> {
     const record: ServerRecord = { id: this.o.serverId, addr, startedAt: now };
-    await this.o.store.put(keys.server(this.o.serverId), JSON.stringify(record));
+    const session = await Session.open(this.o.store, PRESENCE_TTL_SECONDS);
+    this.presence = session;
+    await this.o.store.put(keys.server(this.o.serverId), JSON.stringify(record), { lease: session.leaseId });
+    session.lost.addEventListener(
+      'abort',
+      () => {
+        if (this.presence !== session) return;
+        const again = () =>
+          this.announce(addr, now).catch((err: unknown) => {
+            this.o.log.warn({ err }, 'could not write this server into the list of servers; retrying');
+            const t = setTimeout(again, 1_000);
+            t.unref();
+          });
+        void again();
+      },
+      { once: true },
+    );
+  }
+
+  /** The servers that answer now (their records live while they do), and the leader's id. */
+  async servers(): Promise<{ servers: ServerRecord[]; leader: string | undefined }> {
+    const [listed, leader] = await Promise.all([
+      this.o.store.range({ prefix: SERVERS_PREFIX }),
+      new Election(this.o.store, keys.leaders).leader(),
+    ]);
+    return {
+      servers: listed.kvs.map((kv) => JSON.parse(kv.value) as ServerRecord),
+      leader: leader?.value,
+    };
   }
 
   /**
@@ -81,8 +121,11 @@ export class LeaderLink {
     return this.leader;
   }
 
-  /** Lets go of the connections kept to the leader. */
-  close(): void {
+  /** Lets go of the connections kept to the leader, and of this server's place in the list. */
+  async close(): Promise<void> {
+    const presence = this.presence;
+    this.presence = undefined;
+    await presence?.close();
     this.anchor?.close();
     this.anchor = undefined;
   }

@@ -8,8 +8,12 @@ import { newEvaluation } from './evaluations.ts';
 import { unchanged, type StateView } from './view.ts';
 import type { Transition } from './write.ts';
 
+/** Idempotency keys a job remembers: enough for any client's retries of its recent submissions. */
+export const KEPT_SUBMISSION_KEYS = 16;
+
 /** The job a submission makes: version 0, or one past the current version. */
-export function nextVersion(spec: JobSpec, existing: Job | undefined, now: number): Job {
+export function nextVersion(spec: JobSpec, existing: Job | undefined, now: number, key?: string): Job {
+  const keys = [...(existing?.submissionKeys ?? []), ...(key === undefined ? [] : [key])];
   return {
     id: spec.job,
     namespace: spec.namespace,
@@ -18,6 +22,7 @@ export function nextVersion(spec: JobSpec, existing: Job | undefined, now: numbe
     status: 'pending',
     submittedAt: now,
     spec,
+    ...(keys.length > 0 ? { submissionKeys: keys.slice(-KEPT_SUBMISSION_KEYS) } : {}),
   };
 }
 
@@ -28,18 +33,25 @@ export interface RegisterResult {
   evalId?: string;
 }
 
-/** Submit a job or a new version of it. Submitting the same spec again changes nothing. */
+/**
+ * Submit a job or a new version of it. Submitting the same spec again changes nothing, and neither
+ * does a submission whose `idempotencyKey` already made a version (a retry after a lost answer: the
+ * job as it is now is the answer, even if others changed it since).
+ */
 export function registerJob(
   view: StateView,
   spec: JobSpec,
   now: number,
   actor: string,
+  idempotencyKey?: string,
 ): Transition<RegisterResult> {
   const key = keys.job(spec.namespace, spec.job);
   const existing = view.job(spec.namespace, spec.job);
+  if (idempotencyKey !== undefined && existing?.submissionKeys?.includes(idempotencyKey))
+    return { done: { job: existing, changed: false } };
   if (existing && !existing.stop && stableStringify(existing.spec) === stableStringify(spec))
     return { done: { job: existing, changed: false } };
-  const job = nextVersion(spec, existing, now);
+  const job = nextVersion(spec, existing, now, idempotencyKey);
   const evaluation = newEvaluation(job.namespace, job.id, spec.priority, 'job-register', now);
   return {
     compare: [unchanged(view, key)],

@@ -111,3 +111,26 @@ test('commit rebuilds a transition after a lost race, and fails clearly when the
     (err: Error & { code?: string }) => err.code === 'conflict',
   );
 });
+
+test('a submission sent again with its idempotency key is answered as done, even after other versions', () => {
+  const job = mock.job();
+  const first = written(registerJob(view({ jobs: [job] }), { ...job.spec, priority: 70 }, 1, 'a', 'key-1'));
+  assert.deepEqual(first.result.job.submissionKeys, ['key-1']);
+  // Someone else's version after it.
+  const second = written(
+    registerJob(view({ jobs: [first.result.job] }), { ...job.spec, priority: 80 }, 2, 'b', 'key-2'),
+  );
+  assert.deepEqual(second.result.job.submissionKeys, ['key-1', 'key-2']);
+  // The first client's retry: nothing is written, the job as it is now is the answer.
+  assert.deepEqual(
+    registerJob(view({ jobs: [second.result.job] }), { ...job.spec, priority: 70 }, 3, 'a', 'key-1'),
+    { done: { job: second.result.job, changed: false } },
+  );
+  // Only the latest keys are kept.
+  let j = second.result.job;
+  for (let i = 0; i < 20; i++)
+    j = written(registerJob(view({ jobs: [j] }), { ...job.spec, priority: 1 + (i % 2) }, 4, 'c', `k${i}`))
+      .result.job;
+  assert.equal(j.submissionKeys?.length, 16);
+  assert.equal(j.submissionKeys?.at(-1), 'k19');
+});
