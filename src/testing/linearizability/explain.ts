@@ -6,11 +6,16 @@
  *    operations still running at t get an unknown outcome. A linearizable history has linearizable
  *    prefixes, so a binary search over completion times finds the first t that fails; the operation
  *    completing at t (the culprit) is the one that could not be linearized.
- * 2. The essential operations. Each other operation is weakened to an unknown outcome (in chunks,
- *    halving, as delta debugging does) and kept weakened if the prefix still fails. Weakening rather
- *    than removing keeps every write available as a possible source of a value, so the explanation of
- *    a stale read is never turned into "a value nobody wrote". What is left firm cannot be ordered
- *    even if every other operation on the key may or may not have taken effect, at any time.
+ * 2. A small witness. Operations are removed (in chunks, halving, as delta debugging does) while
+ *    what is left still fails. Only removals that cannot create a violation are tried: a read or a
+ *    failed cas (they only constrain), and a write or successful cas whose value nothing left reads
+ *    or expects, and, if a failed cas is left (any other value would explain it), that another write
+ *    left surely replaced before the first failed cas began.
+ *    If the whole history were linearizable, so would be what is left; so what is left, a few
+ *    operations among which every value read is written, proves the violation on its own, and a
+ *    stale read is never turned into "a value nobody wrote".
+ * 3. Writes that could not be removed are then weakened to an unknown outcome where the rest still
+ *    fails: they may still be the source of any value, at any time after their invocation.
  */
 import { formatOperation, type Operation, type Value } from './history.ts';
 import type { Model } from './register.ts';
@@ -48,35 +53,38 @@ export function explainViolation<S>(
     else low = mid + 1;
   }
   const cut = times[high] ?? Infinity;
-  let ops = prefix(operations, cut);
-  const culpritIndex = ops.findIndex((o) => o.complete === cut);
+  let kept = prefix(operations, cut);
+  const culprit = kept.find((o) => o.complete === cut)!;
 
-  let candidates = ops.flatMap((o, i) => (o.complete !== undefined && i !== culpritIndex ? [i] : []));
-  for (let size = Math.max(1, candidates.length >>> 1); ; size = Math.max(1, size >>> 1)) {
-    const firm: number[] = [];
-    for (let start = 0; start < candidates.length; start += size) {
-      const chunk = new Set(candidates.slice(start, start + size));
-      const weaker = ops.map((o, i) => (chunk.has(i) ? weaken(o) : o));
-      if (fails(weaker)) ops = weaker;
-      else firm.push(...chunk);
-    }
-    // At single operations, go round again while that weakens more: each weakening can free others.
-    const done = firm.length === 0 || (size === 1 && firm.length === candidates.length);
-    candidates = firm;
-    if (done) break;
-  }
-  const essential = ops
-    .filter((o, i) => o.complete !== undefined || i === culpritIndex)
-    .sort((a, b) => a.invoke - b.invoke);
-  const culprit = ops[culpritIndex] ?? essential[essential.length - 1]!;
+  // Constraints first: once they are gone, the writes they observed can go too.
+  const rank = (o: Operation) => (written(o) === undefined ? 0 : 1);
+  const others = kept.filter((o) => o !== culprit).sort((a, b) => rank(a) - rank(b));
+  shrink(others, (chunk) => {
+    const rest = kept.filter((o) => !chunk.has(o));
+    if (!removable(chunk, rest) || !fails(rest)) return false;
+    kept = rest;
+    return true;
+  });
+  // Writes that could not go (a failed cas is left, which any other value would explain) may still
+  // be taken as unknown: may or may not have taken effect, at any time after their invocation.
+  const firmWriters = kept.filter(
+    (o) => o !== culprit && o.complete !== undefined && written(o) !== undefined,
+  );
+  shrink(firmWriters, (chunk) => {
+    const weaker = kept.flatMap((o) => (chunk.has(o) ? (weaken(o) ?? []) : [o]));
+    if (!fails(weaker)) return false;
+    kept = weaker;
+    return true;
+  });
+  const essential = [...kept].sort((a, b) => a.invoke - b.invoke);
   const { kind, sentence } = describe(culprit, essential, operations);
   const lines = essential.map(
     (o) => '  ' + formatOperation(o) + (o === culprit ? '   ← cannot be linearized' : ''),
   );
   const text = [
     `key ${JSON.stringify(key)}: not linearizable: ${sentence}`,
-    'These operations cannot be put in one order that respects real time (whatever the other operations',
-    'on this key did, each may or may not have taken effect at any time after its invocation):',
+    'These operations of the key, on their own, cannot be put in one order that respects real time',
+    '(every value they read is written among them; those of unknown outcome may or may not have taken effect):',
     ...lines,
   ].join('\n');
   return { kind, culprit, operations: essential, text };
@@ -86,14 +94,61 @@ export function explainViolation<S>(
 function prefix(operations: readonly Operation[], t: number): Operation[] {
   return operations
     .filter((o) => o.invoke <= t)
-    .map((o) => (o.complete !== undefined && o.complete > t ? weaken(o) : o));
+    .map((o) => (o.complete !== undefined && o.complete > t ? weaken(o) : o))
+    .filter((o) => o !== undefined);
 }
 
-function weaken(o: Operation): Operation {
+/**
+ * The operation with its outcome forgotten: a write or a successful cas may or may not have taken
+ * effect; a read or a failed cas, which change nothing, are left out (the same, and cheaper to search).
+ */
+/**
+ * Delta debugging: offers `tryChunk` chunks of `candidates`, halving their size, until single ones;
+ * `tryChunk` applies the change and says true if it kept it.
+ */
+function shrink(
+  candidates: readonly Operation[],
+  tryChunk: (chunk: ReadonlySet<Operation>) => boolean,
+): void {
+  let left = [...candidates];
+  for (let size = Math.max(1, left.length >>> 1); ; size = Math.max(1, size >>> 1)) {
+    const stay: Operation[] = [];
+    for (let start = 0; start < left.length; start += size) {
+      const chunk = left.slice(start, start + size);
+      if (!tryChunk(new Set(chunk))) stay.push(...chunk);
+    }
+    // At single operations, go round again while that changes more: each change can free others.
+    const done = stay.length === 0 || (size === 1 && stay.length === left.length);
+    left = stay;
+    if (done) return;
+  }
+}
+
+/** Whether removing `chunk`, leaving `rest`, cannot turn a linearizable history into a violation. */
+function removable(chunk: ReadonlySet<Operation>, rest: readonly Operation[]): boolean {
+  const writers = [...chunk].filter((o) => written(o) !== undefined);
+  if (writers.length === 0) return true;
+  // A failed cas could have seen any other value: a write may go only if one left surely replaced it
+  // before the first failed cas began.
+  const failed = rest.filter((o) => o.op === 'cas' && o.output === false);
+  if (failed.length > 0) {
+    const firstFailed = Math.min(...failed.map((o) => o.invoke));
+    const fences = rest.filter((o) => o.complete !== undefined && o.complete < firstFailed && written(o));
+    const fenced = (w: Operation) => w.complete !== undefined && fences.some((f) => w.complete! < f.invoke);
+    if (!writers.every(fenced)) return false;
+  }
+  const observed = new Set<string>();
+  for (const o of rest) {
+    if (o.op === 'read') observed.add(JSON.stringify(o.output ?? null));
+    if (o.op === 'cas') observed.add(JSON.stringify(o.input.expect));
+  }
+  return writers.every((o) => !observed.has(JSON.stringify(written(o)!.value)));
+}
+
+function weaken(o: Operation): Operation | undefined {
   if (o.op === 'write') return { ...o, complete: undefined };
-  return o.op === 'read'
-    ? { op: o.op, process: o.process, key: o.key, invoke: o.invoke, complete: undefined }
-    : { op: o.op, process: o.process, key: o.key, invoke: o.invoke, complete: undefined, input: o.input };
+  if (o.op === 'read' || o.output === false) return undefined;
+  return { op: o.op, process: o.process, key: o.key, invoke: o.invoke, complete: undefined, input: o.input };
 }
 
 /** The value an operation that took effect leaves in the register, if it writes. */

@@ -12,7 +12,7 @@ export {
   type RecorderOptions,
   type Value,
 } from './history.ts';
-export { register, type Model, type Relevance } from './register.ts';
+export { register, type Model } from './register.ts';
 export { searchKey, type SearchResult, type Verdict } from './wgl.ts';
 export { explainViolation, type Explanation, type ViolationKind } from './explain.ts';
 export { checkHistory, defaultMaxStepsPerKey, type CheckOptions, type CheckResult } from './checker.ts';

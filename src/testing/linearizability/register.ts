@@ -15,23 +15,16 @@ export interface Model<State> {
    * where taking effect would change nothing, as a cas whose compare fails: that is the same as never.
    */
   step(state: State, op: Operation): State | undefined;
+  // The search also assumes that an operation able to take effect in two different states either
+  // leaves each as it is (a read) or does not depend on it (a write): true of registers.
+  /**
+   * Whether `op`, which has a known outcome, leaves every state it can take effect in as it is (a
+   * read, a failed cas). Optional: the search then linearizes it as soon as it can, without trying
+   * other orders.
+   */
+  readOnly?(op: Operation): boolean;
   /** Equal states have equal keys: the search caches explored (operations done, state) pairs by it. */
   stateKey(state: State): string;
-  /** Optional pruning of unknown-outcome operations, for the operations of one key. */
-  relevance?(operations: readonly Operation[]): Relevance;
-}
-
-/**
- * Which unknown-outcome operations could still matter, given which operations are not yet
- * linearized. An unknown write that no remaining operation could observe is left out: if a
- * linearization exists with it, the same one without it is valid too. This keeps the search from
- * trying every subset of the writes that timed out and never took effect.
- */
-export interface Relevance {
-  /** Whether linearizing operation `index` (unknown outcome) now could matter. */
-  mayMatter(index: number): boolean;
-  /** Operation `index` was linearized (`done`) or un-linearized when the search backtracked. */
-  update(index: number, done: boolean): void;
 }
 
 export const register: Model<Value> = {
@@ -52,43 +45,5 @@ export const register: Model<Value> = {
     }
   },
   stateKey: (state) => JSON.stringify(state),
-  relevance: registerRelevance,
+  readOnly: (op) => op.op === 'read' || (op.op === 'cas' && op.output === false),
 };
-
-/**
- * An unknown write of `v` matters while some operation not yet linearized could see `v`: a read
- * returning `v`, a cas expecting `v` (successful, or with unknown outcome), or a failed cas that
- * expected something other than `v` (which state `v` would explain). Once none is left, the state
- * `v` would be followed only by another write, so taking effect then is the same as never.
- */
-function registerRelevance(operations: readonly Operation[]): Relevance {
-  const observers = new Map<string, number>();
-  const failedByExpect = new Map<string, number>();
-  let failed = 0;
-  const add = (map: Map<string, number>, value: Value, by: number) => {
-    const k = JSON.stringify(value);
-    map.set(k, (map.get(k) ?? 0) + by);
-  };
-  const count = (index: number, by: number) => {
-    const op = operations[index]!;
-    if (op.op === 'read' && op.complete !== undefined) add(observers, op.output ?? null, by);
-    if (op.op === 'cas') {
-      if (op.output === false) {
-        failed += by;
-        add(failedByExpect, op.input.expect, by);
-      } else add(observers, op.input.expect, by);
-    }
-  };
-  operations.forEach((_, i) => count(i, 1));
-  return {
-    mayMatter(index) {
-      const op = operations[index]!;
-      if (op.op === 'read') return false;
-      const v = JSON.stringify(op.op === 'write' ? op.input : op.input.value);
-      return (observers.get(v) ?? 0) > 0 || failed - (failedByExpect.get(v) ?? 0) > 0;
-    },
-    update(index, done) {
-      count(index, done ? -1 : 1);
-    },
-  };
-}

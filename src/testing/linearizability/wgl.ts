@@ -13,6 +13,14 @@
  * An operation with an unknown outcome has no completion event: it stays minimal from its
  * invocation to the end, may be linearized at any point, and need not be. The search succeeds as
  * soon as every operation with a known outcome is linearized.
+ *
+ * Unknown outcomes multiply the orders to try (each may be in or out, anywhere), so the search only
+ * linearizes one when it enables something: some other minimal operation that could not take effect
+ * in the current state can in the state after it. That loses nothing: in any linearization, look at
+ * what follows an unknown operation u. If it is a write, u could as well never have happened. If it
+ * is an operation that could also have taken effect before u and leaves the state as it is (a read,
+ * a failed cas), swap the two. Repeating this gives a linearization where every unknown operation is
+ * followed by one it enabled, which was then minimal: the search finds it.
  */
 import type { Operation } from './history.ts';
 import type { Model } from './register.ts';
@@ -34,7 +42,6 @@ export function searchKey<S>(
   // A read whose outcome is unknown changes nothing and promises nothing.
   const ops = operations.filter((o) => o.op !== 'read' || o.complete !== undefined);
   const n = ops.length;
-  const relevance = model.relevance?.(ops);
 
   // Events: node 0 is the head, node `last` the tail; both are barriers to the scan.
   const events: { op: number; time: number; call: boolean }[] = [];
@@ -101,9 +108,26 @@ export function searchKey<S>(
     hashLow ^= zobristLow[op]!;
   };
 
+  /** Whether, in state `after` that `op` leads to, another minimal operation can take effect that cannot now. */
+  const enables = (op: number, after: S): boolean => {
+    for (let m = next[0]!; isCall[m]; m = next[m]!) {
+      const other = opOf[m]!;
+      if (other === op) continue;
+      steps++;
+      if (model.step(after, ops[other]!) !== undefined && model.step(state, ops[other]!) === undefined)
+        return true;
+    }
+    return false;
+  };
+
   // Depth-first search. Each frame: the invocation node linearized, the state before it, the pass.
-  // Pass 0 tries the operations with known outcomes, pass 1 those with unknown outcomes: any order
-  // of trying minimal operations is complete, and this one avoids guessing before it must.
+  // Any order of trying minimal operations is complete; this one guesses as late as it can. Pass 0
+  // looks for a read-only operation that can take effect: it is linearized at once, with no other
+  // order tried (its frame's pass is `forced`), because moved to the front of any linearization that
+  // works from here it still works (it sees the same state and leaves it as it is). Pass 1 tries the
+  // other operations with known outcomes, pass 2 those with unknown outcomes.
+  const forced = 3;
+  const category = Uint8Array.from(ops, (o) => (o.complete === undefined ? 2 : model.readOnly?.(o) ? 0 : 1));
   const stackNode: number[] = [];
   const stackState: S[] = [];
   const stackPass: number[] = [];
@@ -117,44 +141,44 @@ export function searchKey<S>(
     if (++steps > maxSteps) return { verdict: 'undecided', steps };
     if (!isCall[node]) {
       // A completion (or the tail): nothing after it can be linearized before it.
-      if (pass === 0) {
-        pass = 1;
+      if (pass < 2) {
+        pass++;
         node = next[0]!;
         continue;
       }
+      // Past pass 2, or back from a forced frame: backtrack.
       const back = stackNode.pop();
       if (back === undefined) return { verdict: 'violation', steps };
       const op = opOf[back]!;
       state = stackState.pop()!;
       pass = stackPass.pop()!;
       toggle(op);
-      relevance?.update(op, false);
       const ret = returnOf[op]!;
       if (ret >= 0) {
         relink(ret);
         remaining++;
       }
       relink(back);
-      node = next[back]!;
+      node = pass === forced ? last : next[back]!;
       continue;
     }
     const op = opOf[node]!;
     const ret = returnOf[op]!;
-    if (ret >= 0 === (pass === 1) || (ret < 0 && relevance && !relevance.mayMatter(op))) {
+    const known = ret >= 0;
+    if (category[op] !== pass) {
       node = next[node]!;
       continue;
     }
     const after = model.step(state, ops[op]!);
-    if (after !== undefined) {
+    if (after !== undefined && (known || enables(op, after))) {
       toggle(op);
       if (remember(stateId(after))) {
         stackNode.push(node);
         stackState.push(state);
-        stackPass.push(pass);
+        stackPass.push(pass === 0 ? forced : pass);
         state = after;
-        relevance?.update(op, true);
         unlink(node);
-        if (ret >= 0) {
+        if (known) {
           unlink(ret);
           remaining--;
         }
@@ -163,6 +187,12 @@ export function searchKey<S>(
         continue;
       }
       toggle(op);
+      if (pass === 0) {
+        // This state, with it done, was explored before and led nowhere: neither does this one.
+        node = last;
+        pass = 1;
+        continue;
+      }
     }
     node = next[node]!;
   }
