@@ -14,6 +14,7 @@ const benches = [
   'heartbeats.ts',
   'node-loss.ts',
   'false-downs.ts',
+  'failover.ts',
 ];
 let failed = 0;
 for (const b of benches) {
