@@ -16,23 +16,12 @@ import { parseArgs } from 'node:util';
 import { UnumClient } from '../src/api/client.ts';
 import { findTool } from '../src/testing/tools.ts';
 import { UnumCluster } from '../test/cluster/cluster.ts';
+import { pct, until } from './lib.ts';
 
 const { values } = parseArgs({ options: { trials: { type: 'string', default: '20' } } });
 const TRIALS = Number(values.trials);
 const SERVERS = ['h1', 'h2', 'h3'];
 const root = resolve(import.meta.dirname, '..');
-const pct = (s: number[], p: number) => s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0 || findTool('etcd') === undefined) {

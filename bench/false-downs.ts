@@ -17,13 +17,12 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClusterEvent } from '../src/core/types.ts';
 import { UnumCluster } from '../test/cluster/cluster.ts';
+import { pct, sleep } from './lib.ts';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' } } });
 const MINUTES = Number(values.minutes);
 const GRACE_MS = 4_000;
 const root = resolve(import.meta.dirname, '..');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (s: number[], p: number) => s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {

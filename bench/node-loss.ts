@@ -13,22 +13,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UnumCluster } from '../test/cluster/cluster.ts';
+import { pct, until } from './lib.ts';
 
 const { values } = parseArgs({ options: { trials: { type: 'string', default: '20' } } });
 const TRIALS = Number(values.trials);
 const root = resolve(import.meta.dirname, '..');
-const pct = (s: number[], p: number) => s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {

@@ -82,6 +82,8 @@ export class Agent {
       retryMaxMs: cfg.retryMaxMs,
       isStopping: () => this.isStopping,
       onRegistered: (again) => this.registered(again),
+      // The watch under way may hang on the server left behind: it starts over on the next one.
+      onServerChanged: () => this.rewatch?.abort(),
     });
     // Detected once per process and shared by the drivers and the fingerprint.
     this.isolation =

@@ -13,7 +13,7 @@
  * status; `lastContact` is when a server last answered (for --max-disconnect).
  */
 import { UnumClient } from '../api/client.ts';
-import type { NodeRegistration } from '../api/types.ts';
+import type { HeartbeatAnswer, NodeRegistration } from '../api/types.ts';
 import { InternalError, NotFoundError, UnavailableError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { AgentCredential } from './credential.ts';
@@ -33,6 +33,16 @@ export interface ServerLinkOptions {
   isStopping(): boolean;
   /** After each registration; `again` for every one after the first of this process. */
   onRegistered(again: boolean): void;
+  /** Calls moved to another server (the current one could not be reached, or did not answer). */
+  onServerChanged?(): void;
+}
+
+/**
+ * How long a beat waits for its answer: a server that takes longer (paused, overloaded, cut off
+ * without a word) is left for the next one before the node's grace runs out.
+ */
+export function beatTimeoutMs(intervalMs: number): number {
+  return Math.min(Math.max(1_000, intervalMs * 1.5), 5_000);
 }
 
 export class ServerLink {
@@ -82,8 +92,14 @@ export class ServerLink {
       this.lastContact = Date.now();
       return result;
     } catch (err) {
-      if (err instanceof UnavailableError && this.clients.length > 1 && this.clientIndex === index)
+      if (err instanceof UnavailableError && this.clients.length > 1 && this.clientIndex === index) {
         this.clientIndex = (index + 1) % this.clients.length;
+        this.o.logger.warn(
+          { err, next: this.o.servers[this.clientIndex] },
+          'a server could not be reached or did not answer: calls go to the next one',
+        );
+        this.o.onServerChanged?.();
+      }
       throw err;
     }
   }
@@ -153,7 +169,7 @@ export class ServerLink {
       try {
         if (!this.registered) await this.register();
         else {
-          const res = await this.call((c) => c.heartbeat(this.o.nodeId));
+          const res = await this.call((c) => this.beat(c));
           this.intervalMs = heartbeatInterval(res);
         }
         failures = 0;
@@ -171,6 +187,23 @@ export class ServerLink {
           this.registered ? 'heartbeat failed; tasks keep running' : 'registration failed',
         );
       }
+    }
+  }
+
+  /** One beat, given up (UnavailableError) when the server does not answer in time. */
+  private async beat(c: UnumClient): Promise<HeartbeatAnswer> {
+    const timeoutMs = beatTimeoutMs(this.intervalMs);
+    try {
+      return await c.heartbeat(this.o.nodeId, AbortSignal.timeout(timeoutMs));
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError')
+        throw new UnavailableError(
+          `the server at ${c.addr} did not answer a heartbeat within ${timeoutMs} ms`,
+          {
+            cause: err,
+          },
+        );
+      throw err;
     }
   }
 

@@ -66,6 +66,15 @@ export interface ClientOptions {
 
 type Query = Record<string, string | number | boolean | undefined>;
 
+interface RequestOptions {
+  body?: unknown;
+  query?: Query | object;
+  /** A blocking query's wait (added to the timeout). */
+  wait?: number | undefined;
+  signal?: AbortSignal | undefined;
+  headers?: Record<string, string>;
+}
+
 export function resolveAddr(addr?: string): string {
   const raw = addr ?? process.env['UNUM_ADDR'] ?? DEFAULT_ADDR;
   const withScheme = /^https?:\/\//.test(raw) ? raw : `http://${raw}`;
@@ -298,8 +307,9 @@ export class UnumClient {
     return this.request('POST', '/v1/nodes/register', { body: node });
   }
   /** NotFoundError when the server does not know the node (any more), or marked it down: register again. */
-  heartbeat(nodeId: string): Promise<HeartbeatAnswer> {
-    return this.request('POST', `/v1/nodes/${enc(nodeId)}/heartbeat`, { body: {} });
+  /** `signal` bounds the wait (an agent gives up on a server that does not answer within about an interval). */
+  heartbeat(nodeId: string, signal?: AbortSignal): Promise<HeartbeatAnswer> {
+    return this.request('POST', `/v1/nodes/${enc(nodeId)}/heartbeat`, { body: {}, signal });
   }
   /** `signal` cancels the blocking query early, e.g. when the agent shuts down. */
   nodeAllocations(
@@ -391,17 +401,7 @@ export class UnumClient {
    * server refused it, or repeating it can do no harm (a read, a PUT or DELETE, a call with an
    * `idempotency-key`). A write that may have landed is not sent again; its UnavailableError says so.
    */
-  async request<T>(
-    method: string,
-    path: string,
-    opts: {
-      body?: unknown;
-      query?: Query | object;
-      wait?: number | undefined;
-      signal?: AbortSignal | undefined;
-      headers?: Record<string, string>;
-    } = {},
-  ): Promise<T> {
+  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const repeatable =
       method === 'GET' ||
       method === 'PUT' ||
@@ -430,17 +430,7 @@ export class UnumClient {
     }
   }
 
-  private async requestOnce<T>(
-    method: string,
-    path: string,
-    opts: {
-      body?: unknown;
-      query?: Query | object;
-      wait?: number | undefined;
-      signal?: AbortSignal | undefined;
-      headers?: Record<string, string>;
-    },
-  ): Promise<T> {
+  private async requestOnce<T>(method: string, path: string, opts: RequestOptions): Promise<T> {
     const url = this.url(path, opts.query as Query | undefined);
     const timeout = AbortSignal.timeout(this.timeoutMs + (opts.wait ?? 0));
     let res: Response;

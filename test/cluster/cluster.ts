@@ -36,10 +36,10 @@ export interface ClusterOptions {
   agentArgsFor?: Record<string, string[]>;
   serverArgs?: string[];
   /**
-   * The servers' Store: a one-member etcd on the hosts' bridge (every server on it, as an HA control
-   * plane) instead of each server's own sqlite file.
+   * The servers' Store: an etcd on the hosts' bridge (every server on it, as an HA control plane;
+   * `{ members: 3 }` for three members) instead of each server's own sqlite file.
    */
-  etcd?: boolean;
+  etcd?: boolean | { members: number };
 }
 
 export class UnumCluster {
@@ -75,7 +75,11 @@ export class UnumCluster {
     process.once('SIGINT', c.onSignal);
     process.once('SIGTERM', c.onSignal);
     try {
-      if (opts.etcd) c.etcd = await startEtcd({ host: hosts.gateway });
+      if (opts.etcd)
+        c.etcd = await startEtcd({
+          host: hosts.gateway,
+          members: typeof opts.etcd === 'object' ? opts.etcd.members : 1,
+        });
       // The first server makes the CA; on a shared Store the others adopt it from there.
       for (const h of opts.servers ?? ['h1']) c.startServer(h);
       c.ca = await waitFor(() => (existsSync(c.caFile) ? readFileSync(c.caFile, 'utf8') : undefined), {

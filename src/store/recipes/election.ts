@@ -8,7 +8,7 @@
  * The value in a candidate's key says who it is (a server id); `leader()` reads the head's.
  */
 import type { Store } from '../types.ts';
-import { enqueue, line, waitForHead, type Place } from './queue.ts';
+import { line, release, takeHead, type Place } from './queue.ts';
 
 export type Leadership = Place;
 
@@ -33,19 +33,12 @@ export class Election {
    * place is given up) and with NotFoundError when the lease ended meanwhile.
    */
   async campaign(leaseId: number, value: string, signal: AbortSignal): Promise<Leadership> {
-    const place = await enqueue(this.store, this.prefix, leaseId, value);
-    try {
-      await waitForHead(this.store, this.prefix, place, signal);
-      return place;
-    } catch (err) {
-      await this.resign(place).catch(() => undefined);
-      throw err;
-    }
+    return takeHead(this.store, this.prefix, leaseId, value, signal);
   }
 
   /** Gives the office (or the place in line) up: the next candidate leads at once. */
   async resign(l: Leadership): Promise<void> {
-    await this.store.txn({ compare: [...l.fence], success: [{ type: 'delete', key: l.key }] });
+    await release(this.store, l);
   }
 
   /** Who leads now, or undefined while nobody does. */

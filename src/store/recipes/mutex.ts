@@ -7,7 +7,7 @@
  * refuses a fenced write once the lock is gone, however late it arrives.
  */
 import type { Store } from '../types.ts';
-import { enqueue, line, waitForHead, type Place } from './queue.ts';
+import { enqueue, line, release, takeHead, type Place } from './queue.ts';
 
 export type Lock = Place;
 
@@ -28,14 +28,7 @@ export class Mutex {
    * NotFoundError when the lease ended meanwhile.
    */
   async lock(signal: AbortSignal = new AbortController().signal, value = ''): Promise<Lock> {
-    const place = await enqueue(this.store, this.prefix, this.leaseId, value);
-    try {
-      await waitForHead(this.store, this.prefix, place, signal);
-      return place;
-    } catch (err) {
-      await this.unlock(place).catch(() => undefined);
-      throw err;
-    }
+    return takeHead(this.store, this.prefix, this.leaseId, value, signal);
   }
 
   /** The lock if it is free now (or already this lease's); undefined, and no place taken, if not. */
@@ -49,7 +42,7 @@ export class Mutex {
 
   /** Gives the lock (or the place in line) up. A place already gone is no error. */
   async unlock(lock: Lock): Promise<void> {
-    await this.store.txn({ compare: [...lock.fence], success: [{ type: 'delete', key: lock.key }] });
+    await release(this.store, lock);
   }
 
   /** Who holds the lock now: its place and value, or undefined when free. */

@@ -101,3 +101,29 @@ function deleted(store: Store, kv: KeyValue, signal: AbortSignal): Promise<void>
     signal.addEventListener('abort', aborted);
   });
 }
+
+/**
+ * Takes a place in line and waits for the head: the place, once there. On abort or any failure the
+ * place is given up (`release`) and the error thrown.
+ */
+export async function takeHead(
+  store: Store,
+  prefix: string,
+  leaseId: number,
+  value: string,
+  signal: AbortSignal,
+): Promise<Place> {
+  const place = await enqueue(store, prefix, leaseId, value);
+  try {
+    await waitForHead(store, prefix, place, signal);
+    return place;
+  } catch (err) {
+    await release(store, place).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Gives a place up (the head: the lock or the office). A place already gone is no error. */
+export async function release(store: Store, place: Place): Promise<void> {
+  await store.txn({ compare: [...place.fence], success: [{ type: 'delete', key: place.key }] });
+}
