@@ -370,6 +370,10 @@ export class UnumClient {
   status(): Promise<ServerStatus> {
     return this.request('GET', '/v1/status');
   }
+  /** The cluster's state as snapshot lines (JSON lines), chunk by chunk as the server sends them. */
+  snapshot(signal?: AbortSignal): AsyncIterable<string> {
+    return this.textStream('/v1/operator/snapshot', {}, signal);
+  }
   /** The servers that answer now, the leader and the Store's state. */
   servers(): Promise<ServersStatus> {
     return this.request('GET', '/v1/operator/servers');

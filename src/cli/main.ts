@@ -22,6 +22,7 @@ import { statusCommand } from './commands/status.ts';
 import { stopCommand } from './commands/stop.ts';
 import { aclCommand } from './commands/acl.ts';
 import { tokenCommand } from './commands/token.ts';
+import { operatorCommand } from './commands/operator.ts';
 import { upCommand } from './commands/up.ts';
 import { versionCommand } from './commands/version.ts';
 import { UsageError, type Args, type Command, type Context, type FlagSpecs } from './context.ts';
@@ -49,6 +50,7 @@ export const COMMANDS: Record<string, Command> = {
   stop: stopCommand,
   acl: aclCommand,
   token: tokenCommand,
+  operator: operatorCommand,
   nodes: nodesCommand,
   node: nodeCommand,
   events: eventsCommand,
@@ -71,7 +73,7 @@ ${section('Run unum', ['up', 'server', 'agent'])}
 
 ${section('Jobs', ['run', 'plan', 'status', 'ps', 'logs', 'stop'])}
 
-${section('Cluster', ['nodes', 'node', 'events', 'acl', 'token'])}
+${section('Cluster', ['nodes', 'node', 'events', 'acl', 'token', 'operator'])}
 
 ${section('Other', ['version', 'help'])}
 

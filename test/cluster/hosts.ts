@@ -251,11 +251,14 @@ export class TestHosts {
     return [...new Set(dirs.flatMap(cgroupPids))];
   }
 
-  /** Kills every process of the host, tasks included, as a power cut would. */
+  /**
+   * Kills every process of the host, tasks included, as a power cut would. A process in the middle
+   * of a disk write dies when the write is done: on a busy machine that takes seconds.
+   */
   kill(name: string): void {
     // Thawed first: a frozen process does not die until it is thawed.
     this.resume(name);
-    for (let round = 0; round < 50; round++) {
+    for (let round = 0; round < 300; round++) {
       const pids = this.pids(name);
       if (pids.length === 0) return;
       for (const pid of pids) {

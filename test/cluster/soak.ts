@@ -85,6 +85,7 @@ const faults: Record<string, number> = {};
 const converged: number[] = [];
 const endAt = Date.now() + minutes * 60_000;
 let rounds = 0;
+const harnessErrors: string[] = [];
 try {
   workload.start();
   checks.startSampling(() => workload.jobs());
@@ -94,7 +95,16 @@ try {
     const fault: Fault = rng.pick(FAULTS);
     faults[fault.name] = (faults[fault.name] ?? 0) + 1;
     const cut = fault.cutsOff;
-    const { host, heal } = fault.apply(cluster, rng);
+    let applied: ReturnType<Fault['apply']>;
+    try {
+      applied = fault.apply(cluster, rng);
+    } catch (err) {
+      // The harness could not break the host (not the cluster's doing): say so, and go on.
+      harnessErrors.push(`round ${rounds} (${fault.name}): ${(err as Error).message}`);
+      say(`round ${rounds}: ${fault.name} could not be applied: ${(err as Error).message}`);
+      continue;
+    }
+    const { host, heal } = applied;
     say(`round ${rounds}: ${fault.name} ${host}`);
     if (cut) checks.cutOff();
     await sleep(fault.durationMs(rng));
@@ -131,6 +141,7 @@ try {
     checks: checks.counts,
     batchesSeen: checks.batchesSeen,
     violations: checks.violations,
+    harnessErrors,
   };
   cluster.down();
 }
@@ -153,6 +164,8 @@ else {
   console.log(
     `converged after heal: p50 ${fmt(report.convergedMs.p50)}, p99 ${fmt(report.convergedMs.p99)}, max ${fmt(report.convergedMs.max)}`,
   );
+  if (harnessErrors.length > 0)
+    console.log(`faults the harness could not apply: ${harnessErrors.join('; ')}`);
   console.log(
     `checks: ${Object.entries(checks.counts)
       .map(([k, v]) => `${k} ${v}`)

@@ -4,7 +4,9 @@
  * until the cache has seen it so that a client reads its own writes from any route afterwards.
  */
 import type { ServerStatus, ServersStatus } from '../../api/types.ts';
-import type { Route } from '../../transport/index.ts';
+import { snapshotLines } from '../../store/snapshot.ts';
+import { STREAMED, type Route } from '../../transport/index.ts';
+import { ROOT } from '../keys.ts';
 import { aclRoutes } from './acl.ts';
 import { allocRoutes } from './allocs.ts';
 import type { ApiDeps } from './context.ts';
@@ -57,6 +59,23 @@ export function apiRoutes(d: ApiDeps): Route[] {
           ...(leader !== undefined ? { leader } : {}),
           store,
         };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/operator/snapshot',
+      capability: 'operator:write',
+      summary:
+        "Every key of the cluster's state at one revision, as JSON lines (unum operator snapshot save). Holds the cluster CA's key and every credential's hash: management tokens only.",
+      stream: 'text',
+      async handler(ctx) {
+        ctx.res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+        for await (const line of snapshotLines(d.store, ROOT, d.clock.now())) {
+          if (ctx.signal.aborted) break;
+          if (!ctx.res.write(`${line}\n`)) await new Promise((r) => ctx.res.once('drain', r));
+        }
+        ctx.res.end();
+        return STREAMED;
       },
     },
     ...jobRoutes(d),
