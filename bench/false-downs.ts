@@ -15,8 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { ClusterEvent } from '../src/core/types.ts';
-import { UnumCluster } from '../test/cluster/cluster.ts';
+import { UnumCluster, nodeDownsSince } from '../test/cluster/cluster.ts';
 import { pct, sleep } from './lib.ts';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' } } });
@@ -33,7 +32,7 @@ async function main(): Promise<void> {
   const silences: number[] = [];
   let maxSilence = { ms: 0, node: '' };
   let pauses = 0;
-  let downs: ClusterEvent[] = [];
+  let downs: string[] = [];
   let lost = 0;
   const busyHost = 'h3';
   try {
@@ -82,12 +81,7 @@ async function main(): Promise<void> {
       await sleep(Math.max(0, Math.min(60_000 - GRACE_MS / 2, endAt - Date.now())));
     }
     clearInterval(sampler);
-    for (let index = start; ;) {
-      const page = await client.events({ index, limit: 500 });
-      if (page.events.length === 0) break;
-      downs = downs.concat(page.events.filter((e) => e.type === 'node-down'));
-      index = page.index;
-    }
+    downs = await nodeDownsSince(client, start);
     lost = (await client.listAllocations({ all: true })).items.filter(
       (a) => a.clientStatus === 'lost',
     ).length;
@@ -107,7 +101,7 @@ async function main(): Promise<void> {
     nodeDowns: downs.length,
     allocationsLost: lost,
     silenceMs: { p50: pct(s, 50), p99: pct(s, 99), max: maxSilence.ms, maxNode: maxSilence.node },
-    downs: downs.map((e) => e.message),
+    downs,
   };
   console.log(
     `\n${MINUTES} min, CPU saturated, ${pauses} agent pauses of ${GRACE_MS / 2000} s: ${r.nodeDowns} node-downs, ${lost} allocations lost (target 0); silence as the leader sees it p50 ${r.silenceMs.p50} ms, p99 ${r.silenceMs.p99} ms, max ${r.silenceMs.max} ms of a ${GRACE_MS} ms grace`,

@@ -42,6 +42,17 @@ export interface ClusterOptions {
   etcd?: boolean | { members: number };
 }
 
+/** The messages of the node-down events after `index` (every page of them). */
+export async function nodeDownsSince(client: UnumClient, index: number): Promise<string[]> {
+  const downs: string[] = [];
+  for (let at = index; ;) {
+    const page = await client.events({ index: at, limit: 500 });
+    if (page.events.length === 0) return downs;
+    downs.push(...page.events.filter((e) => e.type === 'node-down').map((e) => e.message));
+    at = page.index;
+  }
+}
+
 export class UnumCluster {
   readonly hosts: TestHosts;
   readonly dir: string;

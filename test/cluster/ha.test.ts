@@ -15,7 +15,7 @@ import { missingNetworkTools } from '../../src/testing/network.ts';
 import { findTool, missingCgroups, missingTools } from '../../src/testing/tools.ts';
 import { ETCD_MISSING } from '../../src/testing/etcd.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { UnumCluster } from './cluster.ts';
+import { UnumCluster, nodeDownsSince } from './cluster.ts';
 
 const skip = missingNetworkTools() ?? missingCgroups() ?? missingTools(['unshare', 'bwrap']) ?? false;
 const SERVERS = ['h1', 'h2', 'h3'];
@@ -121,13 +121,7 @@ describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
       );
       // The agents keep beating through the servers still up; the new term gave each a full grace.
       await new Promise((r) => setTimeout(r, 6_000));
-      const downs: string[] = [];
-      for (let index = events; ;) {
-        const page = await client.events({ index, limit: 500 });
-        if (page.events.length === 0) break;
-        downs.push(...page.events.filter((e) => e.type === 'node-down').map((e) => e.message));
-        index = page.index;
-      }
+      const downs = await nodeDownsSince(client, events);
       assert.deepEqual(downs, [], 'no node was taken for dead');
       assert.equal((await client.listNodes()).items.filter((n) => n.status === 'ready').length, 4);
     } finally {
@@ -291,13 +285,7 @@ describe('several servers on etcd', { skip, timeout: 300_000 }, () => {
     try {
       assert.equal((await running(client, 'while-paused')).length, 1, 'placed once');
       // The agents left the paused server for another within their grace: no node was taken for dead.
-      const downs: string[] = [];
-      for (let index = eventsBefore; ;) {
-        const page = await client.events({ index, limit: 500 });
-        if (page.events.length === 0) break;
-        downs.push(...page.events.filter((e) => e.type === 'node-down').map((e) => e.message));
-        index = page.index;
-      }
+      const downs = await nodeDownsSince(client, eventsBefore);
       assert.deepEqual(downs, [], 'no node down while the leader was paused');
       assert.ok(all.servers.length === 3);
     } finally {
