@@ -282,14 +282,39 @@ export class TestHosts {
     this.setFrozen(this.host(name), false);
   }
 
+  /**
+   * Freezes or thaws the host's cgroup. Thawing also thaws every cgroup below that froze itself (an
+   * agent freezes a task's cgroup while it kills it: killed in between, it leaves it frozen, and
+   * nothing frozen dies).
+   */
   private setFrozen(h: TestHost, frozen: boolean): void {
-    if (cgroupV2()) {
-      const f = join(CGROUP_ROOT, h.cgroup, 'cgroup.freeze');
-      if (existsSync(f)) writeFileSync(f, frozen ? '1' : '0');
-      return;
-    }
-    const f = join(CGROUP_ROOT, 'freezer', h.cgroup, 'freezer.state');
-    if (existsSync(f)) writeFileSync(f, frozen ? 'FROZEN' : 'THAWED');
+    const v2 = cgroupV2();
+    const [file, on, off] = v2 ? ['cgroup.freeze', '1', '0'] : ['freezer.state', 'FROZEN', 'THAWED'];
+    const top = v2 ? join(CGROUP_ROOT, h.cgroup) : join(CGROUP_ROOT, 'freezer', h.cgroup);
+    const write = (dir: string) => {
+      try {
+        if (existsSync(join(dir, file))) writeFileSync(join(dir, file), frozen ? on : off);
+      } catch {
+        // gone meanwhile
+      }
+    };
+    write(top);
+    if (frozen) return;
+    const walk = (dir: string) => {
+      let entries: string[] = [];
+      try {
+        entries = readdirSync(dir, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name);
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        write(join(dir, e));
+        walk(join(dir, e));
+      }
+    };
+    walk(top);
   }
 
   /** Drops everything that crosses the host's link, both ways (its own loopback keeps working). */

@@ -348,6 +348,22 @@ describe('cgroups v1 (real, as root)', { skip }, () => {
     await cgroup.killAll(); // on a removed cgroup: nothing to do
   });
 
+  test('a task cgroup left frozen by an agent that died mid-kill is thawed when the next agent opens it', async () => {
+    const cgroup = await create('frozen', { memoryMiB: 64, cpuMillicores: 100, pids: 10 });
+    const task = start(cgroup, 'sleep', ['300']);
+    await joined(cgroup, task);
+    const state = join(mgr().hierarchies.freezer, PARENT, cgroup.name, 'freezer.state');
+    await writeControl(state, 'FROZEN');
+    await waitFor(async () => (await readFile(state, 'utf8')).trim() === 'FROZEN');
+    const again = await detectCgroups({ parent: PARENT });
+    assert.ok(again.available);
+    const reopened = await again.manager.open(cgroup.name);
+    assert.equal((await readFile(state, 'utf8')).trim(), 'THAWED');
+    await reopened!.killAll();
+    assert.equal((await exitOf(task)).signal, 'SIGKILL');
+    await reopened!.destroy();
+  });
+
   test('destroy() of a cgroup that still holds a process fails with EBUSY, naming it', async () => {
     const m = new V1CgroupManager({ hierarchies: mgr().hierarchies, parent: PARENT, removeTimeoutMs: 50 });
     const cgroup = await create('busy-rmdir', { memoryMiB: 64, cpuMillicores: 100, pids: 10 });

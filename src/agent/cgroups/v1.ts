@@ -109,7 +109,20 @@ export class V1CgroupManager implements CgroupManager {
     const paths = this.paths(name);
     // Present in any hierarchy is enough: a half-made leftover must still be found to be removed.
     for (const dir of unique(Object.values(paths)))
-      if (await isDirectory(dir)) return new V1TaskCgroup(name, paths, this.logger, this.timeouts);
+      if (await isDirectory(dir)) {
+        // An agent that died between the freeze and the thaw of killAll left its tasks frozen: they
+        // would neither run nor die. Thawed here, where every later agent finds them again.
+        const state = join(paths.freezer, 'freezer.state');
+        const now = (await readOptionalControl(state))?.trim();
+        if (now !== undefined && now !== 'THAWED') {
+          this.logger.warn(
+            { cgroup: name, state: now },
+            'task cgroup found frozen (an agent died mid-kill): thawing it',
+          );
+          await writeControl(state, 'THAWED');
+        }
+        return new V1TaskCgroup(name, paths, this.logger, this.timeouts);
+      }
     return undefined;
   }
 

@@ -98,7 +98,15 @@ export class V2CgroupManager implements CgroupManager {
 
   async open(name: string): Promise<TaskCgroup | undefined> {
     const dir = this.path(name);
-    return (await isDirectory(dir)) ? new V2TaskCgroup(name, dir, this.logger, this.timeouts) : undefined;
+    if (!(await isDirectory(dir))) return undefined;
+    // An agent that died between the freeze and the thaw of killAll left its tasks frozen: thawed
+    // here, where every later agent finds them again.
+    const freeze = join(dir, 'cgroup.freeze');
+    if ((await readOptionalControl(freeze))?.trim() === '1') {
+      this.logger.warn({ cgroup: name }, 'task cgroup found frozen (an agent died mid-kill): thawing it');
+      await writeControl(freeze, '0');
+    }
+    return new V2TaskCgroup(name, dir, this.logger, this.timeouts);
   }
 
   async setTotalPids(limit: number | 'max'): Promise<void> {
