@@ -106,6 +106,8 @@ interface CaseResult {
   store: Figures;
   rawChannelPerClient?: Figures;
   overheadPercent: number;
+  /** The machine's load average as the case ended (1, 5, 15 minutes): other work shows here. */
+  loadAverage: number[];
   runs: Run[];
 }
 
@@ -339,11 +341,12 @@ async function benchCluster(members: number): Promise<CaseResult[]> {
           store: storeFigures,
           ...(channels === undefined ? {} : { rawChannelPerClient: figures(channels) }),
           overheadPercent: Number((100 * (1 - storeFigures.opsPerSecond / raw.opsPerSecond)).toFixed(1)),
+          loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
           runs,
         };
         results.push(result);
         process.stdout.write(
-          `  ${operation} x${clients}: raw ${raw.opsPerSecond}/s, store ${storeFigures.opsPerSecond}/s, overhead ${result.overheadPercent} %` +
+          `  ${operation} x${clients}: raw ${raw.opsPerSecond}/s, store ${storeFigures.opsPerSecond}/s, overhead ${result.overheadPercent} %, load ${result.loadAverage[0]}` +
             ` (runs: ${runs.map((r) => `${r.variant} ${r.opsPerSecond}`).join(', ')})\n`,
         );
       }
