@@ -7,6 +7,7 @@ import { join } from 'node:path';
 
 const benches = [
   'store.ts',
+  'etcd-store.ts',
   'latency.ts',
   'isolation.ts',
   'network.ts',
