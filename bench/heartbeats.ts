@@ -117,7 +117,12 @@ async function startServer(root: string, extra: string[]): Promise<Server> {
     if (log.length < 5_000_000) log += c.toString();
   });
   const addr = `http://127.0.0.1:${port}`;
-  const { client, token } = await bootstrapped(addr);
+  const { client, token } = await bootstrapped(addr).catch((err: unknown) => {
+    // A server that never answered is not left behind.
+    child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+    throw new Error(`the server did not answer: ${log.slice(-500)}`, { cause: err });
+  });
   return {
     addr,
     pid: child.pid!,
