@@ -77,7 +77,7 @@ export const storeSchemes: readonly string[] = Object.keys(openers).map((scheme)
 
 /**
  * Opens the store a URL names. InvalidError for a URL with an unknown scheme (naming the supported
- * ones) or a backend not available yet; UnavailableError if the file cannot be opened or is in use
+ * ones) or malformed; UnavailableError if the file cannot be opened or is in use
  * by another process.
  */
 export async function createStore(url: string, options: CreateStoreOptions = {}): Promise<Store> {
