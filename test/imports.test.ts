@@ -34,6 +34,8 @@ const exceptions: { from: RegExp; to: string }[] = [
   { from: /^cli\/commands\/(up|server|agent)\.ts$/, to: 'agent/index.ts' },
   { from: /^cli\/daemon\.ts$/, to: 'server/index.ts' },
   { from: /^cli\/daemon\.ts$/, to: 'agent/index.ts' },
+  // Restoring a snapshot works on the Store offline, through the server's package.
+  { from: /^cli\/commands\/operator\.ts$/, to: 'server/index.ts' },
   // The Store contract suite is test code that lives beside the interface it checks.
   { from: /^store\/contract\.ts$/, to: 'testing/wait.ts' },
   // Test fixtures beside the code they test share the test helpers of src/testing.

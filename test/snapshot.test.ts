@@ -115,7 +115,14 @@ describe('snapshots', { timeout: 180_000 }, () => {
     const jobs = (await client.listJobs()).items.map((j) => j.job.id).sort();
     assert.deepEqual(jobs, ['api', 'web', 'worker']);
     // The old machine's node is found gone; its instances are placed on the new one.
-    const newNode = readFileSync(join(newDir, 'agent', 'node-id'), 'utf8').trim();
+    // (The restored store still says the old node is ready: startUp returned before the new agent registered.)
+    const newNode = await waitFor(() => {
+      try {
+        return readFileSync(join(newDir, 'agent', 'node-id'), 'utf8').trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    });
     const oldNode = readFileSync(join(oldDir, 'agent', 'node-id'), 'utf8').trim();
     assert.notEqual(newNode, oldNode);
     await waitFor(

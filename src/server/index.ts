@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { unumVersion } from '../core/version.ts';
 import { createStore } from '../store/index.ts';
+import { restoreSnapshot, type SnapshotHeader } from '../store/snapshot.ts';
 import { monotonicClock } from '../store/core/lessor.ts';
 import type { Store } from '../store/types.ts';
 import {
@@ -304,4 +305,21 @@ export function splitAddr(addr: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
   if (!m) throw new UnavailableError(`cannot listen on "${addr}": expected host:port, e.g. 127.0.0.1:8686`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port: Number(m[3]) };
+}
+
+/**
+ * Writes a snapshot (`unum operator snapshot save`) into the Store at `url`, which must hold no
+ * cluster yet and have no server running on it (`unum operator snapshot restore`).
+ */
+export async function restoreSnapshotInto(
+  url: string,
+  lines: AsyncIterable<string>,
+  onProgress?: (keys: number) => void,
+): Promise<{ header: SnapshotHeader; keys: number }> {
+  const store = await createStore(url);
+  try {
+    return await restoreSnapshot(store, lines, onProgress);
+  } finally {
+    await store.close();
+  }
 }

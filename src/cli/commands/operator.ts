@@ -96,12 +96,11 @@ export const operatorCommand: Command = {
     const url =
       stringFlag(args, 'store') ??
       `sqlite:${join(dataDirFrom(stringFlag(args, 'data-dir'), ctx.env), 'server', 'state.db')}`;
-    const { createStore } = await import('../../store/index.ts');
-    const { restoreSnapshot } = await import('../../store/snapshot.ts');
-    const store = await createStore(url);
-    try {
+    // Offline, on the Store itself: through the server's package, as the daemons are started.
+    const { restoreSnapshotInto } = await import('../../server/index.ts');
+    {
       const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-      const r = await restoreSnapshot(store, lines, (n) => progress.update(`restoring: ${n} keys written`));
+      const r = await restoreSnapshotInto(url, lines, (n) => progress.update(`restoring: ${n} keys written`));
       progress.done();
       ctx.stdout.write(
         ctx.json
@@ -109,8 +108,6 @@ export const operatorCommand: Command = {
           : `restored ${r.keys} keys (revision ${r.header.revision} of a ${r.header.backend} store, saved ${new Date(r.header.createdAt).toISOString()}) into ${url}\nstart the servers on it: unum server --store ${url}\n`,
       );
       return 0;
-    } finally {
-      await store.close();
     }
   },
 };
