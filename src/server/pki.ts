@@ -90,7 +90,7 @@ export class ServerPki {
     names: string[];
     now: number;
     /** The cluster's Store: where servers sharing it find the cluster's CA. */
-    store?: Store;
+    store: Store;
   }): Promise<ServerPki> {
     const dir = join(o.dataDir, 'server');
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -105,19 +105,13 @@ export class ServerPki {
           `${caKeyFile} is not the key of ${caCertFile}: restore both from the same backup (a new CA would lock every joined node out)`,
         );
     }
-    const shared = o.store === undefined ? undefined : await sharedCa(o.store, ca, () => createCa(o.now));
-    if (shared !== undefined && ca === undefined) {
+    const shared = await sharedCa(o.store, ca, () => createCa(o.now));
+    if (ca === undefined) {
       ca = shared.ca;
       created = shared.created;
       // The certificate first: a crash in between leaves no key without its certificate.
       await writeAtomic(caCertFile, ca.certPem, 0o644);
       await writeAtomic(caKeyFile, ca.keyPem, 0o600);
-    }
-    if (ca === undefined) {
-      ca = await createCa(o.now);
-      await writeAtomic(caCertFile, ca.certPem, 0o644);
-      await writeAtomic(caKeyFile, ca.keyPem, 0o600);
-      created = true;
     }
     const caFile = join(o.dataDir, 'ca.pem');
     if (!existsSync(caFile) || (await readFile(caFile, 'utf8')) !== ca.certPem)

@@ -29,9 +29,12 @@ function serveIn(net: AllocNetwork, port: number): Promise<ChildProcess> {
   });
 }
 
-/** What a TCP connection to host:port reads, or the error's code. */
+/**
+ * What a TCP connection to host:port reads, or the error's code. A SYN lost while a fresh namespace's
+ * link settles is sent again after 1 s and 3 s: the timeout leaves room for both.
+ */
 function readFrom(host: string, port: number, netnsPath?: string): Promise<string> {
-  const py = `import socket,sys\ntry:\n  s=socket.create_connection(('${host}',${port}),timeout=2)\n  print(s.recv(100).decode())\nexcept Exception as e:\n  print('error', type(e).__name__)\n`;
+  const py = `import socket,sys\ntry:\n  s=socket.create_connection(('${host}',${port}),timeout=5)\n  print(s.recv(100).decode())\nexcept Exception as e:\n  print('error', type(e).__name__)\n`;
   const argv =
     netnsPath === undefined
       ? ['python3', '-c', py]

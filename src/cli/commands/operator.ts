@@ -1,6 +1,6 @@
 /** `unum operator snapshot save|restore`: backups of the cluster's state, and moving it to another Store. */
-import { createReadStream } from 'node:fs';
-import { chmod, open, rename, rm } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { access, chmod, open, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidError } from '../../core/errors.ts';
@@ -51,7 +51,9 @@ export const operatorCommand: Command = {
 
     if (action === 'save') {
       const tmp = `${path}.partial`;
-      const fh = await open(tmp, 'w', 0o600);
+      const fh = await open(tmp, 'w', 0o600).catch((err: NodeJS.ErrnoException) => {
+        throw new InvalidError(`cannot write the snapshot to ${path}: ${err.code ?? err.message}`);
+      });
       let lines = 0;
       let tail = '';
       try {
@@ -60,7 +62,7 @@ export const operatorCommand: Command = {
           await fh.write(chunk);
           lines += chunk.split('\n').length - 1;
           tail = (tail + chunk).slice(-200);
-          if (lines % 1000 < 50) progress.update(`saving: ${lines} lines`);
+          progress.update(`saving: ${Math.floor(lines / 1000) * 1000}+ keys`);
         }
         await fh.sync();
       } catch (err) {
@@ -98,16 +100,17 @@ export const operatorCommand: Command = {
       `sqlite:${join(dataDirFrom(stringFlag(args, 'data-dir'), ctx.env), 'server', 'state.db')}`;
     // Offline, on the Store itself: through the server's package, as the daemons are started.
     const { restoreSnapshotInto } = await import('../../server/index.ts');
-    {
-      const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-      const r = await restoreSnapshotInto(url, lines, (n) => progress.update(`restoring: ${n} keys written`));
-      progress.done();
-      ctx.stdout.write(
-        ctx.json
-          ? json({ store: url, keys: r.keys, revision: r.header.revision, backend: r.header.backend })
-          : `restored ${r.keys} keys (revision ${r.header.revision} of a ${r.header.backend} store, saved ${new Date(r.header.createdAt).toISOString()}) into ${url}\nstart the servers on it: unum server --store ${url}\n`,
-      );
-      return 0;
-    }
+    await access(path, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
+      throw new InvalidError(`cannot read the snapshot ${path}: ${err.code ?? err.message}`);
+    });
+    const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+    const r = await restoreSnapshotInto(url, lines, (n) => progress.update(`restoring: ${n} keys written`));
+    progress.done();
+    ctx.stdout.write(
+      ctx.json
+        ? json({ store: url, keys: r.keys, revision: r.header.revision, backend: r.header.backend })
+        : `restored ${r.keys} keys (revision ${r.header.revision} of a ${r.header.backend} store, saved ${new Date(r.header.createdAt).toISOString()}) into ${url}\nstart the servers on it: unum server --store ${url}\n`,
+    );
+    return 0;
   },
 };

@@ -72,7 +72,17 @@ export function apiRoutes(d: ApiDeps): Route[] {
         ctx.res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
         for await (const line of snapshotLines(d.store, ROOT, d.clock.now())) {
           if (ctx.signal.aborted) break;
-          if (!ctx.res.write(`${line}\n`)) await new Promise((r) => ctx.res.once('drain', r));
+          // A client that goes away while the socket is full would leave this waiting for good.
+          if (!ctx.res.write(`${line}\n`))
+            await new Promise<void>((r) => {
+              const done = () => {
+                ctx.res.off('drain', done);
+                ctx.signal.removeEventListener('abort', done);
+                r();
+              };
+              ctx.res.once('drain', done);
+              ctx.signal.addEventListener('abort', done, { once: true });
+            });
         }
         ctx.res.end();
         return STREAMED;

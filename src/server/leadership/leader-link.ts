@@ -53,6 +53,8 @@ export class LeaderLink {
   private leader: { id: string; addr: string } | undefined;
   /** The lease this server's record lives on. */
   private presence: Session | undefined;
+  /** The server is stopping: its record is not written again. */
+  private closed = false;
   /** Holds the shared pool of TLS connections to the leader open between forwarded calls. */
   private anchor: UnumClient | undefined;
 
@@ -71,6 +73,7 @@ export class LeaderLink {
    * written again.
    */
   async announce(addr: string, now: number): Promise<void> {
+    if (this.closed) return;
     const record: ServerRecord = { id: this.o.serverId, addr, startedAt: now };
     const session = await Session.open(this.o.store, PRESENCE_TTL_SECONDS);
     this.presence = session;
@@ -78,7 +81,7 @@ export class LeaderLink {
     session.lost.addEventListener(
       'abort',
       () => {
-        if (this.presence !== session) return;
+        if (this.closed || this.presence !== session) return;
         const again = () =>
           this.announce(addr, now).catch((err: unknown) => {
             this.o.log.warn({ err }, 'could not write this server into the list of servers; retrying');
@@ -123,6 +126,7 @@ export class LeaderLink {
 
   /** Lets go of the connections kept to the leader, and of this server's place in the list. */
   async close(): Promise<void> {
+    this.closed = true;
     const presence = this.presence;
     this.presence = undefined;
     await presence?.close();
